@@ -297,6 +297,11 @@ class VideoRequest(BaseModel):
     duration: int = Field(default=6, description="Seconds: 4, 6, 8 or 10.")
     resolution: str = Field(default="720p", description="720p, 1080p or 4k (sent lower-case).")
     aspect_ratio: str = Field(default="16:9", description="W:H, e.g. 16:9 or 9:16.")
+    size: str | None = Field(
+        default=None,
+        exclude=True,
+        description="The API's alias of aspect_ratio: accepted, folded into it, then None.",
+    )
     image_urls: tuple[str, ...] = Field(
         default=(), description="0 (text-to-video), 1 (image-to-video) or 3 (reference fusion)."
     )

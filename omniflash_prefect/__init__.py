@@ -1,0 +1,91 @@
+"""omniflash-prefect: run Omni-Flash-Ext video generation inside Prefect pipelines.
+
+Layers, bottom up (each module imports only the ones before it):
+
+* ``errors``, ``models``, ``retry``, ``polling``, ``protocol``: the pure protocol (no I/O);
+* ``settings``: ``OMNIFLASH_*`` configuration;
+* ``client``: the thin async client that does the network I/O;
+* ``emulator``: a local stand-in for the provider, for demos, tests and dry runs.
+"""
+
+from omniflash_prefect.client import OmniFlashClient
+from omniflash_prefect.errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    DownloadError,
+    GenerationCancelledError,
+    GenerationError,
+    GenerationFailedError,
+    InvalidRequestError,
+    InvalidTaskIdError,
+    InvalidVideoRequestError,
+    NotFoundError,
+    OmniFlashError,
+    PaymentRequiredError,
+    PollTimeoutError,
+    RateLimitedError,
+    RequestProblem,
+    ServerError,
+    SubmissionOutcomeUnknownError,
+    UnexpectedResponseError,
+    UnsafeDownloadURLError,
+    VideoExpiredError,
+    VideoTooLargeError,
+)
+from omniflash_prefect.models import (
+    Balance,
+    DownloadedVideo,
+    ResultVideo,
+    TaskError,
+    UploadedImage,
+    VideoRequest,
+    VideoTask,
+    validate_task_id,
+)
+from omniflash_prefect.polling import PollSchedule
+from omniflash_prefect.protocol import package_version as _package_version
+from omniflash_prefect.retry import RetryPolicy
+from omniflash_prefect.settings import OmniFlashSettings
+
+__version__ = _package_version()
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "Balance",
+    "DownloadError",
+    "DownloadedVideo",
+    "GenerationCancelledError",
+    "GenerationError",
+    "GenerationFailedError",
+    "InvalidRequestError",
+    "InvalidTaskIdError",
+    "InvalidVideoRequestError",
+    "NotFoundError",
+    "OmniFlashClient",
+    "OmniFlashError",
+    "OmniFlashSettings",
+    "PaymentRequiredError",
+    "PollSchedule",
+    "PollTimeoutError",
+    "RateLimitedError",
+    "RequestProblem",
+    "ResultVideo",
+    "RetryPolicy",
+    "ServerError",
+    "SubmissionOutcomeUnknownError",
+    "TaskError",
+    "UnexpectedResponseError",
+    "UnsafeDownloadURLError",
+    "UploadedImage",
+    "VideoExpiredError",
+    "VideoRequest",
+    "VideoTask",
+    "VideoTooLargeError",
+    "__version__",
+    "validate_task_id",
+]
