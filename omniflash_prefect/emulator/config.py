@@ -1,0 +1,120 @@
+"""Knobs of the emulator: timing, prices and the faults it injects.
+
+One mutable, validated model, read by the running app on every request, so a test can switch a
+fault on or off while the server runs (``emu.config.rate_limit_rate = 1.0``) and a bad value is
+refused at assignment rather than discovered mid-request. The clock is not here: it is not data
+that serialises, so it is given to ``EmulatorState`` / ``EmulatorServer`` instead.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .videos import min_video_size
+
+
+class EmulatorConfig(BaseModel):
+    """Behaviour of one emulated provider; every field may be changed while the server runs."""
+
+    model_config = ConfigDict(validate_assignment=True, extra="forbid", allow_inf_nan=False)
+
+    api_key: str = Field(
+        default="emulator-key",
+        min_length=1,
+        description="The only bearer token accepted; any other or missing token answers 401.",
+    )
+    job_seconds: float = Field(
+        default=3.0,
+        ge=0.0,
+        description=(
+            "Time from submit to a terminal status: pending for the first 10%, then processing "
+            "with rising progress. Fixed per task at submit time."
+        ),
+    )
+    task_failure_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Fraction of tasks that end 'failed' (cost refunded), decided at submit time from "
+            "the seeded RNG."
+        ),
+    )
+    rate_limit_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of API calls answered 429 rate_limit_error.",
+    )
+    retry_after_seconds: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="When set, 429 answers carry 'Retry-After' with this many seconds, rounded up.",
+    )
+    server_error_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Fraction of API calls answered 502 with an HTML body, as a gateway would; a "
+            "submit answered so creates no task."
+        ),
+    )
+    latency_seconds: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Delay added before every API answer (not before 401s or video downloads).",
+    )
+    drop_first_downloads: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "The first N download attempts of each video send the headers and about half of the "
+            "body, then abort the connection."
+        ),
+    )
+    download_drop_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of further download attempts cut the same way.",
+    )
+    url_ttl_seconds: float = Field(
+        default=86400.0,
+        ge=0.0,
+        description=(
+            "Lifetime of a video URL, counted from the status read that handed it out; an "
+            "expired URL answers 403 with an S3-like XML body."
+        ),
+    )
+    balance: float = Field(
+        default=100.0,
+        ge=0.0,
+        description=(
+            "Account credit; each submit reserves its price and a submit costing more than "
+            "what remains answers 402. Failed tasks are refunded."
+        ),
+    )
+    unlimited_balance: bool = Field(
+        default=False,
+        description="Never answer 402 and report remain_balance as -1, like an unlimited key.",
+    )
+    video_size_bytes: int | None = Field(
+        default=None,
+        description=(
+            "None: the sample clip plus a small task-specific box. N: a valid MP4 of exactly N "
+            "bytes (padded with one top-level 'free' box). Fixed per task at submit time."
+        ),
+    )
+    seed: int = Field(
+        default=0,
+        description="Seed of the RNG that decides injected faults and task ids; read at start.",
+    )
+
+    @field_validator("video_size_bytes")
+    @classmethod
+    def _video_fits_sample(cls, value: int | None) -> int | None:
+        """A sized video must hold the sample clip and a task-specific ``free`` box."""
+        if value is not None and value < min_video_size():
+            raise ValueError(f"must be at least {min_video_size()} bytes (sample clip + 16)")
+        return value

@@ -1,0 +1,158 @@
+"""Serving a video as a CDN would: byte ranges, S3-style refusals and deliberately cut transfers.
+
+The archiver under test must cope with what real object stores do to downloads, so this module
+implements ``Range`` (206 / 416), XML ``AccessDenied`` answers for expired or forged signed URLs,
+and a "cut" download: the full ``Content-Length`` is announced, about half the bytes are sent,
+then the connection is aborted, so the client sees an incomplete body rather than a short file.
+
+ASGI has no "abort" message; the way to make uvicorn drop a connection after the headers went
+out is to raise from the app. uvicorn then logs "Exception in ASGI application" at ERROR, which
+would be noise for an intended fault, so :func:`hide_download_cut_logs` filters out exactly those
+records (and nothing else) from the ``uvicorn.error`` logger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from xml.sax.saxutils import escape
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from .videos import CHUNK_BYTES, iter_video_chunks
+
+_RANGE = re.compile(r"bytes=(?P<first>[0-9]*)-(?P<last>[0-9]*)", re.IGNORECASE)
+
+
+class RangeNotSatisfiableError(Exception):
+    """The requested range starts at or past the end of the file (HTTP 416)."""
+
+
+class DownloadCutError(Exception):
+    """Raised on purpose to make the server abort a download mid-body (an injected fault)."""
+
+
+class _HideDownloadCuts(logging.Filter):
+    """Drop uvicorn's error record for a deliberately cut download; keep every other record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], DownloadCutError))
+
+
+_HIDE_CUTS = _HideDownloadCuts()
+
+
+def hide_download_cut_logs() -> None:
+    """Install the filter on uvicorn's error logger (once; calling again changes nothing)."""
+    logger = logging.getLogger("uvicorn.error")
+    if _HIDE_CUTS not in logger.filters:
+        logger.addFilter(_HIDE_CUTS)
+
+
+def s3_error(status: int, code: str, message: str) -> Response:
+    """An error answer shaped like S3's, as the provider's CDN would send."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
+    )
+    return Response(body, status_code=status, media_type="application/xml")
+
+
+def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The ``[start, end)`` a ``Range`` header asks for, or None to send the whole file.
+
+    Supports one range in the ``N-``, ``N-M`` and ``-N`` (suffix) forms. Headers this server does
+    not understand (other units, several ranges, ``M < N``) are ignored, as RFC 9110 allows.
+    Raises ``RangeNotSatisfiableError`` when the range starts past the end (or is ``-0``).
+    """
+    match = _RANGE.fullmatch(header.strip()) if header else None
+    if match is None or (not match["first"] and not match["last"]):
+        return None
+    if not match["first"]:
+        suffix = int(match["last"])
+        if suffix == 0:
+            raise RangeNotSatisfiableError(header)
+        return max(0, size - suffix), size
+    start = int(match["first"])
+    if match["last"] and int(match["last"]) < start:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiableError(header)
+    last = int(match["last"]) if match["last"] else size - 1
+    return start, min(last, size - 1) + 1
+
+
+class VideoResponse(Response):
+    """Streams ``[start, end)`` of a task's video in chunks, optionally cutting it half way."""
+
+    def __init__(
+        self,
+        task_id: str,
+        size_bytes: int | None,
+        byte_range: tuple[int, int],
+        total: int,
+        *,
+        partial: bool,
+        cut: bool,
+        on_complete: Callable[[], None],
+    ) -> None:
+        self.task_id = task_id
+        self.size_bytes = size_bytes
+        self.start, self.end = byte_range
+        self.cut = cut
+        self.on_complete = on_complete
+        headers = {
+            "accept-ranges": "bytes",
+            "content-length": str(self.end - self.start),
+            "content-type": "video/mp4",
+        }
+        if partial:
+            headers["content-range"] = f"bytes {self.start}-{self.end - 1}/{total}"
+        super().__init__(status_code=206 if partial else 200, headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send headers, then the body; HEAD gets headers only."""
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        disconnected = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, disconnected))
+        try:
+            await self._send_body(send, disconnected)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _send_body(self, send: Send, disconnected: asyncio.Event) -> None:
+        budget = (self.end - self.start) // 2 if self.cut else self.end - self.start
+        sent = 0
+        chunks = iter_video_chunks(self.task_id, self.size_bytes, self.start, self.end, CHUNK_BYTES)
+        for chunk in chunks:
+            if disconnected.is_set():
+                return  # the client went away: this download did not complete
+            piece = chunk[: budget - sent]
+            if piece:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                sent += len(piece)
+            if self.cut and sent >= budget:
+                raise DownloadCutError(f"download of {self.task_id} cut after {sent} bytes")
+        if disconnected.is_set():
+            return
+        # Counted before the closing message: once it is sent, uvicorn reports a disconnect.
+        self.on_complete()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _watch_disconnect(receive: Receive, disconnected: asyncio.Event) -> None:
+    """Set ``disconnected`` when the server reports that the client has gone."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    disconnected.set()
