@@ -48,7 +48,7 @@ KNOWN_STATUSES: Final = frozenset(
 )
 
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_ASPECT_RATIO = re.compile(r"([0-9]+):([0-9]+)")
+_ASPECT_RATIO = re.compile(r"[1-9][0-9]*:[1-9][0-9]*")
 _DATA_IMAGE_URI = re.compile(r"data:image/([A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
 _REQUEST_FIELDS: Final = (
     "model",
@@ -100,19 +100,18 @@ def _is_data_image_uri(value: str) -> bool:
 
 
 def _check_aspect_ratio(field: str, value: object, problems: list[RequestProblem]) -> str | None:
-    match = _ASPECT_RATIO.fullmatch(value) if isinstance(value, str) else None
-    if match is None or int(match.group(1)) == 0 or int(match.group(2)) == 0:
-        problems.append(
-            RequestProblem(
-                "invalid_request_error",
-                field,
-                value,
-                f"{_show(value)} is not an aspect ratio",
-                allowed="W:H with positive integers, e.g. 16:9 or 9:16",
-            )
+    if isinstance(value, str) and _ASPECT_RATIO.fullmatch(value):
+        return value
+    problems.append(
+        RequestProblem(
+            "invalid_request_error",
+            field,
+            value,
+            f"{_show(value)} is not an aspect ratio",
+            allowed="W:H with positive integers, e.g. 16:9 or 9:16",
         )
-        return None
-    return f"{int(match.group(1))}:{int(match.group(2))}"
+    )
+    return None
 
 
 def _check_url_list(

@@ -88,7 +88,9 @@ def test_aspect_ratios_of_positive_integers_are_accepted(ratio: str) -> None:
     assert VideoRequest(prompt="x", aspect_ratio=ratio).aspect_ratio == ratio
 
 
-@pytest.mark.parametrize("ratio", ["16x9", "0:9", "16:0", "-16:9", "16:9:1", "1.5:1", "", 169])
+@pytest.mark.parametrize(
+    "ratio", ["16x9", "0:9", "16:0", "-16:9", "16:9:1", "1.5:1", "016:9", " 16:9", "", 169]
+)
 def test_malformed_aspect_ratios_are_refused(ratio: object) -> None:
     """Anything that is not W:H with positive integers is refused."""
     error = refusal(prompt="x", aspect_ratio=ratio)
