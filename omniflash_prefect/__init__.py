@@ -5,9 +5,14 @@ Layers, bottom up (each module imports only the ones before it):
 * ``errors``, ``models``, ``retry``, ``polling``, ``protocol``: the pure protocol (no I/O);
 * ``settings``: ``OMNIFLASH_*`` configuration;
 * ``client``: the thin async client that does the network I/O;
+* ``blocks``, ``archive``, ``observability``, ``tasks``: the Prefect layer (credentials block,
+  storage, what the UI shows, and the submit/poll/archive tasks);
+* ``flows``: the ``generate_video`` flow, thin on top of the tasks;
 * ``emulator``: a local stand-in for the provider, for demos, tests and dry runs.
 """
 
+from omniflash_prefect.archive import ArchivedVideo
+from omniflash_prefect.blocks import OmniFlashCredentials
 from omniflash_prefect.client import OmniFlashClient
 from omniflash_prefect.errors import (
     APIConnectionError,
@@ -34,6 +39,7 @@ from omniflash_prefect.errors import (
     VideoExpiredError,
     VideoTooLargeError,
 )
+from omniflash_prefect.flows import generate_video
 from omniflash_prefect.models import (
     Balance,
     DownloadedVideo,
@@ -48,6 +54,7 @@ from omniflash_prefect.polling import PollSchedule
 from omniflash_prefect.protocol import package_version as _package_version
 from omniflash_prefect.retry import RetryPolicy
 from omniflash_prefect.settings import OmniFlashSettings
+from omniflash_prefect.tasks import archive_video, poll_video, submit_video
 
 __version__ = _package_version()
 
@@ -55,6 +62,7 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "ArchivedVideo",
     "AuthenticationError",
     "Balance",
     "DownloadError",
@@ -67,6 +75,7 @@ __all__ = [
     "InvalidVideoRequestError",
     "NotFoundError",
     "OmniFlashClient",
+    "OmniFlashCredentials",
     "OmniFlashError",
     "OmniFlashSettings",
     "PaymentRequiredError",
@@ -87,5 +96,9 @@ __all__ = [
     "VideoTask",
     "VideoTooLargeError",
     "__version__",
+    "archive_video",
+    "generate_video",
+    "poll_video",
+    "submit_video",
     "validate_task_id",
 ]

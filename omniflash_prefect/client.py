@@ -52,7 +52,12 @@ from omniflash_prefect.models import (
     validate_task_id,
 )
 from omniflash_prefect.polling import PollSchedule
-from omniflash_prefect.retry import Operation, RetryPolicy, retry_after_of
+from omniflash_prefect.retry import (
+    Operation,
+    RetryPolicy,
+    retry_after_of,
+    submission_certainly_refused,
+)
 from omniflash_prefect.settings import DEFAULT_BASE_URL, OmniFlashSettings
 
 logger = logging.getLogger("omniflash_prefect")
@@ -171,7 +176,7 @@ class OmniFlashClient:
             answer = await self._call("POST", protocol.SUBMIT_PATH, "submit", json=body)
             return protocol.parse_submit_response(answer, api_key=self._api_key)
         except OmniFlashError as exc:
-            if _certainly_not_accepted(exc):
+            if submission_certainly_refused(exc):
                 raise
             raise SubmissionOutcomeUnknownError(request.fingerprint(), exc) from exc
 
@@ -444,17 +449,6 @@ class _DownloadStream:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._response is not None:
             await self._response.aclose()
-
-
-def _certainly_not_accepted(error: OmniFlashError) -> bool:
-    """True when a failed submit certainly created no task (so no paid video is left behind).
-
-    The provider refusing with a 4xx, or a connection that was never established, is certain;
-    a 5xx, a broken connection or an answer we cannot read (HTTP 200) is not.
-    """
-    if isinstance(error, APIConnectionError):
-        return not error.request_sent
-    return isinstance(error, APIError) and 400 <= error.status_code < 500
 
 
 def _connection_error(exc: httpx.TransportError, api_key: str) -> APIConnectionError:

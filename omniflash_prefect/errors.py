@@ -186,13 +186,18 @@ class SubmissionOutcomeUnknownError(OmniFlashError):
     check the provider's task list (or balance) before deciding to resubmit.
     """
 
-    def __init__(self, fingerprint: str, cause: OmniFlashError) -> None:
+    def __init__(self, fingerprint: str, cause: OmniFlashError | None = None) -> None:
         self.fingerprint = fingerprint
         self.cause = cause
+        what = (
+            f"({cause})"
+            if cause is not None
+            else "(an earlier attempt with the same idempotency key was interrupted)"
+        )
         super().__init__(
             f"the submission of request {fingerprint[:16]} may or may not have been accepted "
-            f"({cause}); it was not resent to avoid paying twice: check the provider's task list "
-            "or balance before submitting again"
+            f"{what}; it was not resent to avoid paying twice: check the provider's task list "
+            "or balance, then submit with a new idempotency key if no task was created"
         )
 
 

@@ -24,6 +24,7 @@ from typing import Literal
 
 from omniflash_prefect.errors import (
     APIConnectionError,
+    APIError,
     OmniFlashError,
     RateLimitedError,
     ServerError,
@@ -103,6 +104,17 @@ class RetryPolicy:
         # Jitter needs no cryptographic strength.
         jitter = rng.random() if rng is not None else random.random()  # noqa: S311
         return backoff * (1 - 0.25 * jitter)
+
+
+def submission_certainly_refused(error: OmniFlashError) -> bool:
+    """True when a failed submit certainly created no task (so no paid video is left behind).
+
+    The provider refusing with a 4xx, or a connection that was never established, is certain;
+    a 5xx, a broken connection or an answer that cannot be read (HTTP 200) is not.
+    """
+    if isinstance(error, APIConnectionError):
+        return not error.request_sent
+    return isinstance(error, APIError) and 400 <= error.status_code < 500
 
 
 def retry_after_of(error: OmniFlashError) -> float | None:

@@ -1,0 +1,110 @@
+"""The ``generate_video`` flow: submit, poll and archive one video as one observable run.
+
+Importable from the package so it can run as a subflow of a user's pipeline; ``flows/`` holds the
+deployment entrypoints that ``prefect.yaml`` points at.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+from prefect.filesystems import WritableFileSystem
+from prefect.runtime import flow_run
+
+from omniflash_prefect.archive import ArchivedVideo
+from omniflash_prefect.models import VideoRequest
+from omniflash_prefect.observability import publish_archive_artifacts, short_prompt
+from omniflash_prefect.tasks import archive_video, default_storage, poll_video, submit_video
+
+
+def _run_name() -> str:
+    prompt = flow_run.parameters.get("prompt")
+    return short_prompt(prompt if isinstance(prompt, str) and prompt.strip() else "video", 48)
+
+
+async def load_storage(storage_block: str | None) -> WritableFileSystem:
+    """The writable filesystem block named ``<type-slug>/<name>``, else the local archive dir."""
+    if not storage_block:
+        return default_storage()
+    if "/" not in storage_block:
+        raise ValueError(
+            f"storage_block {storage_block!r} must be '<block-type-slug>/<block-name>', "
+            "e.g. 's3-bucket/videos' or 'local-file-system/archive'"
+        )
+    block: object = await WritableFileSystem.aload(storage_block)
+    if not isinstance(block, WritableFileSystem):
+        raise TypeError(f"block {storage_block!r} is not a writable filesystem")
+    return block
+
+
+async def _tag_current_run(request: VideoRequest) -> None:
+    """Tag the run ``omniflash``, its resolution and duration, so runs filter in the UI."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    tags = sorted({*context.flow_run.tags, "omniflash", request.resolution, f"{request.duration}s"})
+    async with get_client() as client:
+        await client.update_flow_run(context.flow_run.id, tags=tags)
+
+
+@flow(name="generate-video", flow_run_name=_run_name, log_prints=False)
+async def generate_video(
+    prompt: str,
+    duration: int = 6,
+    resolution: str = "720p",
+    aspect_ratio: str = "16:9",
+    image_urls: list[str] | None = None,
+    video_urls: list[str] | None = None,
+    credentials_block: str | None = None,
+    storage_block: str | None = None,
+    archive_prefix: str = "omniflash",
+    idempotency_key: str | None = None,
+) -> ArchivedVideo:
+    """Generate one Omni-Flash-Ext video and archive it.
+
+    Args:
+        prompt: Scene, people, action, camera, style and sound hints.
+        duration: Seconds: 4, 6, 8 or 10.
+        resolution: 720p, 1080p or 4k.
+        aspect_ratio: W:H, e.g. 16:9 (landscape) or 9:16 (portrait).
+        image_urls: 0 images (text-to-video), 1 (image-to-video) or 3 (reference fusion).
+        video_urls: 0 or 1 motion reference video.
+        credentials_block: Name of an OmniFlashCredentials block; default: OMNIFLASH_* settings.
+        storage_block: '<type-slug>/<name>' of a writable filesystem block, e.g. 's3-bucket/videos';
+            default: the local OMNIFLASH_ARCHIVE_DIR.
+        archive_prefix: Key prefix of the archived video and its sidecar JSON.
+        idempotency_key: Makes the submission idempotent across runs (default: this run only).
+    """
+    request = VideoRequest(
+        prompt=prompt,
+        duration=duration,
+        resolution=resolution,
+        aspect_ratio=aspect_ratio,
+        image_urls=tuple(image_urls or ()),
+        video_urls=tuple(video_urls or ()),
+    )
+    storage = await load_storage(storage_block)
+    await _tag_current_run(request)
+    started = time.monotonic()
+    task_id = await submit_video(
+        request, credentials_block=credentials_block, idempotency_key=idempotency_key
+    )
+    get_run_logger().info("Waiting for task %s", task_id)
+    task = await poll_video(task_id, credentials_block=credentials_block, prompt=prompt)
+    archived = await archive_video(
+        task,
+        storage=storage,
+        prefix=archive_prefix,
+        request=request,
+        credentials_block=credentials_block,
+    )
+    await publish_archive_artifacts(
+        request=request,
+        task=task,
+        archived=archived,
+        wall_seconds=time.monotonic() - started,
+    )
+    return archived

@@ -1,0 +1,285 @@
+"""Reusable Prefect tasks: submit, poll and archive one video; each usable alone in any flow.
+
+They are thin: the client does the protocol, :mod:`omniflash_prefect.archive` the storage and
+:mod:`omniflash_prefect.observability` what the UI shows. What they add is Prefect's memory:
+
+* ``submit_video`` persists its task id under a key made of the request's fingerprint and an
+  idempotency key (default: the flow run id), so a retried or resumed run reuses the task id
+  instead of paying again. It also records an *intent* before sending; if a run dies with the
+  request in flight, the next attempt refuses to guess and raises
+  :class:`SubmissionOutcomeUnknownError` rather than possibly paying twice.
+* ``poll_video`` never caches (a status must be read fresh) and runs one poll loop per video.
+* ``archive_video`` caches its result by task id and destination, so a re-run never downloads
+  a video that is already archived.
+
+No Prefect-level retries are set: the client already retries what is safe to retry, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.results import get_result_store
+from prefect.runtime import flow_run
+
+from omniflash_prefect.archive import (
+    ArchivedVideo,
+    check_is_mp4,
+    destination_of,
+    sidecar_key,
+    staging_path,
+    store_video,
+    video_key,
+    write_sidecar,
+)
+from omniflash_prefect.blocks import OmniFlashCredentials
+from omniflash_prefect.client import OmniFlashClient
+from omniflash_prefect.errors import (
+    DownloadError,
+    GenerationCancelledError,
+    GenerationFailedError,
+    OmniFlashError,
+    PollTimeoutError,
+    SubmissionOutcomeUnknownError,
+    VideoExpiredError,
+)
+from omniflash_prefect.models import DownloadedVideo, VideoRequest, VideoTask, validate_task_id
+from omniflash_prefect.observability import artifact_key, emit_video_event
+from omniflash_prefect.retry import submission_certainly_refused
+from omniflash_prefect.settings import OmniFlashSettings
+
+RunLogger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+_IN_FLIGHT = "in-flight"
+_REFUSED = "refused"
+
+
+async def load_client(credentials_block: str | None = None) -> OmniFlashClient:
+    """A client from the named credentials block, else from ``OMNIFLASH_*`` settings."""
+    if credentials_block:
+        loaded: object = await OmniFlashCredentials.aload(credentials_block)
+        if not isinstance(loaded, OmniFlashCredentials):
+            raise TypeError(f"block {credentials_block!r} is not an OmniFlashCredentials block")
+        return loaded.get_client()
+    return OmniFlashClient.from_settings()
+
+
+def default_storage() -> WritableFileSystem:
+    """The local archive directory from ``OMNIFLASH_ARCHIVE_DIR`` (default ``./videos``)."""
+    return LocalFileSystem(basepath=str(OmniFlashSettings().archive_dir.expanduser().resolve()))
+
+
+def submission_key(request: VideoRequest, idempotency_key: str | None) -> str:
+    """The persisted-result key of a submission: one paid video per (request, idempotency key).
+
+    Without an explicit key the current flow run scopes it, so a retried run reuses its video
+    while a new run makes a new one.
+    """
+    scope = idempotency_key or f"flow-run-{flow_run.get_id() or 'none'}"
+    digest = hashlib.sha256(f"{request.fingerprint()}|{scope}".encode()).hexdigest()
+    return f"omniflash-submit-{digest}"
+
+
+def _submission_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return submission_key(parameters["request"], parameters.get("idempotency_key"))
+
+
+@task(
+    name="submit-video",
+    task_run_name="submit-video",
+    cache_key_fn=_submission_cache_key,
+    persist_result=True,
+    result_serializer="json",
+)
+async def submit_video(
+    request: VideoRequest,
+    credentials_block: str | None = None,
+    idempotency_key: str | None = None,
+) -> str:
+    """Submit one video (a paid call) and return its task id; at most once per idempotency key."""
+    logger = get_run_logger()
+    store = get_result_store()
+    intent_key = submission_key(request, idempotency_key) + "-intent"
+    if await store.aexists(intent_key):
+        intent = (await store.aread(intent_key)).result
+        if intent == _IN_FLIGHT:
+            raise SubmissionOutcomeUnknownError(request.fingerprint())
+    await store.awrite(_IN_FLIGHT, key=intent_key)
+    async with await load_client(credentials_block) as client:
+        try:
+            task_id = await client.submit(request)
+        except OmniFlashError as exc:
+            if submission_certainly_refused(exc):
+                await store.awrite(_REFUSED, key=intent_key)
+            raise
+    logger.info("Submitted task %s (request %s)", task_id, request.fingerprint()[:16])
+    emit_video_event(
+        "submitted",
+        task_id,
+        prompt=request.prompt,
+        payload={"request": request.to_api_body(), "fingerprint": request.fingerprint()},
+    )
+    return task_id
+
+
+@task(name="poll-video", task_run_name="poll-video-{task_id}", cache_policy=NO_CACHE)
+async def poll_video(
+    task_id: str,
+    credentials_block: str | None = None,
+    max_wait_seconds: float | None = None,
+    first_poll_delay: float | None = None,
+    prompt: str | None = None,
+) -> VideoTask:
+    """Wait for a task to complete, showing its progress live; raise if it fails or stalls.
+
+    One poll loop inside one task run, paced by the client's schedule. A progress artifact on the
+    run follows the API's progress, each status change is logged, and ``completed``/``failed``
+    events are emitted. Pass ``first_poll_delay=0`` when resuming an old task id.
+    """
+    task_id = validate_task_id(task_id)
+    logger = get_run_logger()
+    progress_id = await acreate_progress_artifact(
+        progress=0.0,
+        key=artifact_key("progress", task_id),
+        description=f"Generation progress of task {task_id}",
+    )
+    seen: dict[str, Any] = {"status": None, "progress": 0}
+
+    async def report(update: VideoTask) -> None:
+        if update.status != seen["status"]:
+            logger.info("Task %s is %s (progress %s%%)", task_id, update.status, update.progress)
+            seen["status"] = update.status
+        progress = update.progress if update.progress is not None else seen["progress"]
+        if progress != seen["progress"]:
+            seen["progress"] = progress
+            await aupdate_progress_artifact(progress_id, float(progress))
+
+    async with await load_client(credentials_block) as client:
+        try:
+            done = await client.wait(
+                task_id,
+                max_wait_seconds=max_wait_seconds,
+                first_poll_delay=first_poll_delay,
+                on_update=report,
+            )
+        except (GenerationFailedError, GenerationCancelledError) as exc:
+            code = exc.error_code if isinstance(exc, GenerationFailedError) else "cancelled"
+            emit_video_event(
+                "failed", task_id, prompt=prompt, payload={"error_code": code, "reason": str(exc)}
+            )
+            raise
+        except PollTimeoutError:
+            logger.error("Task %s is still running; resume with poll_video(%r)", task_id, task_id)
+            raise
+    if seen["progress"] != 100:
+        await aupdate_progress_artifact(progress_id, 100.0)
+    emit_video_event(
+        "completed",
+        task_id,
+        prompt=prompt,
+        payload={"cost": done.cost, "api_seconds": done.actual_time},
+    )
+    return done
+
+
+def _archive_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    video: VideoTask = parameters["task"]
+    storage = parameters.get("storage") or default_storage()
+    destination = destination_of(storage, video_key(parameters.get("prefix", "omniflash"), video))
+    digest = hashlib.sha256(f"{video.id}|{destination}".encode()).hexdigest()
+    return f"omniflash-archive-{digest}"
+
+
+@task(
+    name="archive-video",
+    task_run_name="archive-video-{task.id}",
+    cache_key_fn=_archive_cache_key,
+    persist_result=True,
+    result_serializer="json",
+)
+async def archive_video(
+    task: VideoTask,
+    storage: WritableFileSystem | None = None,
+    prefix: str = "omniflash",
+    request: VideoRequest | None = None,
+    credentials_block: str | None = None,
+) -> ArchivedVideo:
+    """Stream a completed video into ``storage`` (default: the local archive directory).
+
+    The key is ``<prefix>/<YYYY-MM-DD>/<task_id>.mp4`` with a sidecar JSON beside it. An expired
+    URL is renewed by reading the task once more; if that URL fails too,
+    :class:`VideoExpiredError` is raised. The video never appears half-written under its key.
+    """
+    logger = get_run_logger()
+    target = storage if storage is not None else default_storage()
+    key = video_key(prefix, task)
+    started = time.monotonic()
+    async with await load_client(credentials_block) as client:
+        with TemporaryDirectory(prefix="omniflash-") as scratch:
+            staged = staging_path(target, key, Path(scratch))
+            try:
+                source, downloaded = await _download_fresh(client, task, staged, logger)
+                check_is_mp4(staged)
+                location = await store_video(target, staged, key)
+            finally:
+                staged.unlink(missing_ok=True)
+    archived = ArchivedVideo(
+        task_id=task.id,
+        location=location,
+        storage_key=key,
+        sidecar_location=destination_of(target, sidecar_key(key)),
+        sha256=downloaded.sha256,
+        size_bytes=downloaded.size_bytes,
+        cost=task.cost,
+        prompt=request.prompt if request is not None else None,
+        created=task.created,
+        completed=task.completed,
+        api_seconds=task.actual_time,
+        download_seconds=round(time.monotonic() - started, 3),
+        source_expires_at=source.video_expires_at,
+    )
+    await write_sidecar(target, sidecar_key(key), task=source, request=request, archived=archived)
+    logger.info("Archived task %s to %s (%d bytes)", task.id, location, archived.size_bytes)
+    emit_video_event(
+        "archived",
+        task.id,
+        prompt=archived.prompt,
+        payload={
+            "location": location,
+            "sha256": archived.sha256,
+            "size_bytes": archived.size_bytes,
+        },
+    )
+    return archived
+
+
+async def _download_fresh(
+    client: OmniFlashClient, task: VideoTask, staged: Path, logger: RunLogger
+) -> tuple[VideoTask, DownloadedVideo]:
+    """Download the task's video, reading the task once more if its URL is missing or expired."""
+    source = task
+    renewed = False
+    expires_at = task.video_expires_at
+    if task.video_url is None or (expires_at is not None and expires_at <= time.time()):
+        logger.info("The URL of task %s is missing or expired; reading the task again", task.id)
+        source, renewed = await client.get_task(task.id), True
+    while True:
+        if source.video_url is None:
+            raise DownloadError(f"task {task.id} is {source.status} but has no video URL")
+        try:
+            return source, await client.download(source.video_url, staged)
+        except VideoExpiredError:
+            if renewed:
+                raise
+            logger.warning("The URL of task %s was refused; reading the task again", task.id)
+            source, renewed = await client.get_task(task.id), True
