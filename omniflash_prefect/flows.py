@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from prefect import flow, get_run_logger
+from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.filesystems import WritableFileSystem
@@ -34,7 +35,8 @@ async def load_storage(storage_block: str | None) -> WritableFileSystem:
             f"storage_block {storage_block!r} must be '<block-type-slug>/<block-name>', "
             "e.g. 's3-bucket/videos' or 'local-file-system/archive'"
         )
-    block: object = await WritableFileSystem.aload(storage_block)
+    # Loading through the base class reads the block type from the '<slug>/' part of the name.
+    block: object = await Block.aload(storage_block)
     if not isinstance(block, WritableFileSystem):
         raise TypeError(f"block {storage_block!r} is not a writable filesystem")
     return block

@@ -1,0 +1,170 @@
+"""Archiving into local directories and S3 (moto's server mode), through expiry and broken links."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from prefect import flow
+from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
+
+from omniflash_prefect import (
+    ArchivedVideo,
+    VideoExpiredError,
+    VideoRequest,
+    VideoTask,
+    archive_video,
+    generate_video,
+    poll_video,
+    submit_video,
+)
+from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, video_sha256
+from omniflash_prefect.tasks import load_client
+from tests.prefect.helpers import omniflash_events
+
+PROMPT = "Rain on a tin roof, macro shot, shallow depth of field"
+
+
+async def test_dropped_download_is_resumed_into_the_archive(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """Two cut transfers of a 2 MiB video are resumed; the archive is byte-exact, no .part left."""
+    emulator.config.video_size_bytes = 2 * 1024 * 1024
+    emulator.config.drop_first_downloads = 2
+    archived = await generate_video(prompt=PROMPT, credentials_block=credentials_block)
+    assert archived.size_bytes == 2 * 1024 * 1024
+    assert archived.sha256 == video_sha256(archived.task_id, 2 * 1024 * 1024)
+    folder = Path(archived.location).parent
+    assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".mp4"]
+
+
+async def test_expired_url_refuses_after_one_fresh_read(
+    emulator: EmulatorServer, credentials_block: str, fast_settings: Path
+) -> None:
+    """URLs that are always expired: VideoExpiredError, nothing archived, and the task id is left
+    in the run's events for a later resume."""
+    emulator.config.url_ttl_seconds = 0
+    with pytest.raises(VideoExpiredError):
+        await generate_video(prompt=PROMPT, credentials_block=credentials_block)
+    (task_id,) = list(emulator.state.snapshot()["tasks"])
+    assert emulator.state.task(task_id).completed_downloads == 0
+    assert not list(fast_settings.rglob("*.mp4"))
+    events = await omniflash_events(task_id, {"submitted", "completed"})
+    assert {e.event for e in events} >= {"omniflash.video.submitted", "omniflash.video.completed"}
+
+
+def test_archive_renews_a_url_that_expired_while_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A video archived a day after it completed: the stale URL is refused, one re-read gives a
+    fresh one, and the archive completes."""
+    offset = [0.0]
+    with EmulatorServer(
+        EmulatorConfig(job_seconds=0.2), clock=lambda: time.time() + offset[0]
+    ) as emu:
+        monkeypatch.setenv("OMNIFLASH_API_KEY", emu.api_key)
+        monkeypatch.setenv("OMNIFLASH_BASE_URL", emu.base_url)
+
+        @flow
+        async def late_archive() -> tuple[VideoTask, ArchivedVideo]:
+            task_id = await submit_video(VideoRequest(prompt=PROMPT))
+            done = await poll_video(task_id)
+            offset[0] = 2 * 86400.0  # the provider's clock moves past the URL's expiry
+            return done, await archive_video(done)
+
+        done, archived = asyncio.run(late_archive())
+        assert done.video_expires_at is not None
+        assert archived.source_expires_at is not None
+        assert archived.source_expires_at > done.video_expires_at + 86400
+        assert archived.sha256 == video_sha256(archived.task_id, None)
+        assert emu.state.task(archived.task_id).completed_downloads == 1
+
+
+@pytest.fixture(scope="module")
+def moto_s3() -> Iterator[str]:
+    """moto's S3 in server mode on a free loopback port; yields its endpoint URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fake AWS credentials and no shared config, so nothing reaches beyond loopback."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+async def test_archive_to_s3_block_is_byte_exact_and_multipart(
+    emulator: EmulatorServer, credentials_block: str, moto_s3: str, aws_env: None
+) -> None:
+    """A 12 MiB video goes to an S3Bucket block (multipart), with its sidecar, byte-exact."""
+    bucket = f"videos-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    block_name = f"archive-{uuid.uuid4().hex[:8]}"
+    await S3Bucket(
+        bucket_name=bucket,
+        bucket_folder="renders",
+        credentials=AwsCredentials(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+            aws_client_parameters=AwsClientParameters(endpoint_url=moto_s3),
+        ),
+    ).asave(block_name)
+    size = 12 * 1024 * 1024
+    emulator.config.video_size_bytes = size
+    archived = await generate_video(
+        prompt=PROMPT,
+        credentials_block=credentials_block,
+        storage_block=f"s3-bucket/{block_name}",
+        archive_prefix="campaign/spring",
+    )
+    key = f"renders/{archived.storage_key}"
+    assert archived.location == f"s3://{bucket}/{key}"
+    assert archived.storage_key.startswith("campaign/spring/")
+    stored = s3.get_object(Bucket=bucket, Key=key)
+    body = stored["Body"].read()
+    assert len(body) == size
+    assert (
+        hashlib.sha256(body).hexdigest() == archived.sha256 == video_sha256(archived.task_id, size)
+    )
+    assert "-" in stored["ETag"], "uploaded in parts, not from one in-memory buffer"
+    sidecar = json.loads(
+        s3.get_object(Bucket=bucket, Key=key.removesuffix(".mp4") + ".json")["Body"].read()
+    )
+    assert sidecar["sha256"] == archived.sha256
+    assert sidecar["video"] == archived.location
+
+
+async def test_storage_block_name_needs_its_type(credentials_block: str) -> None:
+    """'videos' alone is ambiguous: a clear error before anything is submitted."""
+    with pytest.raises(ValueError, match="block-type-slug"):
+        await generate_video(
+            prompt=PROMPT, credentials_block=credentials_block, storage_block="videos"
+        )
+
+
+async def test_load_client_prefers_the_named_block(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """A named block wins over settings."""
+    async with await load_client(credentials_block) as client:
+        assert client.base_url == emulator.base_url
