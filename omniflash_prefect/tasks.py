@@ -30,7 +30,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.results import get_result_store
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run, task_run
 
 from omniflash_prefect.archive import (
     ArchivedVideo,
@@ -83,9 +83,11 @@ def submission_key(request: VideoRequest, idempotency_key: str | None) -> str:
     """The persisted-result key of a submission: one paid video per (request, idempotency key).
 
     Without an explicit key the current flow run scopes it, so a retried run reuses its video
-    while a new run makes a new one.
+    while a new run makes a new one; outside any flow each task run is its own scope.
     """
-    scope = idempotency_key or f"flow-run-{flow_run.get_id() or 'none'}"
+    scope = idempotency_key or (
+        f"flow-run-{flow_run.get_id()}" if flow_run.get_id() else f"task-run-{task_run.get_id()}"
+    )
     digest = hashlib.sha256(f"{request.fingerprint()}|{scope}".encode()).hexdigest()
     return f"omniflash-submit-{digest}"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from prefect import flow
+from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
 
 from omniflash_prefect import (
     ArchivedVideo,
@@ -148,3 +149,15 @@ async def test_submit_task_alone_in_a_user_flow(
     first, second = await my_pipeline()
     assert first == second
     assert emulator.state.submission_count == 1
+
+
+async def test_submit_task_outside_a_flow_is_scoped_to_its_task_run(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """Without a flow run or a key, two calls are two deliberate submissions, not one cached."""
+    request = VideoRequest(prompt=PROMPT, duration=4)
+    with temporary_settings({PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}):
+        first = await submit_video(request, credentials_block)
+        second = await submit_video(request, credentials_block)
+    assert first != second
+    assert emulator.state.submission_count == 2
