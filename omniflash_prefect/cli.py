@@ -1,23 +1,36 @@
-"""The ``omniflash`` command: ``demo`` and ``emulator`` (more commands build on the same app).
+"""The ``omniflash`` command: ``generate``, ``demo`` and ``emulator``.
 
-Thin on purpose: it parses options, calls the library and prints; all behaviour lives below it.
+Thin on purpose: it parses options, calls the library and prints; all behaviour lives below it
+(:mod:`omniflash_prefect.commands` runs the flow and decides statuses and exit codes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from prefect.logging.handlers import PrefectConsoleHandler
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from omniflash_prefect.demo import run_demo
+from omniflash_prefect.commands import (
+    GenerateOptions,
+    GenerationOutcome,
+    ProgressCallback,
+    RunProgress,
+    flow_run_ui_url,
+    run_demo,
+)
+from omniflash_prefect.commands import (
+    generate as run_generate,
+)
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, serve
-from omniflash_prefect.errors import OmniFlashError
-from omniflash_prefect.models import VideoTask
-from omniflash_prefect.settings import OmniFlashSettings
 
 app = typer.Typer(
     name="omniflash",
@@ -28,12 +41,159 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
+TEMPORARY_SERVER_NOTE = (
+    "This run used a temporary local Prefect server that stopped with this command (the run "
+    "stays recorded in the local database).\n"
+    "To keep runs visible in the Prefect UI, start a server in another terminal and point "
+    "Prefect at it:\n"
+    "  prefect server start\n"
+    "  prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api"
+)
+
+
+@contextlib.contextmanager
+def _quiet_prefect_console() -> Iterator[None]:
+    """Keep Prefect's INFO run logs off the terminal while the progress bar draws (they still go
+    to the Prefect API); warnings and errors still show."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    levels = [h.level for h in handlers]
+    for handler in handlers:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for handler, level in zip(handlers, levels, strict=True):
+            handler.setLevel(level)
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
+    """A progress bar fed by what the run reports; None (nothing drawn) when disabled."""
+    if not enabled:
+        yield None
+        return
+    with (
+        _quiet_prefect_console(),
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
+        bar = progress.add_task("starting", total=100)
+
+        def show(update: RunProgress) -> None:
+            progress.update(bar, description=update.stage, completed=update.percent)
+
+        yield show
+
+
+def _print_archived(outcome: GenerationOutcome, heading: str) -> None:
+    """The archived video, its run, and where to see that run in the Prefect UI."""
+    archived = outcome.archived
+    assert archived is not None
+    console.print(heading, soft_wrap=True)
+    console.print(f"  video:    {archived.location}", soft_wrap=True, highlight=False)
+    console.print(f"  sha256:   {archived.sha256}", highlight=False)
+    console.print(f"  size:     {archived.size_bytes} bytes", highlight=False)
+    if archived.cost is not None:
+        console.print(f"  cost:     {archived.cost}", highlight=False)
+    console.print(f"  flow run: {outcome.flow_run_id}", highlight=False)
+    url = flow_run_ui_url(outcome.flow_run_id) if outcome.flow_run_id else None
+    if url:
+        console.print(f"  Prefect UI: {url}", soft_wrap=True, highlight=False)
+    else:
+        console.print(TEMPORARY_SERVER_NOTE, soft_wrap=True, highlight=False)
+
+
+def _print_failure(outcome: GenerationOutcome, command: str) -> None:
+    """Why the command failed, on stderr, with the task and run ids when known."""
+    errors.print(
+        f"[red]{command} failed[/red] ({outcome.status}, exit {outcome.exit_code}): "
+        f"{outcome.error}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    if outcome.task_id:
+        errors.print(f"  task id:  {outcome.task_id}", highlight=False)
+    if outcome.flow_run_id:
+        errors.print(f"  flow run: {outcome.flow_run_id}", highlight=False)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[
+        str, typer.Argument(help="Scene, people, action, camera, style and sound hints.")
+    ],
+    duration: Annotated[int, typer.Option(help="Seconds: 4, 6, 8 or 10.")] = 6,
+    resolution: Annotated[str, typer.Option(help="720p, 1080p or 4k.")] = "720p",
+    aspect_ratio: Annotated[str, typer.Option(help="W:H, e.g. 16:9 or 9:16.")] = "16:9",
+    image_url: Annotated[
+        list[str] | None,
+        typer.Option(help="A reference image URL; repeat for 3 (reference fusion)."),
+    ] = None,
+    image_file: Annotated[
+        list[Path] | None,
+        typer.Option(help="A local JPEG, PNG, WebP or GIF to upload and use as an image."),
+    ] = None,
+    archive_dir: Annotated[
+        Path | None,
+        typer.Option(help="Local archive directory (default: OMNIFLASH_ARCHIVE_DIR or ./videos)."),
+    ] = None,
+    storage_block: Annotated[
+        str | None,
+        typer.Option(help="Archive to a storage block instead: '<type-slug>/<name>'."),
+    ] = None,
+    credentials_block: Annotated[
+        str | None,
+        typer.Option(help="An OmniFlashCredentials block (default: OMNIFLASH_* settings)."),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="Reuse the video of an earlier run with the same key and request."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of progress and text.")
+    ] = False,
+) -> None:
+    """Generate one video with the generate_video flow, showing its progress, and archive it.
+
+    Exit codes: 0 archived; 2 invalid input or usage (nothing sent); 3 refused by the API (key,
+    balance, request, rate limit); 4 generation failed, was cancelled or timed out; 1 anything
+    else (e.g. a submission of unknown outcome, a failed download).
+    """
+    options = GenerateOptions(
+        prompt=prompt,
+        duration=duration,
+        resolution=resolution,
+        aspect_ratio=aspect_ratio,
+        image_urls=tuple(image_url or ()),
+        image_files=tuple(image_file or ()),
+        archive_dir=archive_dir,
+        storage_block=storage_block,
+        credentials_block=credentials_block,
+        idempotency_key=idempotency_key,
+    )
+    with _progress_bar(enabled=not json_output) as show:
+        outcome = asyncio.run(run_generate(options, on_progress=show))
+    if json_output:
+        typer.echo(json.dumps(outcome.to_json()))
+    elif outcome.archived is not None:
+        _print_archived(outcome, f"Archived task [bold]{outcome.task_id}[/bold]")
+    else:
+        _print_failure(outcome, "generate")
+    raise typer.Exit(outcome.exit_code)
+
 
 @app.command()
 def demo(
     archive_dir: Annotated[
-        Path, typer.Option(help="Where the video is archived (default: OMNIFLASH_ARCHIVE_DIR).")
-    ] = Path(),
+        Path | None,
+        typer.Option(help="Where the video is archived (default: OMNIFLASH_ARCHIVE_DIR)."),
+    ] = None,
     emulator: Annotated[
         bool | None,
         typer.Option(
@@ -47,42 +207,22 @@ def demo(
         float, typer.Option(help="How long the emulated generation takes.", min=0)
     ] = 3.0,
 ) -> None:
-    """Generate, poll and archive one video end to end; free against the built-in emulator."""
-    settings = OmniFlashSettings()
-    target = archive_dir if archive_dir != Path() else settings.archive_dir
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        bar = progress.add_task("submitting", total=100)
-
-        async def show(task: VideoTask) -> None:
-            progress.update(bar, description=task.status, completed=task.progress or 0)
-
-        try:
-            result = asyncio.run(
-                run_demo(
-                    archive_dir=target,
-                    use_emulator=emulator,
-                    job_seconds=job_seconds,
-                    on_update=show,
-                    settings=settings,
-                )
+    """Generate, poll and archive one video with the generate_video flow; free on the emulator."""
+    with _progress_bar(enabled=True) as show:
+        result = asyncio.run(
+            run_demo(
+                archive_dir=archive_dir,
+                use_emulator=emulator,
+                job_seconds=job_seconds,
+                on_progress=show,
             )
-        except (OmniFlashError, ValueError) as exc:
-            errors.print(f"[red]demo failed:[/red] {exc}")
-            raise typer.Exit(1) from None
+        )
+    outcome = result.outcome
+    if outcome.archived is None:
+        _print_failure(outcome, "demo")
+        raise typer.Exit(outcome.exit_code)
     where = "the built-in emulator" if result.used_emulator else result.base_url
-    console.print(f"Generated task [bold]{result.task.id}[/bold] on {where}")
-    console.print(f"  video:   {result.video.path.resolve()}")
-    console.print(f"  sha256:  {result.video.sha256}")
-    console.print(f"  size:    {result.video.size_bytes} bytes")
-    if result.task.cost is not None:
-        console.print(f"  cost:    {result.task.cost}")
+    _print_archived(outcome, f"Generated task [bold]{outcome.task_id}[/bold] on {where}")
 
 
 @app.command(name="emulator")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -17,21 +18,34 @@ COMMAND = [sys.executable, "-m", "omniflash_prefect"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any OMNIFLASH_* setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIFLASH_")}
+    """The environment without any OMNIFLASH_* or PREFECT_* setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNIFLASH_", "PREFECT_"))}
     env.update(extra)
     return env
 
 
-def test_demo_archives_a_video_without_an_api_key(tmp_path: Path) -> None:
-    """With no key configured the demo runs on the emulator and prints the archived file."""
+def prefect_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A clean environment whose Prefect state lives under ``tmp_path``, never in ~/.prefect,
+    with no server configured (so Prefect starts a temporary local one) and no telemetry."""
+    return clean_env(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        COLUMNS="200",
+        **extra,
+    )
+
+
+def test_demo_runs_the_flow_without_an_api_key_or_a_prefect_server(tmp_path: Path) -> None:
+    """On a fresh machine (no key, no Prefect server) the demo runs generate_video on the emulator
+    and a temporary Prefect server, archives the video and prints its true SHA-256."""
     result = subprocess.run(
         [*COMMAND, "demo", "--job-seconds", "0.3"],
         cwd=tmp_path,
-        env=clean_env(COLUMNS="200"),
+        env=prefect_env(tmp_path),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -41,21 +55,31 @@ def test_demo_archives_a_video_without_an_api_key(tmp_path: Path) -> None:
     assert path.is_relative_to(tmp_path / "videos")
     assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", path.parent.name)
+    assert re.search(r"flow run:\s+[0-9a-f-]{36}", result.stdout)
+    assert "temporary local Prefect server" in result.stdout
+    assert "prefect server start" in result.stdout
+    assert "PREFECT_API_URL=http://127.0.0.1:4200/api" in result.stdout
+    assert (tmp_path / "prefect-home" / "prefect.db").is_file()
 
 
-def test_demo_honours_the_archive_dir_setting(tmp_path: Path) -> None:
-    """OMNIFLASH_ARCHIVE_DIR decides where the demo archives."""
+def test_generate_without_credentials_fails_fast_with_one_json_object(tmp_path: Path) -> None:
+    """With no key and no block, generate --json exits 2 before starting any Prefect server,
+    and stdout is exactly one JSON object."""
     result = subprocess.run(
-        [*COMMAND, "demo", "--emulator", "--job-seconds", "0.2"],
+        [*COMMAND, "generate", "a paper boat on a pond", "--json"],
         cwd=tmp_path,
-        env=clean_env(OMNIFLASH_ARCHIVE_DIR=str(tmp_path / "elsewhere"), COLUMNS="200"),
+        env=prefect_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
-    assert len(list((tmp_path / "elsewhere").rglob("*.mp4"))) == 1
+    assert result.returncode == 2, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "invalid"
+    assert "OMNIFLASH_API_KEY" in report["error"]
+    assert "temporary server" not in result.stderr
+    assert not (tmp_path / "prefect-home" / "prefect.db").exists()
 
 
 @pytest.fixture

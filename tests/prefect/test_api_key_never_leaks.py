@@ -69,7 +69,7 @@ async def test_no_stage_leaks_the_key(
             logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
             texts += [log.message for log in logs]
             texts += [artifact.model_dump_json() for artifact in await run_artifacts(run_id)]
-        await omniflash_events("none", set(), within=0)
+        await omniflash_events("none", set())  # drains pending events to the server
         page = await client.read_events(EventFilter(occurred=EventOccurredFilter()), limit=50)
         texts += [event.model_dump_json() for event in page.events]
     storage = Path(PREFECT_LOCAL_STORAGE_PATH.value())
