@@ -10,11 +10,17 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 COMMAND = [sys.executable, "-m", "omniflash_prefect"]
+
+
+def omniflash(*args: str, **options: Any) -> subprocess.CompletedProcess[str]:
+    """Run the ``omniflash`` command to completion, capturing its text output."""
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, check=False, **options)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -39,14 +45,8 @@ def prefect_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def test_demo_runs_the_flow_without_an_api_key_or_a_prefect_server(tmp_path: Path) -> None:
     """On a fresh machine (no key, no Prefect server) the demo runs generate_video on the emulator
     and a temporary Prefect server, archives the video and prints its true SHA-256."""
-    result = subprocess.run(
-        [*COMMAND, "demo", "--job-seconds", "0.3"],
-        cwd=tmp_path,
-        env=prefect_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    result = omniflash(
+        "demo", "--job-seconds", "0.3", cwd=tmp_path, env=prefect_env(tmp_path), timeout=300
     )
     assert result.returncode == 0, result.stderr
     assert "built-in emulator" in result.stdout
@@ -65,14 +65,13 @@ def test_demo_runs_the_flow_without_an_api_key_or_a_prefect_server(tmp_path: Pat
 def test_generate_without_credentials_fails_fast_with_one_json_object(tmp_path: Path) -> None:
     """With no key and no block, generate --json exits 2 before starting any Prefect server,
     and stdout is exactly one JSON object."""
-    result = subprocess.run(
-        [*COMMAND, "generate", "a paper boat on a pond", "--json"],
+    result = omniflash(
+        "generate",
+        "a paper boat on a pond",
+        "--json",
         cwd=tmp_path,
         env=prefect_env(tmp_path),
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert result.returncode == 2, result.stderr
     report = json.loads(result.stdout)
@@ -113,13 +112,8 @@ def test_emulator_command_serves_the_api(emulator_process: tuple[str, str]) -> N
 
 def test_emulator_command_refuses_a_public_bind() -> None:
     """Binding beyond loopback needs an explicit flag; the error says so."""
-    result = subprocess.run(
-        [*COMMAND, "emulator", "--host", "0.0.0.0", "--port", "0"],
-        env=clean_env(COLUMNS="200"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = omniflash(
+        "emulator", "--host", "0.0.0.0", "--port", "0", env=clean_env(COLUMNS="200"), timeout=60
     )
     assert result.returncode == 2
     assert "non-loopback" in result.stderr
@@ -127,13 +121,8 @@ def test_emulator_command_refuses_a_public_bind() -> None:
 
 def test_emulator_command_refuses_bad_options() -> None:
     """A nonsensical fault rate is a usage error."""
-    result = subprocess.run(
-        [*COMMAND, "emulator", "--task-failure-rate", "2"],
-        env=clean_env(COLUMNS="200"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = omniflash(
+        "emulator", "--task-failure-rate", "2", env=clean_env(COLUMNS="200"), timeout=60
     )
     assert result.returncode == 2
     assert "task_failure_rate" in result.stderr
