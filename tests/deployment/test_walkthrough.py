@@ -48,12 +48,7 @@ from tests.deployment.processes import (
     run,
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    # Prefect's cached API clients of an earlier test harness (tests/prefect, when it runs first)
-    # hold loopback sockets that the garbage collector may close during these tests.
-    pytest.mark.filterwarnings("ignore:unclosed <socket:ResourceWarning"),
-]
+pytestmark = pytest.mark.slow
 
 BLOCK_TYPE = "omniflash-credentials"
 DEPLOYMENT = "generate-video/generate-video"
