@@ -18,7 +18,14 @@ from prefect.runtime import flow_run
 from omniflash_prefect.archive import ArchivedVideo
 from omniflash_prefect.models import VideoRequest
 from omniflash_prefect.observability import publish_archive_artifacts, short_prompt
-from omniflash_prefect.tasks import archive_video, default_storage, poll_video, submit_video
+from omniflash_prefect.tasks import (
+    archive_video,
+    default_storage,
+    poll_video,
+    record_store,
+    submission_recorded,
+    submit_video,
+)
 
 
 def _run_name() -> str:
@@ -42,6 +49,13 @@ async def load_storage(storage_block: str | None) -> WritableFileSystem:
     return block
 
 
+async def load_result_storage(result_storage_block: str | None) -> WritableFileSystem | None:
+    """The block that keeps task ids and archive records, e.g. shared S3 for many workers."""
+    if not result_storage_block:
+        return None
+    return await load_storage(result_storage_block)
+
+
 async def _tag_current_run(request: VideoRequest) -> None:
     """Tag the run ``omniflash``, its resolution and duration, so runs filter in the UI."""
     context = FlowRunContext.get()
@@ -52,7 +66,13 @@ async def _tag_current_run(request: VideoRequest) -> None:
         await client.update_flow_run(context.flow_run.id, tags=tags)
 
 
-@flow(name="generate-video", flow_run_name=_run_name, log_prints=False)
+@flow(
+    name="generate-video",
+    flow_run_name=_run_name,
+    log_prints=False,
+    persist_result=True,
+    result_serializer="json",
+)
 async def generate_video(
     prompt: str,
     duration: int = 6,
@@ -64,6 +84,7 @@ async def generate_video(
     storage_block: str | None = None,
     archive_prefix: str = "omniflash",
     idempotency_key: str | None = None,
+    result_storage_block: str | None = None,
 ) -> ArchivedVideo:
     """Generate one Omni-Flash-Ext video and archive it.
 
@@ -79,6 +100,9 @@ async def generate_video(
             default: the local OMNIFLASH_ARCHIVE_DIR.
         archive_prefix: Key prefix of the archived video and its sidecar JSON.
         idempotency_key: Makes the submission idempotent across runs (default: this run only).
+        result_storage_block: '<type-slug>/<name>' of a writable filesystem block that keeps the
+            task id and archive records (default: Prefect's result storage); share one, e.g. an
+            S3 bucket, between workers that may resume each other's videos.
     """
     request = VideoRequest(
         prompt=prompt,
@@ -89,14 +113,28 @@ async def generate_video(
         video_urls=tuple(video_urls or ()),
     )
     storage = await load_storage(storage_block)
+    results = await load_result_storage(result_storage_block)
+    submit, archive = submit_video, archive_video
+    if results is not None:
+        submit = submit_video.with_options(result_storage=results)
+        archive = archive_video.with_options(result_storage=results)
     await _tag_current_run(request)
     started = time.monotonic()
-    task_id = await submit_video(
+    # A video submitted by an earlier run is likely done: poll it at once.
+    resuming = idempotency_key is not None and await submission_recorded(
+        request, idempotency_key, record_store(results)
+    )
+    task_id = await submit(
         request, credentials_block=credentials_block, idempotency_key=idempotency_key
     )
     get_run_logger().info("Waiting for task %s", task_id)
-    task = await poll_video(task_id, credentials_block=credentials_block, prompt=prompt)
-    archived = await archive_video(
+    task = await poll_video(
+        task_id,
+        credentials_block=credentials_block,
+        prompt=prompt,
+        first_poll_delay=0.0 if resuming else None,
+    )
+    archived = await archive(
         task,
         storage=storage,
         prefix=archive_prefix,

@@ -16,8 +16,9 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Literal
 
 from omniflash_prefect.errors import InvalidVideoRequestError, OmniFlashError
@@ -33,6 +34,17 @@ _LIST_COLUMNS: Final = ("image_urls", "video_urls")
 
 class ManifestError(OmniFlashError):
     """The manifest as a whole cannot be read (encoding, size, format, header)."""
+
+
+class InvalidManifestError(ManifestError):
+    """Some rows are invalid, so the batch refuses to start (unless told to skip them)."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.problems = manifest.problems
+        super().__init__(
+            f"{len(self.problems)} invalid manifest row(s); nothing was submitted. Fix them, or "
+            "skip them with skip_invalid / --skip-invalid:\n" + manifest.summary()
+        )
 
 
 @dataclass(frozen=True)
@@ -72,9 +84,9 @@ class Manifest:
 
     def summary(self, limit: int = 20) -> str:
         """A human report of the problems, the first ``limit`` of them."""
-        lines = [str(problem) for problem in self.problems[:limit]]
+        lines = [f"  {problem}" for problem in self.problems[:limit]]
         if len(self.problems) > limit:
-            lines.append(f"... and {len(self.problems) - limit} more")
+            lines.append(f"  ... and {len(self.problems) - limit} more")
         return "\n".join(lines)
 
 
@@ -106,7 +118,22 @@ def decode_manifest(data: bytes) -> str:
 
 def parse_manifest(text: str, fmt: ManifestFormat) -> Manifest:
     """Read and validate every row of a manifest."""
-    records = _jsonl_records(text) if fmt == "jsonl" else _csv_records(text)
+    return _validate(_jsonl_records(text) if fmt == "jsonl" else _csv_records(text))
+
+
+def manifest_from_records(records: Iterable[Mapping[str, Any]]) -> Manifest:
+    """Validate requests given as objects (e.g. a flow parameter); row *n* is "line" *n*."""
+    return _validate(
+        (number, dict(record) if isinstance(record, Mapping) else _not_an_object(number, record))
+        for number, record in enumerate(records, start=1)
+    )
+
+
+def _not_an_object(line: int, value: object) -> RowProblem:
+    return RowProblem(line, None, f"expected an object, got {type(value).__name__}")
+
+
+def _validate(records: Iterable[tuple[int, dict[str, Any] | RowProblem]]) -> Manifest:
     rows: list[ManifestRow] = []
     problems: list[RowProblem] = []
     seen: dict[str, int] = {}
@@ -215,3 +242,18 @@ def _csv_fields(cells: dict[str, str | None]) -> dict[str, Any]:
         else:
             fields[name] = value
     return fields
+
+
+def read_manifest(data: bytes, name: str) -> Manifest:
+    """Decode, detect the format from ``name``, and validate every row."""
+    return parse_manifest(decode_manifest(data), detect_format(name))
+
+
+def read_manifest_file(path: Path) -> Manifest:
+    """A local manifest file, read whole (it is size-checked before reading)."""
+    path = path.expanduser()
+    if not path.is_file():
+        raise ManifestError(f"manifest {str(path)!r}: no such file")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"manifest {str(path)!r} is over {MAX_MANIFEST_BYTES} bytes: split it")
+    return read_manifest(path.read_bytes(), path.name)

@@ -29,8 +29,9 @@ from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifa
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
-from prefect.results import get_result_store
+from prefect.results import ResultStore, get_result_store
 from prefect.runtime import flow_run, task_run
+from prefect.serializers import JSONSerializer
 
 from omniflash_prefect.archive import (
     ArchivedVideo,
@@ -90,6 +91,26 @@ def submission_key(request: VideoRequest, idempotency_key: str | None) -> str:
     )
     digest = hashlib.sha256(f"{request.fingerprint()}|{scope}".encode()).hexdigest()
     return f"omniflash-submit-{digest}"
+
+
+def record_store(storage: WritableFileSystem | None = None) -> ResultStore:
+    """A JSON result store over ``storage``, default the current run's result storage.
+
+    Built afresh because a flow run's own store writes no record metadata, so its ``aexists``
+    never finds the records that tasks (and :class:`BatchRecords`) write.
+    """
+    return ResultStore(
+        result_storage=storage or get_result_store().result_storage, serializer=JSONSerializer()
+    )
+
+
+async def submission_recorded(
+    request: VideoRequest, idempotency_key: str, store: ResultStore | None = None
+) -> bool:
+    """Whether ``submit_video`` already holds a task id for this request and key (so running it
+    again costs nothing and the video only needs polling)."""
+    store = store or record_store()
+    return await store.aexists(submission_key(request, idempotency_key))
 
 
 def _submission_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:

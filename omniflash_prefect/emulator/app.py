@@ -253,6 +253,7 @@ class _Api:
             total,
             partial=byte_range is not None,
             cut=cut,
+            stall_seconds=self.config.download_stall_seconds,
             on_complete=lambda: self.state.record_download_complete(task_id),
         )
 

@@ -79,6 +79,14 @@ class EmulatorConfig(BaseModel):
         le=1.0,
         description="Fraction of further download attempts cut the same way.",
     )
+    download_stall_seconds: float = Field(
+        default=0.0,
+        ge=0.0,
+        description=(
+            "Every download sends about half of the body, then stalls this long (or until the "
+            "client goes away) before sending the rest."
+        ),
+    )
     url_ttl_seconds: float = Field(
         default=86400.0,
         ge=0.0,

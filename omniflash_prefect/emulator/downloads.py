@@ -99,8 +99,10 @@ class VideoResponse(Response):
         partial: bool,
         cut: bool,
         on_complete: Callable[[], None],
+        stall_seconds: float = 0.0,
     ) -> None:
         self.task_id = task_id
+        self.stall_seconds = stall_seconds
         self.size_bytes = size_bytes
         self.start, self.end = byte_range
         self.cut = cut
@@ -132,18 +134,27 @@ class VideoResponse(Response):
                 await watcher
 
     async def _send_body(self, send: Send, disconnected: asyncio.Event) -> None:
-        budget = (self.end - self.start) // 2 if self.cut else self.end - self.start
+        length = self.end - self.start
+        half = length // 2
+        budget = half if self.cut else length
+        stall_at = half if self.stall_seconds > 0 else None
         sent = 0
         chunks = iter_video_chunks(self.task_id, self.size_bytes, self.start, self.end, CHUNK_BYTES)
         for chunk in chunks:
-            if disconnected.is_set():
-                return  # the client went away: this download did not complete
-            piece = chunk[: budget - sent]
-            if piece:
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
-                sent += len(piece)
-            if self.cut and sent >= budget:
-                raise DownloadCutError(f"download of {self.task_id} cut after {sent} bytes")
+            while chunk:
+                if disconnected.is_set():
+                    return  # the client went away: this download did not complete
+                limit = budget if stall_at is None else min(budget, stall_at)
+                piece, chunk = chunk[: limit - sent], chunk[limit - sent :]
+                if piece:
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+                    sent += len(piece)
+                if self.cut and sent >= budget:
+                    raise DownloadCutError(f"download of {self.task_id} cut after {sent} bytes")
+                if stall_at is not None and sent >= stall_at:
+                    stall_at = None  # hold the rest back once, unless the client leaves first
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(disconnected.wait(), self.stall_seconds)
         if disconnected.is_set():
             return
         # Counted before the closing message: once it is sent, uvicorn reports a disconnect.

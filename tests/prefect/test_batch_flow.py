@@ -1,0 +1,251 @@
+"""The generate_video_batch flow on a real Prefect server against the emulator over loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.objects import State
+
+from omniflash_prefect.batch import BatchReport
+from omniflash_prefect.batch_flow import InsufficientBalanceError, generate_video_batch
+from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator.validation import price_of
+from omniflash_prefect.manifest import InvalidManifestError
+from omniflash_prefect.observability import artifact_key
+from tests.prefect.helpers import run_artifacts
+
+
+def rows(count: int, **fields: Any) -> list[dict[str, Any]]:
+    """``count`` distinct 4-second 720p requests with ids v000, v001, ..."""
+    return [
+        {"id": f"v{i:03d}", "prompt": f"Video {i}: a lighthouse at dusk", "duration": 4, **fields}
+        for i in range(count)
+    ]
+
+
+def calls(emulator: EmulatorServer) -> dict[str, Any]:
+    """Every provider call the emulator counted: submits, and polls and downloads per task."""
+    snapshot = emulator.state.snapshot()
+    return {
+        "submission_attempts": snapshot["submission_attempts"],
+        "tasks": {k: (t["polls"], t["downloads"]) for k, t in snapshot["tasks"].items()},
+    }
+
+
+async def report_of(state: State[Any]) -> BatchReport:
+    report = await state.aresult(raise_on_failure=False)
+    assert isinstance(report, BatchReport), report
+    return report
+
+
+async def test_fifty_rows_with_failures_429s_and_cut_downloads(
+    emulator: EmulatorServer,
+    credentials_block: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every row is submitted exactly once; failed generations are reported and cost their
+    siblings nothing; 429s pause the batch and the rows go through; cut downloads resume; every
+    other row is archived byte-exact; the batch run shows a table and a summary."""
+    monkeypatch.setenv("OMNIFLASH_MAX_ATTEMPTS", "1")  # every 429 reaches the batch
+    emulator.config.task_failure_rate = 0.2
+    emulator.config.rate_limit_rate = 0.1
+    emulator.config.retry_after_seconds = 0.2
+    emulator.config.drop_first_downloads = 1
+    state = await generate_video_batch(
+        requests=rows(50),
+        credentials_block=credentials_block,
+        max_concurrency=10,
+        return_state=True,
+    )
+    report = await report_of(state)
+
+    assert emulator.state.submission_count == 50
+    assert emulator.state.submission_attempts > 50, "no submit was rate limited"
+    assert [item.id for item in report.items] == [f"v{i:03d}" for i in range(50)]
+    tasks = emulator.state.snapshot()["tasks"]
+    failing = {task_id for task_id, task in tasks.items() if task["will_fail"]}
+    assert failing, "no task was made to fail"
+    failed = {item.task_id for item in report.items if item.status == "failed"}
+    assert failed == failing
+    assert all(
+        "GenerationFailedError" in (i.error or "") for i in report.items if i.task_id in failed
+    )
+    archived = [item for item in report.items if item.status == "archived"]
+    assert len(archived) + len(failed) == 50
+    for item in archived:
+        assert item.location is not None
+        assert item.task_id is not None
+        data = Path(item.location).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == item.sha256 == video_sha256(item.task_id, None)
+        assert emulator.state.task(item.task_id).downloads >= 2  # the first one was cut
+    assert report.counts["archived"] == len(archived)
+    assert report.total_cost == pytest.approx(len(archived) * price_of(4, "720p"))
+    assert state.is_failed()  # not every row succeeded
+
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    artifacts = {a.key: a for a in await run_artifacts(flow_run_id)}
+    table = artifacts[artifact_key("batch", report.batch_id)]
+    assert table.type == "table"
+    assert str(flow_run_id) == report.batch_id
+    summary = str(artifacts[artifact_key("batch-summary", report.batch_id)].data)
+    assert f"{len(archived)} of 50 videos archived" in summary
+    async with get_client() as client:
+        children = await client.read_flow_runs()
+    subflows = [run for run in children if run.parent_task_run_id is not None]
+    assert len({run.name for run in subflows}) >= 50  # each row its own named run
+
+
+async def test_budget_stops_new_submissions(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """With a budget of 3.5 videos, the first video teaches the price, three are made, and the
+    rest are reported skipped_budget; the spend stays under the budget."""
+    price = price_of(4, "720p")
+    state = await generate_video_batch(
+        requests=rows(6),
+        credentials_block=credentials_block,
+        max_concurrency=4,
+        budget=3.5 * price,
+        return_state=True,
+    )
+    report = await report_of(state)
+    assert [item.status for item in report.items] == ["archived"] * 3 + ["skipped_budget"] * 3
+    assert emulator.state.submission_count == 3
+    assert report.total_cost <= 3.5 * price
+    assert state.is_failed()
+
+
+async def test_explicit_estimate_is_used_from_the_first_row(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """With a per-video estimate, rows start in parallel up to the budget, no probe first."""
+    price = price_of(4, "720p")
+    state = await generate_video_batch(
+        requests=rows(5),
+        credentials_block=credentials_block,
+        max_concurrency=5,
+        budget=2 * price,
+        cost_estimate=price,
+        return_state=True,
+    )
+    report = await report_of(state)
+    assert report.counts["archived"] == 2
+    assert report.counts["skipped_budget"] == 3
+    assert emulator.state.submission_count == 2
+
+
+async def test_402_stops_submissions_and_lets_in_flight_videos_finish(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """The balance covers two videos: the third submit gets 402 while two are in flight (their
+    jobs take 6 s); those two are archived, and no later row is even tried."""
+    emulator.config.job_seconds = 6.0
+    emulator.config.balance = 2.5 * price_of(4, "720p")
+    state = await generate_video_batch(
+        requests=rows(6),
+        credentials_block=credentials_block,
+        max_concurrency=3,
+        return_state=True,
+    )
+    report = await report_of(state)
+    first, rest = report.items[:3], report.items[3:]  # the first three start together
+    assert sorted(item.status for item in first) == ["archived", "archived", "not_submitted"]
+    refused = next(item for item in first if item.status == "not_submitted")
+    assert (refused.error or "").startswith("PaymentRequiredError")
+    assert all(item.status == "not_submitted" for item in rest)
+    assert all("stopped after PaymentRequiredError" in (item.error or "") for item in rest)
+    assert emulator.state.submission_count == 2
+    assert emulator.state.submission_attempts == 3
+
+
+async def test_preflight_balance_refuses_before_any_submission(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """A balance below the budget fails the batch before anything is submitted."""
+    emulator.config.balance = 1.0
+    with pytest.raises(InsufficientBalanceError, match="cannot cover the budget"):
+        await generate_video_batch(
+            requests=rows(2),
+            credentials_block=credentials_block,
+            budget=5.0,
+            check_balance=True,
+        )
+    assert emulator.state.submission_attempts == 0
+
+
+async def test_invalid_rows_refuse_the_batch_or_are_skipped(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """An invalid row stops the batch before any submission, naming the row; with skip_invalid
+    the valid rows are made and the invalid one is reported skipped_invalid."""
+    requests = [*rows(2), {"id": "bad", "prompt": "x", "duration": 5}]
+    with pytest.raises(InvalidManifestError, match=r"line 3 \(id bad\): duration"):
+        await generate_video_batch(requests=requests, credentials_block=credentials_block)
+    assert emulator.state.submission_attempts == 0
+
+    state = await generate_video_batch(
+        requests=requests, credentials_block=credentials_block, skip_invalid=True, return_state=True
+    )
+    report = await report_of(state)
+    assert [item.status for item in report.items] == ["archived", "archived", "skipped_invalid"]
+    assert emulator.state.submission_count == 2
+
+
+async def test_rerun_with_the_same_batch_id_submits_nothing_again(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """A second run of the same batch reports the archived rows from its records: no submit, no
+    poll, no download."""
+    batch_id = f"nightly-{uuid.uuid4().hex[:8]}"
+    first = await report_of(
+        await generate_video_batch(
+            requests=rows(4),
+            credentials_block=credentials_block,
+            batch_id=batch_id,
+            return_state=True,
+        )
+    )
+    assert first.ok
+    before = calls(emulator)
+    second_state = await generate_video_batch(
+        requests=rows(4), credentials_block=credentials_block, batch_id=batch_id, return_state=True
+    )
+    second = await report_of(second_state)
+    assert second_state.is_completed()
+    assert calls(emulator) == before
+    assert all(item.resumed for item in second.items)
+    assert [i.sha256 for i in second.items] == [i.sha256 for i in first.items]
+    assert second.total_cost == first.total_cost
+
+
+async def test_global_concurrency_limit_caps_videos_in_flight(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """A Prefect global concurrency limit of 2 holds the batch to two videos generating at once,
+    although the run itself would allow eight."""
+    name = f"omniflash-{uuid.uuid4().hex[:8]}"
+    async with get_client() as client:
+        await client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=name, limit=2)
+        )
+    state = await generate_video_batch(
+        requests=rows(6),
+        credentials_block=credentials_block,
+        max_concurrency=8,
+        concurrency_limit=name,
+        return_state=True,
+    )
+    assert (await report_of(state)).ok
+    spans = sorted(
+        (task["created_at"], task["finishes_at"])
+        for task in emulator.state.snapshot()["tasks"].values()
+    )
+    overlap = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+    assert overlap == 2
