@@ -1,4 +1,4 @@
-"""The ``omniflash`` command: ``generate``, ``demo`` and ``emulator``.
+"""The ``omniflash`` command: ``generate``, ``batch``, ``demo`` and ``emulator``.
 
 Thin on purpose: it parses options, calls the library and prints; all behaviour lives below it
 (:mod:`omniflash_prefect.commands` runs the flow and decides statuses and exit codes).
@@ -18,7 +18,9 @@ import typer
 from prefect.logging.handlers import PrefectConsoleHandler
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
+from omniflash_prefect.batch_commands import BatchOptions, BatchOutcome, run_batch
 from omniflash_prefect.commands import (
     GenerateOptions,
     GenerationOutcome,
@@ -186,6 +188,127 @@ def generate(
     else:
         _print_failure(outcome, "generate")
     raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def batch(
+    manifest: Annotated[
+        str,
+        typer.Argument(
+            help="A JSONL or CSV manifest: one request per line/row (prompt, duration, "
+            "resolution, aspect_ratio, image_urls, video_urls, optional id)."
+        ),
+    ],
+    manifest_block: Annotated[
+        str | None,
+        typer.Option(help="Read MANIFEST from this filesystem block: '<type-slug>/<name>'."),
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Skip invalid rows (reported) instead of refusing to start.")
+    ] = False,
+    batch_id: Annotated[
+        str | None,
+        typer.Option(help="Name the batch; run again with the same id to resume it."),
+    ] = None,
+    max_concurrency: Annotated[int, typer.Option(help="Videos in flight at once.", min=1)] = 8,
+    concurrency_limit: Annotated[
+        str | None,
+        typer.Option(help="A Prefect global concurrency limit shared with other runs."),
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option(help="Never start a video that could exceed this spend.")
+    ] = None,
+    cost_estimate: Annotated[
+        float | None,
+        typer.Option(help="Expected cost of one video (default: learnt from finished ones)."),
+    ] = None,
+    check_balance: Annotated[
+        bool, typer.Option(help="Refuse to start if the balance cannot cover the budget.")
+    ] = False,
+    fan_out: Annotated[
+        str,
+        typer.Option(help="'subflows' (this process) or 'deployments' (the pool's workers)."),
+    ] = "subflows",
+    storage_block: Annotated[
+        str | None,
+        typer.Option(help="Archive to a storage block: '<type-slug>/<name>'."),
+    ] = None,
+    credentials_block: Annotated[
+        str | None,
+        typer.Option(help="An OmniFlashCredentials block (default: OMNIFLASH_* settings)."),
+    ] = None,
+    result_storage_block: Annotated[
+        str | None,
+        typer.Option(help="Where task ids and batch records are kept: '<type-slug>/<name>'."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the report as one JSON object.")
+    ] = False,
+) -> None:
+    """Generate every video of a manifest with the generate_video_batch flow and report them.
+
+    Exit codes: 0 every row archived; 2 invalid manifest or usage (nothing sent); 3 the balance
+    cannot cover the budget (nothing sent); 4 some rows were not archived (see the report);
+    1 anything else.
+    """
+    if fan_out not in ("subflows", "deployments"):
+        errors.print("[red]--fan-out must be 'subflows' or 'deployments'[/red]")
+        raise typer.Exit(2)
+    options = BatchOptions(
+        manifest=manifest,
+        manifest_block=manifest_block,
+        skip_invalid=skip_invalid,
+        batch_id=batch_id,
+        max_concurrency=max_concurrency,
+        concurrency_limit=concurrency_limit,
+        budget=budget,
+        cost_estimate=cost_estimate,
+        check_balance=check_balance,
+        fan_out="deployments" if fan_out == "deployments" else "subflows",
+        credentials_block=credentials_block,
+        storage_block=storage_block,
+        result_storage_block=result_storage_block,
+    )
+    with _progress_bar(enabled=not json_output) as show:
+        outcome = asyncio.run(
+            run_batch(
+                options,
+                on_progress=(lambda p: show(RunProgress("videos", p))) if show else None,
+            )
+        )
+    if json_output:
+        typer.echo(json.dumps(outcome.to_json()))
+    elif outcome.report is not None:
+        _print_report(outcome)
+    else:
+        errors.print(
+            f"[red]batch failed[/red] ({outcome.status}, exit {outcome.exit_code}): "
+            f"{outcome.error}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        if outcome.flow_run_id:
+            errors.print(f"  flow run: {outcome.flow_run_id}", highlight=False)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_report(outcome: BatchOutcome) -> None:
+    """The headline, every row that was not archived, and how to resume."""
+    report = outcome.report
+    assert report is not None
+    console.print(f"Batch [bold]{report.batch_id}[/bold]: {report.headline()}", soft_wrap=True)
+    unfinished = [item for item in report.items if item.status != "archived"]
+    if unfinished:
+        table = Table("id", "status", "task id", "error")
+        for item in unfinished:
+            table.add_row(item.id, item.status, item.task_id or "", item.error or "")
+        console.print(table)
+    console.print(f"  wall time: {report.wall_seconds:.1f} s", highlight=False)
+    console.print(f"  flow run:  {outcome.flow_run_id}", highlight=False)
+    console.print(f"  resume:    --batch-id {report.batch_id}", highlight=False)
+    url = flow_run_ui_url(outcome.flow_run_id) if outcome.flow_run_id else None
+    if url:
+        console.print(f"  Prefect UI: {url}", soft_wrap=True, highlight=False)
 
 
 @app.command()

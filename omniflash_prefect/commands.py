@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -242,22 +242,20 @@ def flow_run_ui_url(flow_run_id: UUID) -> str | None:
     return url_for("flow-run", obj_id=flow_run_id)
 
 
-async def run_generation(
+async def run_flow_watched(
+    flow: Flow[..., Any],
     parameters: Mapping[str, Any],
     *,
-    on_progress: ProgressCallback | None = None,
+    on_tick: Callable[[PrefectClient, UUID], Awaitable[None]] | None = None,
     watch_interval: float = 0.5,
-) -> GenerationOutcome:
-    """Run ``generate_video`` in this process and report how it ended; never raises for a failed
-    run.
+) -> tuple[State[Any], UUID]:
+    """Run ``flow`` in this process on a flow run created up front, and return its final state.
 
-    The flow run is created first (as the flow engine itself would), so its id is known while it
-    runs: every ``watch_interval`` seconds its artifacts are read back and ``on_progress`` is
-    called with what they say.
+    Creating the run first (as the flow engine itself would) makes its id known while it runs:
+    every ``watch_interval`` seconds, and once at the end, ``on_tick`` is awaited with a client and
+    that id, e.g. to read back the run's progress artifacts.
     """
     arguments = dict(parameters)
-    prompt = str(arguments["prompt"])
-    flow: Flow[..., Any] = generate_video  # the engine's annotations want R to include State
     async with get_client() as client:
         flow_run = await client.create_flow_run(
             flow=flow,
@@ -269,23 +267,48 @@ async def run_generation(
             run_flow_async(flow, flow_run=flow_run, parameters=arguments, return_type="state")
         )
         try:
-            while on_progress is not None:
+            while on_tick is not None:
                 done, _ = await asyncio.wait({run}, timeout=watch_interval)
                 if done:
                     break
-                update = await _read_progress_quietly(client, flow_run.id)
-                if update is not None:
-                    on_progress(update)
+                await on_tick(client, flow_run.id)
             state = await run
         finally:
             if not run.done():
                 run.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await run
-        last = await _read_progress_quietly(client, flow_run.id)
-    if last is not None and on_progress is not None:
-        on_progress(last)
-    return await _outcome_of(state, prompt, flow_run.id, last)
+        if on_tick is not None:
+            await on_tick(client, flow_run.id)
+    if not isinstance(state, State):
+        raise TypeError(f"the flow engine returned {type(state).__name__}, not a state")
+    return state, flow_run.id
+
+
+async def run_generation(
+    parameters: Mapping[str, Any],
+    *,
+    on_progress: ProgressCallback | None = None,
+    watch_interval: float = 0.5,
+) -> GenerationOutcome:
+    """Run ``generate_video`` in this process and report how it ended; never raises for a failed
+    run. ``on_progress`` is called with what the run's artifacts say while it runs."""
+    last: list[RunProgress] = []
+
+    async def follow(client: PrefectClient, flow_run_id: UUID) -> None:
+        update = await _read_progress_quietly(client, flow_run_id)
+        if update is not None:
+            last.append(update)
+            if on_progress is not None:
+                on_progress(update)
+
+    flow: Flow[..., Any] = generate_video  # the engine's annotations want R to include State
+    state, flow_run_id = await run_flow_watched(
+        flow, parameters, on_tick=follow, watch_interval=watch_interval
+    )
+    return await _outcome_of(
+        state, str(parameters["prompt"]), flow_run_id, last[-1] if last else None
+    )
 
 
 async def _read_progress_quietly(client: PrefectClient, flow_run_id: UUID) -> RunProgress | None:
@@ -297,10 +320,8 @@ async def _read_progress_quietly(client: PrefectClient, flow_run_id: UUID) -> Ru
 
 
 async def _outcome_of(
-    state: object, prompt: str, flow_run_id: UUID, last: RunProgress | None
+    state: State[Any], prompt: str, flow_run_id: UUID, last: RunProgress | None
 ) -> GenerationOutcome:
-    if not isinstance(state, State):
-        raise TypeError(f"the flow engine returned {type(state).__name__}, not a state")
     try:
         result: object = await state.aresult(raise_on_failure=False)
     except Exception as exc:

@@ -5,9 +5,9 @@ They are thin: the client does the protocol, :mod:`omniflash_prefect.archive` th
 
 * ``submit_video`` persists its task id under a key made of the request's fingerprint and an
   idempotency key (default: the flow run id), so a retried or resumed run reuses the task id
-  instead of paying again. It also records an *intent* before sending; if a run dies with the
-  request in flight, the next attempt refuses to guess and raises
-  :class:`SubmissionOutcomeUnknownError` rather than possibly paying twice.
+  instead of paying again. It also records an *intent* before sending and the task id as soon as
+  the answer arrives; if a run dies with the request in flight, the next attempt refuses to
+  guess and raises :class:`SubmissionOutcomeUnknownError` rather than possibly paying twice.
 * ``poll_video`` never caches (a status must be read fresh) and runs one poll loop per video.
 * ``archive_video`` caches its result by task id and destination, so a re-run never downloads
   a video that is already archived.
@@ -135,6 +135,11 @@ async def submit_video(
     intent_key = submission_key(request, idempotency_key) + "-intent"
     if await store.aexists(intent_key):
         intent = (await store.aread(intent_key)).result
+        if isinstance(intent, dict) and isinstance(intent.get("task_id"), str):
+            # Accepted by an earlier attempt that died before its result was saved.
+            task_id = validate_task_id(intent["task_id"])
+            logger.info("Reusing task %s, submitted by an earlier attempt", task_id)
+            return task_id
         if intent == _IN_FLIGHT:
             raise SubmissionOutcomeUnknownError(request.fingerprint())
     await store.awrite(_IN_FLIGHT, key=intent_key)
@@ -145,6 +150,9 @@ async def submit_video(
             if submission_certainly_refused(exc):
                 await store.awrite(_REFUSED, key=intent_key)
             raise
+    # Recorded at once: the task result is only saved after this function returns, and a
+    # process killed in between must still find the paid task id.
+    await store.awrite({"task_id": task_id}, key=intent_key)
     logger.info("Submitted task %s (request %s)", task_id, request.fingerprint()[:16])
     emit_video_event(
         "submitted",

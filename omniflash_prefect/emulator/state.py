@@ -116,7 +116,8 @@ class EmulatorState:
 
     def __init__(self, *, seed: int = 0, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._lock = threading.Lock()
+        # A condition (over a re-entrant lock) so callers can wait for calls to be recorded.
+        self._lock = threading.Condition()
         # Not for security: reproducible fault injection and task ids from a seed.
         self._rng = random.Random(seed)  # noqa: S311
         self._url_key = secrets.token_bytes(32)
@@ -147,6 +148,7 @@ class EmulatorState:
         """Count a POST that reached the submit handler, whether or not it is accepted."""
         with self._lock:
             self._submission_attempts += 1
+            self._lock.notify_all()
 
     def create_task(
         self,
@@ -184,6 +186,7 @@ class EmulatorState:
             )
             self._tasks[task_id] = record
             self._submissions.append(copy.deepcopy(request))
+            self._lock.notify_all()
             return copy.deepcopy(record)
 
     def find(self, task_id: str) -> TaskRecord | None:
@@ -207,18 +210,27 @@ class EmulatorState:
                 record.polls += 1
                 if record.first_poll_at is None:
                     record.first_poll_at = self.clock()
+                self._lock.notify_all()
 
     def record_download_attempt(self, task_id: str) -> int:
         """Count one attempt to fetch the task's video; return how many there have been."""
         with self._lock:
             record = self._tasks[task_id]
             record.downloads += 1
+            self._lock.notify_all()
             return record.downloads
 
     def record_download_complete(self, task_id: str) -> None:
         """Count one download answer whose body was sent to its end."""
         with self._lock:
             self._tasks[task_id].completed_downloads += 1
+            self._lock.notify_all()
+
+    def wait_until(self, predicate: Callable[[EmulatorState], bool], timeout: float) -> bool:
+        """Block until ``predicate(state)`` holds, re-checked after every recorded call, or until
+        ``timeout`` seconds pass; returns whether it holds. For tests driving another process."""
+        with self._lock:
+            return self._lock.wait_for(lambda: predicate(self), timeout)
 
     def polls(self, task_id: str) -> int:
         """How many status reads the task has had."""

@@ -21,6 +21,7 @@ from omniflash_prefect import (
     submit_video,
 )
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.tasks import submission_key
 from tests.prefect.helpers import omniflash_events
 
 PROMPT = "A lighthouse at dusk, waves below, slow dolly in"
@@ -91,6 +92,24 @@ async def test_ambiguous_submission_is_never_resent_by_a_later_run(
     )
     assert emulator.state.submission_count == 1
     assert fresh.sha256 == video_sha256(fresh.task_id, None)
+
+
+async def test_task_id_survives_a_crash_before_the_result_is_saved(
+    emulator: EmulatorServer, credentials_block: str, prefect_server: Path
+) -> None:
+    """A run killed after the provider accepted the submit but before Prefect saved the task
+    result (simulated by deleting that result) still leaves the task id: the re-run polls it."""
+    key = f"crash-{uuid.uuid4()}"
+    first = await generate_video(
+        prompt=PROMPT, credentials_block=credentials_block, idempotency_key=key
+    )
+    saved = prefect_server / submission_key(VideoRequest(prompt=PROMPT), key)
+    saved.unlink()
+    second = await generate_video(
+        prompt=PROMPT, credentials_block=credentials_block, idempotency_key=key
+    )
+    assert second.task_id == first.task_id
+    assert emulator.state.submission_attempts == 1
 
 
 async def test_a_certain_refusal_does_not_block_the_key(
