@@ -8,10 +8,14 @@ Layers, bottom up (each module imports only the ones before it):
 * ``blocks``, ``archive``, ``observability``, ``tasks``: the Prefect layer (credentials block,
   storage, what the UI shows, and the submit/poll/archive tasks);
 * ``flows``: the ``generate_video`` flow, thin on top of the tasks;
+* ``manifest`` and ``batch`` (pure: manifests, budget, report), then ``batch_flow``: the
+  ``generate_video_batch`` flow, each row a ``generate_video`` run;
 * ``emulator``: a local stand-in for the provider, for demos, tests and dry runs.
 """
 
 from omniflash_prefect.archive import ArchivedVideo
+from omniflash_prefect.batch import BatchItem, BatchReport
+from omniflash_prefect.batch_flow import generate_video_batch
 from omniflash_prefect.blocks import OmniFlashCredentials
 from omniflash_prefect.client import OmniFlashClient
 from omniflash_prefect.errors import (
@@ -23,6 +27,7 @@ from omniflash_prefect.errors import (
     GenerationCancelledError,
     GenerationError,
     GenerationFailedError,
+    InsufficientBalanceError,
     InvalidRequestError,
     InvalidTaskIdError,
     InvalidVideoRequestError,
@@ -40,6 +45,7 @@ from omniflash_prefect.errors import (
     VideoTooLargeError,
 )
 from omniflash_prefect.flows import generate_video
+from omniflash_prefect.manifest import InvalidManifestError, ManifestError
 from omniflash_prefect.models import (
     Balance,
     DownloadedVideo,
@@ -65,14 +71,19 @@ __all__ = [
     "ArchivedVideo",
     "AuthenticationError",
     "Balance",
+    "BatchItem",
+    "BatchReport",
     "DownloadError",
     "DownloadedVideo",
     "GenerationCancelledError",
     "GenerationError",
     "GenerationFailedError",
+    "InsufficientBalanceError",
+    "InvalidManifestError",
     "InvalidRequestError",
     "InvalidTaskIdError",
     "InvalidVideoRequestError",
+    "ManifestError",
     "NotFoundError",
     "OmniFlashClient",
     "OmniFlashCredentials",
@@ -98,6 +109,7 @@ __all__ = [
     "__version__",
     "archive_video",
     "generate_video",
+    "generate_video_batch",
     "poll_video",
     "submit_video",
     "validate_task_id",

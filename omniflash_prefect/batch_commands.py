@@ -22,7 +22,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from pydantic import ValidationError
 
 from omniflash_prefect.batch import BatchReport
-from omniflash_prefect.batch_flow import FanOut, InsufficientBalanceError, generate_video_batch
+from omniflash_prefect.batch_flow import FanOut, generate_video_batch
 from omniflash_prefect.commands import (
     EXIT_ARCHIVED,
     EXIT_ERROR,
@@ -34,6 +34,7 @@ from omniflash_prefect.commands import (
     patient_temporary_server,
     run_flow_watched,
 )
+from omniflash_prefect.errors import InsufficientBalanceError
 from omniflash_prefect.manifest import (
     InvalidManifestError,
     Manifest,

@@ -77,10 +77,6 @@ _RATE_LIMIT_PAUSE_CAP: Final = 60.0
 RowRunner = Callable[[ManifestRow, dict[str, Any]], Awaitable[tuple[ArchivedVideo, str | None]]]
 
 
-class InsufficientBalanceError(errors.OmniFlashError):
-    """The preflight balance check found too little credit; nothing was submitted."""
-
-
 class RemoteRunError(errors.OmniFlashError):
     """A ``generate-video`` deployment run did not complete; ``error_type`` is its exception's
     class when it is one of this package's (used to decide whether to retry or stop)."""
@@ -419,7 +415,7 @@ async def preflight_balance(
     needed = budget if budget is not None else first_estimate
     if needed is not None and remaining < needed:
         what = "the budget" if budget is not None else "the first video"
-        raise InsufficientBalanceError(
+        raise errors.InsufficientBalanceError(
             f"the balance ({remaining:g}) cannot cover {what} ({needed:g}); nothing was "
             "submitted. Top up the account, or lower the budget."
         )

@@ -371,6 +371,9 @@ def run_emulator(
     download_drop_rate: Annotated[
         float, typer.Option(help="Fraction of further downloads cut midway.")
     ] = 0.0,
+    download_stall: Annotated[
+        float, typer.Option(help="Seconds every download stalls half way.")
+    ] = 0.0,
     url_ttl: Annotated[float, typer.Option(help="Seconds a video URL stays valid.")] = 86400.0,
     balance: Annotated[float, typer.Option(help="Account balance (402 when spent).")] = 100.0,
     unlimited_balance: Annotated[bool, typer.Option(help="Never answer 402.")] = False,
@@ -394,6 +397,7 @@ def run_emulator(
             latency_seconds=latency,
             drop_first_downloads=drop_first_downloads,
             download_drop_rate=download_drop_rate,
+            download_stall_seconds=download_stall,
             url_ttl_seconds=url_ttl,
             balance=balance,
             unlimited_balance=unlimited_balance,

@@ -20,6 +20,9 @@ The tree::
     ├── APIConnectionError              no answer: connection failed or broke
     │   └── APITimeoutError             no answer in time
     ├── SubmissionOutcomeUnknownError   a submit may or may not have been accepted (never resent)
+    ├── InsufficientBalanceError        a batch's preflight balance check failed, nothing was sent
+    ├── ManifestError                   a batch manifest cannot be read (in ``manifest``)
+    │   └── InvalidManifestError        some rows are invalid (line, id, message, API codes)
     ├── GenerationError                 the task exists but produced no video (task_id)
     │   ├── GenerationFailedError       status "failed", with the API's error code and message
     │   ├── GenerationCancelledError    status "cancelled"
@@ -199,6 +202,10 @@ class SubmissionOutcomeUnknownError(OmniFlashError):
             f"{what}; it was not resent to avoid paying twice: check the provider's task list "
             "or balance, then submit with a new idempotency key if no task was created"
         )
+
+
+class InsufficientBalanceError(OmniFlashError):
+    """A batch's preflight balance check found too little credit; nothing was submitted."""
 
 
 class GenerationError(OmniFlashError):

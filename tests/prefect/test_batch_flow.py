@@ -13,9 +13,10 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import State
 
 from omniflash_prefect.batch import BatchReport
-from omniflash_prefect.batch_flow import InsufficientBalanceError, generate_video_batch
+from omniflash_prefect.batch_flow import generate_video_batch
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.emulator.validation import price_of
+from omniflash_prefect.errors import InsufficientBalanceError
 from omniflash_prefect.manifest import InvalidManifestError
 from omniflash_prefect.observability import artifact_key
 from tests.prefect.helpers import run_artifacts
