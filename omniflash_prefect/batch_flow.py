@@ -432,7 +432,13 @@ def _batch_run_name() -> str:
     return "batch"
 
 
-@flow(name="generate-video-batch", flow_run_name=_batch_run_name, log_prints=False)
+@flow(
+    name="generate-video-batch",
+    flow_run_name=_batch_run_name,
+    log_prints=False,
+    persist_result=True,  # the report stays readable from the run, e.g. of a deployment
+    result_serializer="json",
+)
 async def generate_video_batch(
     manifest: str | None = None,
     requests: list[dict[str, Any]] | None = None,
