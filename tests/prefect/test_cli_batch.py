@@ -104,9 +104,7 @@ def test_csv_manifest_reports_every_row(
     assert report["items"][2]["status"] == "skipped_invalid"
     assert report["counts"]["archived"] == 2
     assert report["counts"]["skipped_invalid"] == 1
-    assert report["total_cost"] == pytest.approx(
-        sum(item["cost"] for item in report["items"][:2])
-    )
+    assert report["total_cost"] == pytest.approx(sum(item["cost"] for item in report["items"][:2]))
     assert emulator.state.submission_count == 2
 
 
