@@ -12,6 +12,9 @@ the explicit ``cost_estimate`` if given, else the highest cost already observed 
 duration and resolution. A row with no estimate yet is a *probe*: it starts only when nothing else
 of unknown price is in flight and the known spend is under the budget, so the budget is overshot by
 at most one video's cost (the probe's), and only when the estimates are not below the real prices.
+A probe that ends without a known cost (the provider reported none, or it failed after it may
+have been paid) makes its class unpriceable: its other rows are skipped unless ``cost_estimate``
+is given.
 """
 
 from __future__ import annotations
@@ -151,6 +154,7 @@ class SpendLedger:
     spent: float = 0.0
     _reserved: dict[str, float | None] = field(default_factory=dict)
     _observed: dict[tuple[int, str], float] = field(default_factory=dict)
+    _unpriced: set[tuple[int, str]] = field(default_factory=set)
 
     def estimate(self, request: VideoRequest) -> float | None:
         """The expected cost of a request, or None when nothing is known about its price yet."""
@@ -173,6 +177,8 @@ class SpendLedger:
         if self.budget is None:
             return "start"
         estimate = self.estimate(request)
+        if estimate is None and price_class(request) in self._unpriced:
+            return "skip"  # a video of this class was paid and its price never learnt
         if estimate is None:
             if any(value is None for value in self._reserved.values()):
                 return "wait"  # one probe of unknown price at a time
@@ -191,7 +197,10 @@ class SpendLedger:
         """The row finished and was charged ``cost`` (None: unknown, count the estimate)."""
         estimate = self._reserved.pop(row_id, None)
         if cost is None:
-            self.spent = round(self.spent + (estimate or self.estimate(request) or 0.0), 6)
+            charged = estimate if estimate is not None else self.estimate(request)
+            if charged is None:  # a probe, maybe paid, price still unknown: no more probes
+                self._unpriced.add(price_class(request))
+            self.spent = round(self.spent + (charged or 0.0), 6)
         else:
             self.record_cost(request, cost)
 

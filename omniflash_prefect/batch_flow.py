@@ -260,7 +260,10 @@ class _Batch:
                     return _item(
                         row,
                         "skipped_budget",
-                        error=f"would exceed the budget (spent {self.ledger.spent:g})",
+                        error=(
+                            f"not started: the budget ({self.ledger.budget:g}) cannot cover it "
+                            f"(spent {self.ledger.spent:g})"
+                        ),
                     )
                 await self.changed.wait()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -17,6 +18,7 @@ from omniflash_prefect.emulator.downloads import (
     VideoResponse,
     parse_byte_range,
 )
+from omniflash_prefect.emulator.videos import iter_video_chunks
 
 from .helpers import FakeClock, submit, task_data, top_level_boxes, video_url
 
@@ -38,6 +40,26 @@ async def _partial_then_error(client: httpx.AsyncClient, url: str) -> bytes:
     except httpx.RemoteProtocolError:
         return bytes(received)
     raise AssertionError(f"the download was not cut ({len(received)} bytes arrived)")
+
+
+async def _partial_then_read_timeout(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    read_timeout: float,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """Stream ``url`` expecting it to stall past ``read_timeout``; return the bytes that arrived."""
+    received = bytearray()
+    timeout = httpx.Timeout(5.0, read=read_timeout)
+    try:
+        async with client.stream("GET", url, headers=headers, timeout=timeout) as response:
+            assert response.status_code in (200, 206)
+            async for chunk in response.aiter_bytes():
+                received += chunk
+    except httpx.ReadTimeout:
+        return bytes(received)
+    raise AssertionError(f"the download did not stall ({len(received)} bytes arrived)")
 
 
 def _with_query(url: str, **changes: str) -> str:
@@ -317,3 +339,59 @@ async def test_download_stops_when_the_client_goes_away() -> None:
         "http.response.body",
     ]
     assert completed == []
+
+
+async def test_stalled_download_times_out_a_client_after_half_the_body(
+    emulator: EmulatorServer, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """With download_stall_seconds, half the body arrives and then nothing: a client with a
+    shorter read timeout gets ReadTimeout, and the abandoned download never counts as complete."""
+    emulator.config.video_size_bytes = 1_000_000
+    emulator.config.download_stall_seconds = 0.6
+    task_id = await _completed_task(client, clock)
+    url = await video_url(client, task_id)
+
+    received = await _partial_then_read_timeout(client, url, read_timeout=0.15)
+    assert len(received) == 500_000
+    assert received == b"".join(iter_video_chunks(task_id, 1_000_000, 0, 500_000))
+
+    # Had the server missed the disconnect, it would finish sending after the 0.6 s stall.
+    completed = emulator.state.wait_until(
+        lambda state: state.task(task_id).completed_downloads > 0, timeout=1.2
+    )
+    assert not completed
+    record = emulator.state.task(task_id)
+    assert (record.downloads, record.completed_downloads) == (1, 0)
+
+
+async def test_short_stall_delays_a_download_that_then_completes(
+    emulator: EmulatorServer, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """A stall shorter than the read timeout only delays the video: it arrives byte-exact."""
+    emulator.config.video_size_bytes = 1_000_000
+    emulator.config.download_stall_seconds = 0.2
+    task_id = await _completed_task(client, clock)
+    url = await video_url(client, task_id)
+
+    started = time.monotonic()
+    response = await client.get(url, timeout=httpx.Timeout(5.0))
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert hashlib.sha256(response.content).hexdigest() == video_sha256(task_id, 1_000_000)
+    assert elapsed >= 0.2  # the stall did happen
+    assert emulator.state.task(task_id).completed_downloads == 1
+
+
+async def test_stall_applies_to_range_requests_too(
+    emulator: EmulatorServer, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """A resumed (Range) download also stalls after half of what it sends."""
+    emulator.config.video_size_bytes = 1_000_000
+    emulator.config.download_stall_seconds = 0.6
+    task_id = await _completed_task(client, clock)
+    url = await video_url(client, task_id)
+
+    received = await _partial_then_read_timeout(
+        client, url, read_timeout=0.15, headers={"Range": "bytes=200000-"}
+    )
+    assert received == b"".join(iter_video_chunks(task_id, 1_000_000, 200_000, 600_000))

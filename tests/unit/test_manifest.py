@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from omniflash_prefect.manifest import (
     MAX_MANIFEST_BYTES,
+    InvalidManifestError,
     ManifestError,
     decode_manifest,
     detect_format,
+    manifest_from_records,
     parse_manifest,
+    read_manifest,
+    read_manifest_file,
 )
 
 JSONL = """\
@@ -119,3 +126,130 @@ def test_numeric_ids_are_accepted_as_text() -> None:
     """An id of 7 in JSON is the row id '7'."""
     manifest = parse_manifest('{"id": 7, "prompt": "x"}\n', "jsonl")
     assert manifest.rows[0].id == "7"
+
+
+def test_records_become_rows_numbered_from_one() -> None:
+    """Objects are validated like manifest lines: row n is "line" n, ids given or row-<n>."""
+    manifest = manifest_from_records(
+        [
+            {"id": "fox", "prompt": "a fox in snow", "duration": 4},
+            {"prompt": "a kite", "resolution": "4K"},
+        ]
+    )
+    assert manifest.ok
+    assert [(r.line, r.id) for r in manifest.rows] == [(1, "fox"), (2, "row-2")]
+    assert manifest.rows[0].request.duration == 4
+    assert manifest.rows[1].request.resolution == "4k"
+
+
+def test_records_are_not_modified() -> None:
+    """Reading the records leaves the caller's objects as they were (the id stays in)."""
+    record = {"id": "fox", "prompt": "a fox"}
+    manifest_from_records([record])
+    assert record == {"id": "fox", "prompt": "a fox"}
+
+
+def test_record_problems_name_their_row_number() -> None:
+    """A non-object, an invalid request and a repeated id are each reported by row number."""
+    records: list[Any] = [
+        {"id": "fox", "prompt": "a fox"},
+        "a fox in snow",
+        {"id": "bad", "prompt": "x", "duration": 7},
+        {"id": "fox", "prompt": "another fox"},
+        ["prompt", "x"],
+        {"prompt": "fine"},
+    ]
+    manifest = manifest_from_records(records)
+    assert [(r.line, r.id) for r in manifest.rows] == [(1, "fox"), (6, "row-6")]
+    assert [(p.line, p.id) for p in manifest.problems] == [
+        (2, None),
+        (3, "bad"),
+        (4, "fox"),
+        (5, None),
+    ]
+    assert manifest.problems[0].message == "expected an object, got str"
+    assert manifest.problems[1].codes == ("invalid_duration",)
+    assert "duplicate id, first used on line 1" in manifest.problems[2].message
+    assert manifest.problems[3].message == "expected an object, got list"
+    assert "line 2: expected an object" in manifest.summary()
+
+
+def test_read_manifest_decodes_and_picks_the_format_from_the_name() -> None:
+    """The same bytes are CSV or JSONL depending on the name; undecodable bytes are refused."""
+    csv = read_manifest(b"\xef\xbb\xbfid,prompt,duration\nfox,a fox,4\n", "batch.CSV")
+    assert [(r.id, r.request.duration) for r in csv.rows] == [("fox", 4)]
+    jsonl = read_manifest(b'{"prompt": "a kite"}\n', "batch.jsonl")
+    assert [r.request.prompt for r in jsonl.rows] == ["a kite"]
+    with pytest.raises(ManifestError, match="jsonl or"):
+        read_manifest(b'{"prompt": "a kite"}\n', "batch.txt")
+    with pytest.raises(ManifestError, match="not UTF-8"):
+        read_manifest(b"prompt\ncaf\xe9\n", "batch.csv")
+
+
+def test_read_manifest_file(tmp_path: Path) -> None:
+    """A manifest file is read and validated, its format told by its name."""
+    path = tmp_path / "videos.jsonl"
+    path.write_text('{"id": "a", "prompt": "one"}\n{"id": "a", "prompt": "two"}\n')
+    manifest = read_manifest_file(path)
+    assert [r.id for r in manifest.rows] == ["a"]
+    assert [p.line for p in manifest.problems] == [2]
+
+
+def test_read_manifest_file_expands_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A path starting with ~ is read from the home directory."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "videos.csv").write_text("prompt\na fox\n")
+    manifest = read_manifest_file(Path("~/videos.csv"))
+    assert [r.request.prompt for r in manifest.rows] == ["a fox"]
+
+
+@pytest.mark.parametrize("name", ["missing.jsonl", "."])
+def test_missing_manifest_file_is_refused(tmp_path: Path, name: str) -> None:
+    """No such file (or a directory): a ManifestError naming the path."""
+    path = tmp_path / name
+    with pytest.raises(ManifestError, match="no such file") as caught:
+        read_manifest_file(path)
+    assert str(path) in str(caught.value)
+
+
+def test_too_large_manifest_file_is_refused_without_reading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file over the byte limit is refused from its size alone; its bytes are never read."""
+    monkeypatch.setattr("omniflash_prefect.manifest.MAX_MANIFEST_BYTES", 64)
+    small = tmp_path / "small.jsonl"
+    small.write_text('{"prompt": "a fox"}\n')
+    assert read_manifest_file(small).ok  # under the (patched) limit it is read
+    big = tmp_path / "big.jsonl"
+    big.write_text('{"prompt": "a fox"}\n' * 10)
+
+    def no_reading(self: Path) -> bytes:
+        raise AssertionError(f"{self} was read")
+
+    monkeypatch.setattr(Path, "read_bytes", no_reading)
+    with pytest.raises(ManifestError, match="is over 64 bytes: split it") as caught:
+        read_manifest_file(big)
+    assert str(big) in str(caught.value)
+
+
+def test_invalid_manifest_error_names_lines_and_ids() -> None:
+    """The refusal counts the bad rows, names each line and id, and says nothing was sent."""
+    manifest = parse_manifest(
+        '{"id": "fox", "prompt": "ok"}\n'
+        '{"id": "bad", "prompt": "x", "duration": 7}\n'
+        "not json\n"
+        '{"id": "fox", "prompt": "again"}\n',
+        "jsonl",
+    )
+    error = InvalidManifestError(manifest)
+    assert isinstance(error, ManifestError)
+    assert error.problems == manifest.problems
+    message = str(error)
+    assert message.startswith("3 invalid manifest row(s); nothing was submitted.")
+    assert "skip_invalid" in message
+    assert "line 2 (id bad): duration" in message
+    assert "line 3: not valid JSON" in message
+    assert "line 4 (id fox): duplicate id, first used on line 1" in message
+    assert "line 1" not in message.replace("first used on line 1", "")
