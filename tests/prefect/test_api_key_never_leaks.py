@@ -11,8 +11,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.events.filters import EventFilter, EventOccurredFilter
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+from typer.testing import CliRunner
 
 from omniflash_prefect import OmniFlashCredentials, OmniFlashError, generate_video
+from omniflash_prefect.cli import app
 from omniflash_prefect.emulator import EmulatorServer
 from tests.prefect.helpers import omniflash_events, run_artifacts
 
@@ -76,5 +78,55 @@ async def test_no_stage_leaks_the_key(
     texts += [p.read_text(errors="replace") for p in storage.rglob("*") if p.is_file()]
     texts += [p.read_text() for p in fast_settings.rglob("*.json")]
     assert len(texts) > 20
+    leaks = [text for text in texts if SECRET in text or WRONG in text]
+    assert leaks == []
+
+
+def test_command_output_never_shows_the_key(
+    emulator: EmulatorServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``omniflash generate`` and ``omniflash batch``, with ``--json`` and without, print no key
+    whether they succeed, are refused (401, 402) or fail in generation, with httpx debug logging
+    on; the batch's report and the manifest problems neither."""
+    caplog.set_level(logging.DEBUG, logger="httpx")
+    caplog.set_level(logging.DEBUG, logger="httpcore")
+    emulator.config.api_key = SECRET
+    good, bad = f"good-{uuid.uuid4().hex[:8]}", f"bad-{uuid.uuid4().hex[:8]}"
+    OmniFlashCredentials(api_key=SECRET, base_url=emulator.base_url).save(good)
+    OmniFlashCredentials(api_key=WRONG, base_url=emulator.base_url).save(bad)
+    manifest = tmp_path / "rows.jsonl"
+    manifest.write_text(
+        '{"id": "a", "prompt": "a quiet harbour", "duration": 4}\n'
+        '{"id": "b", "prompt": "a quiet harbour at night", "duration": 4}\n'
+    )
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "c", "prompt": "x", "duration": 12}\n')
+    runner = CliRunner()
+    outputs: list[str] = []
+    codes: list[int] = []
+
+    def every_command(block: str) -> None:
+        for json_flag in ([], ["--json"]):
+            for args in (
+                ["generate", "a quiet harbour", "--duration", "4"],
+                ["batch", str(manifest)],
+            ):
+                result = runner.invoke(app, [*args, *json_flag, "--credentials-block", block])
+                codes.append(result.exit_code)
+                outputs.append(result.stdout + result.stderr)
+
+    every_command(good)  # success
+    every_command(bad)  # 401
+    emulator.config.balance = 0.0
+    every_command(good)  # 402
+    emulator.config.balance = 100.0
+    emulator.config.task_failure_rate = 1.0
+    every_command(good)  # failed generation
+    result = runner.invoke(app, ["batch", str(broken), "--json", "--credentials-block", good])
+    outputs.append(result.stdout + result.stderr)
+    assert codes == [0, 0, 0, 0] + [3, 4, 3, 4] * 2 + [4, 4, 4, 4]
+    assert result.exit_code == 2
+    texts = [*outputs, caplog.text]
+    assert sum(len(text) for text in texts) > 2000
     leaks = [text for text in texts if SECRET in text or WRONG in text]
     assert leaks == []
