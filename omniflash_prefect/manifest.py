@@ -5,7 +5,7 @@ API would refuse; each problem names its line (1-based, as an editor shows it) a
 Pure: text in, rows and problems out.
 
 * JSONL: one JSON object per line with the request fields and an optional ``id``; blank lines and
-  lines starting with ``#`` are skipped.
+  lines starting with ``#`` are skipped; a ``null`` value means "not given", like an empty cell.
 * CSV: a header row with the same column names; ``image_urls``/``video_urls`` cells hold URLs
   separated by whitespace; ``duration`` is an integer; empty cells mean "not given".
 """
@@ -155,8 +155,9 @@ def _validate(records: Iterable[tuple[int, dict[str, Any] | RowProblem]]) -> Man
             )
             continue
         seen[row_id] = line
+        fields = {name: value for name, value in record.items() if value is not None}
         try:
-            rows.append(ManifestRow(line, row_id, VideoRequest.model_validate(record)))
+            rows.append(ManifestRow(line, row_id, VideoRequest.model_validate(fields)))
         except InvalidVideoRequestError as exc:
             message = "; ".join(
                 f"{p.field}: {p.message}" + (f" (allowed: {p.allowed})" if p.allowed else "")

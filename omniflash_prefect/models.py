@@ -60,6 +60,9 @@ _REQUEST_FIELDS: Final = (
     "image_urls",
     "video_urls",
 )
+#: Optional fields the API types as string or array: an explicit null is refused (as the provider
+#: refuses it), never read as "omitted". Manifests drop null cells before they get here.
+_NULL_REFUSED_FIELDS: Final = ("aspect_ratio", "size", "image_urls", "video_urls")
 
 
 def validate_task_id(task_id: object) -> str:
@@ -179,6 +182,17 @@ def check_request_fields(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[
                 allowed=", ".join(_REQUEST_FIELDS),
             )
         )
+
+    for name in _NULL_REFUSED_FIELDS:
+        if name in data and data[name] is None:
+            problems.append(
+                RequestProblem(
+                    "invalid_request_error",
+                    name,
+                    None,
+                    "null is not a value of this field: omit the field to use its default",
+                )
+            )
 
     model = data.get("model", MODEL_NAME)
     if model != MODEL_NAME:

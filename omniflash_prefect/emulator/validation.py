@@ -85,7 +85,7 @@ def is_image_data_uri(value: object) -> bool:
         return False
     try:
         base64.b64decode(match["payload"], validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII characters in the payload
         return False
     return True
 

@@ -253,3 +253,14 @@ def test_invalid_manifest_error_names_lines_and_ids() -> None:
     assert "line 3: not valid JSON" in message
     assert "line 4 (id fox): duplicate id, first used on line 1" in message
     assert "line 1" not in message.replace("first used on line 1", "")
+
+
+def test_jsonl_null_means_not_given() -> None:
+    """A JSONL ``null`` (as data tools write for missing values) is read like an empty CSV cell:
+    the field takes its default, although ``VideoRequest`` itself refuses an explicit null."""
+    manifest = parse_manifest(
+        '{"id": "a", "prompt": "A fox", "aspect_ratio": null, "image_urls": null}\n', "jsonl"
+    )
+    assert manifest.problems == ()
+    assert manifest.rows[0].request.aspect_ratio == "16:9"
+    assert manifest.rows[0].request.image_urls == ()
