@@ -362,12 +362,18 @@ def deployment_runner(deployment: str, poll_interval: float = 2.0) -> RowRunner:
     """Rows as runs of the ``generate-video`` deployment, picked up by its pool's workers."""
 
     async def run(row: ManifestRow, common: dict[str, Any]) -> tuple[ArchivedVideo, str | None]:
+        results = common["result_storage_block"]
         finished: FlowRun = await run_deployment(  # type: ignore[misc]
             deployment,
             parameters=_row_parameters(row, common),
             poll_interval=poll_interval,
             as_subflow=True,
             tags=["omniflash", "omniflash-batch"],
+            # The run's own result (read back below) must land where this process can read it,
+            # whichever machine runs it. Note: this replaces an ``env`` set on the deployment.
+            job_variables=(
+                {"env": {"PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": results}} if results else None
+            ),
         )
         state = finished.state
         if state is None or not state.is_completed():
