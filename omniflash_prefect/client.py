@@ -12,9 +12,12 @@ certainly did not accept it, and any doubt raises :class:`SubmissionOutcomeUnkno
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -39,6 +42,7 @@ from omniflash_prefect.errors import (
     RequestProblem,
     SubmissionOutcomeUnknownError,
     UnexpectedResponseError,
+    UnsafeDownloadURLError,
     VideoExpiredError,
     VideoTooLargeError,
     redact,
@@ -64,13 +68,35 @@ logger = logging.getLogger("omniflash_prefect")
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
+#: Host, port -> the IP addresses a connection to them may reach.
+Resolve = Callable[[str, int], Awaitable[list[str]]]
 TaskCallback = Callable[[VideoTask], Awaitable[None]]
 
 _DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _CHUNK_SIZE = 1024 * 1024
 _MAX_REDIRECTS = 5
+#: The largest API answer read; real ones are well under a kilobyte.
+MAX_API_ANSWER_BYTES = 1024 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _EXPIRED_STATUSES = frozenset({403, 410})
+#: Content types that are never a video (``text/*`` neither): an error page or API answer.
+_NOT_VIDEO_TYPES = frozenset({"application/json", "application/xml", "application/xhtml+xml"})
+
+
+def _verify_context() -> ssl.SSLContext:
+    """The TLS context httpx would build for ``verify=True``, built once per CA setting.
+
+    httpx builds a fresh context (loading the whole CA bundle, tens of milliseconds of CPU) for
+    every client; a batch makes several clients per video, so they share one. Keyed by the
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` variables httpx reads, so changing them still applies.
+    """
+    return _context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    del cert_file, cert_dir  # the cache key: create_ssl_context reads them from the environment
+    return httpx.create_ssl_context()
 
 
 class OmniFlashClient:
@@ -97,6 +123,7 @@ class OmniFlashClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
+        resolve: Resolve | None = None,
     ) -> None:
         secret = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         if not secret or not secret.strip():
@@ -109,6 +136,9 @@ class OmniFlashClient:
         self.download_attempts = download_attempts
         self._sleep = sleep
         self._clock = clock
+        # Video hosts are resolved and checked before connecting. An injected transport makes
+        # its own connections, so then only an injected resolver is used.
+        self._resolve = resolve if resolve is not None or transport is not None else resolve_host
         # No default Authorization header: the key is added to API calls only, so it never
         # travels to the CDN host a result URL points at.
         self._http = httpx.AsyncClient(
@@ -117,6 +147,7 @@ class OmniFlashClient:
             transport=transport,
             headers={"User-Agent": protocol.user_agent()},
             follow_redirects=False,
+            verify=_verify_context(),
         )
 
     @classmethod
@@ -349,7 +380,7 @@ class OmniFlashClient:
             await self._sleep(self.retry_policy.delay(attempt))
 
     def _open_download(self, url: str, offset: int) -> _DownloadStream:
-        return _DownloadStream(self._http, url, offset)
+        return _DownloadStream(self._http, url, offset, self._resolve)
 
     def _announced_total(
         self, response: httpx.Response, offset: int, known: int | None
@@ -384,7 +415,7 @@ class OmniFlashClient:
         while True:
             attempt += 1
             try:
-                response = await self._http.request(method, path, headers=headers, **kwargs)
+                response = await self._send_capped(method, path, headers=headers, **kwargs)
             except httpx.TransportError as exc:
                 error: OmniFlashError = _connection_error(exc, self._api_key)
             else:
@@ -399,6 +430,33 @@ class OmniFlashClient:
             )
             await self._sleep(delay)
 
+    async def _send_capped(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send an API call and read its answer, refusing one over ``MAX_API_ANSWER_BYTES``
+        (an API answer is a few hundred bytes; a huge one must not fill the memory)."""
+        request = self._http.build_request(method, path, **kwargs)
+        response = await self._http.send(request, stream=True)
+        try:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_API_ANSWER_BYTES:
+                    raise UnexpectedResponseError(
+                        f"the API answered {method} {path} with more than "
+                        f"{MAX_API_ANSWER_BYTES} bytes; refusing to read it",
+                        status_code=response.status_code,
+                    )
+        finally:
+            await response.aclose()
+        # The body is decoded already: hand it on without its transfer headers.
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code, headers=headers, content=bytes(body), request=request
+        )
+
 
 class _TransientDownloadError(Exception):
     """A video host answer worth retrying (5xx, 429), handled like a broken transfer."""
@@ -411,10 +469,13 @@ class _DownloadStream:
     another scheme or an internal host, and no API key is ever sent along.
     """
 
-    def __init__(self, http: httpx.AsyncClient, url: str, offset: int) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, url: str, offset: int, resolve: Resolve | None
+    ) -> None:
         self._http = http
         self._url = url
         self._offset = offset
+        self._resolve = resolve
         self._response: httpx.Response | None = None
 
     async def __aenter__(self) -> httpx.Response:
@@ -426,7 +487,15 @@ class _DownloadStream:
         for _ in range(_MAX_REDIRECTS + 1):
             protocol.check_download_url(url)
             request = self._http.build_request("GET", url, headers=headers)
+            if self._resolve is not None:
+                port = request.url.port or (443 if request.url.scheme == "https" else 80)
+                for address in await self._resolve(request.url.host, port):
+                    _refuse_forbidden(request.url.host, address)
             response = await self._http.send(request, stream=True)
+            peer = _peer_address(response)
+            if peer is not None and protocol.is_forbidden_address(peer):
+                await response.aclose()  # connected after all (a DNS change): read nothing
+                _refuse_forbidden(request.url.host, peer)
             if response.status_code in _REDIRECT_STATUSES and "location" in response.headers:
                 await response.aclose()
                 url = urljoin(url, response.headers["location"])
@@ -442,6 +511,13 @@ class _DownloadStream:
                 if response.status_code >= 500 or response.status_code == 429:
                     raise _TransientDownloadError(f"HTTP {response.status_code}")
                 raise DownloadError(f"the video URL answered HTTP {response.status_code}")
+            content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type.startswith("text/") or content_type in _NOT_VIDEO_TYPES:
+                await response.aclose()
+                raise DownloadError(
+                    f"the video URL answered {content_type!r} content, not a video "
+                    "(an error page?); nothing was archived"
+                )
             self._response = response
             return response
         raise DownloadError(f"more than {_MAX_REDIRECTS} redirects for the video URL")
@@ -449,6 +525,33 @@ class _DownloadStream:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._response is not None:
             await self._response.aclose()
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to; empty when it does not resolve (the connection then
+    fails and says why)."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return [str(info[4][0]) for info in infos]
+
+
+def _refuse_forbidden(host: str, address: str) -> None:
+    if protocol.is_forbidden_address(address):
+        raise UnsafeDownloadURLError(
+            f"refusing to download from {host}: it resolves to {address}, a link-local or cloud "
+            "metadata address"
+        )
+
+
+def _peer_address(response: httpx.Response) -> str | None:
+    """The IP address the response came from, when the transport tells (real sockets do)."""
+    stream = response.extensions.get("network_stream")
+    if stream is None:
+        return None
+    peer = stream.get_extra_info("server_addr")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 def _connection_error(exc: httpx.TransportError, api_key: str) -> APIConnectionError:

@@ -42,6 +42,15 @@ MAX_IMAGE_UPLOAD_BYTES: Final = 20 * 1024 * 1024
 
 _MAX_SERVER_TEXT: Final = 500
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
+#: Cloud instance-metadata endpoints outside the link-local ranges (which are refused whole):
+#: Alibaba Cloud, Oracle Cloud, and AWS's IPv6 endpoint.
+_METADATA_ADDRESSES: Final = frozenset(
+    ipaddress.ip_address(a) for a in ("100.100.100.200", "192.0.0.192", "fd00:ec2::254")
+)
+#: Names that point at metadata services inside clouds, refused before any lookup.
+_METADATA_NAMES: Final = frozenset(
+    {"metadata", "metadata.google.internal", "metadata.goog", "instance-data"}
+)
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
@@ -265,11 +274,26 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def is_forbidden_address(address: str) -> bool:
+    """True for an IP address a video must never be fetched from: link-local (169.254.0.0/16,
+    where cloud metadata services answer, and fe80::/10), the other known metadata endpoints,
+    and the unspecified address. IPv4-mapped IPv6 addresses are judged by their IPv4 part."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_link_local or ip.is_unspecified or ip in _METADATA_ADDRESSES
+
+
 def check_download_url(url: str) -> str:
     """Return ``url`` if this package may fetch a video from it, else raise.
 
     Only ``https`` is fetched, except plain ``http`` from loopback hosts so local emulators work;
-    every other scheme (``file:``, ``ftp:``...) and host-less URLs are refused.
+    every other scheme (``file:``, ``ftp:``...), host-less URLs, metadata host names and
+    forbidden literal addresses (:func:`is_forbidden_address`) are refused. Names are checked
+    again once resolved, and the address actually connected to, by the client.
     """
     try:
         parts = urlsplit(url)
@@ -279,6 +303,10 @@ def check_download_url(url: str) -> str:
     scheme = parts.scheme.lower()
     if not host:
         raise UnsafeDownloadURLError(f"refusing to download from a URL without a host: {url!r}")
+    if is_forbidden_address(host) or host.rstrip(".").lower() in _METADATA_NAMES:
+        raise UnsafeDownloadURLError(
+            f"refusing to download from {host}: a link-local or cloud metadata address"
+        )
     if scheme == "https" or (scheme == "http" and is_loopback_host(host)):
         return url
     raise UnsafeDownloadURLError(
