@@ -20,6 +20,7 @@ from omniflash_prefect.models import VideoRequest
 from omniflash_prefect.observability import publish_archive_artifacts, short_prompt
 from omniflash_prefect.tasks import (
     archive_video,
+    credentials_read_once,
     default_storage,
     poll_video,
     record_store,
@@ -62,6 +63,8 @@ async def _tag_current_run(request: VideoRequest) -> None:
     if context is None or context.flow_run is None:
         return
     tags = sorted({*context.flow_run.tags, "omniflash", request.resolution, f"{request.duration}s"})
+    if tags == sorted(context.flow_run.tags):
+        return  # created with these tags already (e.g. by a batch): no API call
     async with get_client() as client:
         await client.update_flow_run(context.flow_run.id, tags=tags)
 
@@ -112,6 +115,29 @@ async def generate_video(
         image_urls=tuple(image_urls or ()),
         video_urls=tuple(video_urls or ()),
     )
+    with credentials_read_once():
+        return await _generate(
+            request,
+            prompt=prompt,
+            credentials_block=credentials_block,
+            storage_block=storage_block,
+            archive_prefix=archive_prefix,
+            idempotency_key=idempotency_key,
+            result_storage_block=result_storage_block,
+        )
+
+
+async def _generate(
+    request: VideoRequest,
+    *,
+    prompt: str,
+    credentials_block: str | None,
+    storage_block: str | None,
+    archive_prefix: str,
+    idempotency_key: str | None,
+    result_storage_block: str | None,
+) -> ArchivedVideo:
+    """The body of :func:`generate_video`, run with each credentials block read once."""
     storage = await load_storage(storage_block)
     results = await load_result_storage(result_storage_block)
     submit, archive = submit_video, archive_video

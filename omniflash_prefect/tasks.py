@@ -17,9 +17,12 @@ No Prefect-level retries are set: the client already retries what is safe to ret
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -65,14 +68,45 @@ _IN_FLIGHT = "in-flight"
 _REFUSED = "refused"
 
 
+#: Credentials blocks already read in the current ``generate_video`` run, by name; see
+#: :func:`credentials_read_once`. None outside such a run: every call reads the block.
+_CREDENTIALS: ContextVar[dict[str, OmniFlashCredentials] | None] = ContextVar(
+    "omniflash_credentials", default=None
+)
+
+
+@contextlib.contextmanager
+def credentials_read_once() -> Iterator[None]:
+    """Within this block, each named credentials block is read from the API once.
+
+    One video's submit, poll and archive tasks each need a client; without this each would read
+    the same block (an API call) again. Tasks run in a copy of the caller's context, which shares
+    the dict, so what one task read the next one reuses.
+    """
+    token = _CREDENTIALS.set({})
+    try:
+        yield
+    finally:
+        _CREDENTIALS.reset(token)
+
+
 async def load_client(credentials_block: str | None = None) -> OmniFlashClient:
     """A client from the named credentials block, else from ``OMNIFLASH_*`` settings."""
     if credentials_block:
-        loaded: object = await OmniFlashCredentials.aload(credentials_block)
-        if not isinstance(loaded, OmniFlashCredentials):
-            raise TypeError(f"block {credentials_block!r} is not an OmniFlashCredentials block")
-        return loaded.get_client()
+        return (await _load_credentials(credentials_block)).get_client()
     return OmniFlashClient.from_settings()
+
+
+async def _load_credentials(name: str) -> OmniFlashCredentials:
+    cache = _CREDENTIALS.get()
+    if cache is not None and name in cache:
+        return cache[name]
+    loaded: object = await OmniFlashCredentials.aload(name)
+    if not isinstance(loaded, OmniFlashCredentials):
+        raise TypeError(f"block {name!r} is not an OmniFlashCredentials block")
+    if cache is not None:
+        cache[name] = loaded
+    return loaded
 
 
 def default_storage() -> WritableFileSystem:
