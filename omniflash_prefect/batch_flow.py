@@ -28,7 +28,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from prefect import flow, get_run_logger
+import httpx
+from prefect import flow, get_run_logger, tags
 from prefect.artifacts import (
     acreate_markdown_artifact,
     acreate_progress_artifact,
@@ -39,6 +40,7 @@ from prefect.blocks.core import Block
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.concurrency.asyncio import concurrency
 from prefect.deployments import run_deployment
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import ReadableFileSystem
 from prefect.results import ResultStore
 from prefect.runtime import flow_run
@@ -71,8 +73,12 @@ from omniflash_prefect.tasks import load_client, record_store, submission_record
 
 FanOut = Literal["subflows", "deployments"]
 DEFAULT_DEPLOYMENT: Final = "generate-video/generate-video"
-#: How often one row is tried again after 429s that outlived the client's own retries.
-MAX_RATE_LIMITED_ATTEMPTS: Final = 8
+#: How often one row is tried, when 429s outlive the client's own retries or the Prefect API
+#: is overloaded (503) or unreachable.
+MAX_ROW_ATTEMPTS: Final = 8
+#: Rows starting at once (see ``_Batch._start``), and about how long one start takes.
+_STARTING_AT_ONCE: Final = 16
+_START_SECONDS: Final = 1.0
 _RATE_LIMIT_PAUSE_CAP: Final = 60.0
 RowRunner = Callable[[ManifestRow, dict[str, Any]], Awaitable[tuple[ArchivedVideo, str | None]]]
 
@@ -162,6 +168,7 @@ class _Batch:
         self.records = records
         self.submissions = submissions
         self.slots = asyncio.Semaphore(max_concurrency)
+        self.starting = asyncio.Semaphore(_STARTING_AT_ONCE)
         self.concurrency_limit = concurrency_limit
         self.changed = asyncio.Condition()
         self.paused_until = 0.0
@@ -204,23 +211,29 @@ class _Batch:
             return earlier.model_copy(update={"resumed": True, "seconds": 0.0, "line": row.line})
         key = row_idempotency_key(self.batch_id, row.id)
         async with self.slots:
-            paid_before = await submission_recorded(row.request, key, self.submissions)
-            for attempt in range(MAX_RATE_LIMITED_ATTEMPTS):
-                if not paid_before:
+            for attempt in range(MAX_ROW_ATTEMPTS):
+                # Checked on every attempt: an attempt may have paid before it failed, and then
+                # the next one only polls (the submission is keyed, never sent twice).
+                paid_before = await submission_recorded(row.request, key, self.submissions)
+                if paid_before:
+                    self.ledger.reserve(row.id, row.request)
+                else:
                     refusal = await self._admit(row)
                     if refusal is not None:
                         return refusal
-                else:
-                    self.ledger.reserve(row.id, row.request)
                 await self._wait_out_pause()
                 try:
                     async with self._shared_slot():
-                        archived, run_id = await self.runner(row, {**self.parameters, "key": key})
+                        archived, run_id = await self._start(row, {**self.parameters, "key": key})
                 except Exception as exc:
+                    if _prefect_unavailable(exc):
+                        await self._settle_failure(row, RowOutcome("not_submitted"))
+                        self._pause(exc, attempt, "the Prefect API is overloaded or unreachable")
+                        continue
                     outcome = outcome_of_error(_error_class(exc))
                     await self._settle_failure(row, outcome)
                     if outcome.retry and not paid_before:
-                        self._pause(exc, attempt)
+                        self._pause(exc, attempt, "rate limited (429)")
                         continue
                     if outcome.stop_submissions and self.stop_reason is None:
                         self.stop_reason = f"stopped after {type(exc).__name__}: {exc}"
@@ -243,7 +256,29 @@ class _Batch:
                 )
                 await self.records.save(row, item)
                 return item
-        return _item(row, "not_submitted", error="rate limited on every attempt (HTTP 429)")
+        return _item(
+            row,
+            "not_submitted",
+            error=f"refused {MAX_ROW_ATTEMPTS} times (429, or the Prefect API unavailable)",
+        )
+
+    async def _start(
+        self, row: ManifestRow, parameters: dict[str, Any]
+    ) -> tuple[ArchivedVideo, str | None]:
+        """Run the row, letting at most ``_STARTING_AT_ONCE`` rows start in the same second or so.
+
+        Every row in flight at once is fine; every row *starting* at once is a burst of writes
+        that a Prefect server on SQLite answers with 503s. A start holds its gate until the row
+        ends or about a second has passed, which is roughly what a start takes.
+        """
+        async with self.starting:
+            running = asyncio.ensure_future(self.runner(row, parameters))
+            try:
+                await asyncio.wait({running}, timeout=_START_SECONDS)
+            except asyncio.CancelledError:
+                running.cancel()
+                raise
+        return await running
 
     async def _admit(self, row: ManifestRow) -> BatchItem | None:
         """Reserve the row's estimated cost, waiting for rows in flight while the budget says so;
@@ -280,13 +315,13 @@ class _Batch:
                 self.ledger.release(row.id)
             self.changed.notify_all()
 
-    def _pause(self, error: BaseException, attempt: int) -> None:
-        """Hold every new submission of the batch after a 429: the hint, else backoff."""
+    def _pause(self, error: BaseException, attempt: int, why: str) -> None:
+        """Hold every new start of the batch after a refusal: the server's hint, else backoff."""
         hint = getattr(error, "retry_after", None)
         delay = hint if isinstance(hint, int | float) else min(2.0**attempt, _RATE_LIMIT_PAUSE_CAP)
         delay *= 1 + random.random() / 4  # noqa: S311 - jitter, not security
         self.paused_until = max(self.paused_until, time.monotonic() + delay)
-        self.logger.warning("Rate limited (429): pausing new submissions for %.1f s", delay)
+        self.logger.warning("%s: pausing new starts for %.1f s", why.capitalize(), delay)
 
     async def _wait_out_pause(self) -> None:
         # A sleep, not an event: the pause is a point in time that other rows may push back.
@@ -315,6 +350,14 @@ class _Batch:
 
 def _item(row: ManifestRow, status: Any, **fields: Any) -> BatchItem:
     return BatchItem(id=row.id, line=row.line, prompt=row.request.prompt, status=status, **fields)
+
+
+def _prefect_unavailable(error: BaseException) -> bool:
+    """A failure to talk to the Prefect API (503 from a busy server, a dropped connection): the
+    row never got going, or its submission is keyed and recorded, so it can simply run again."""
+    if isinstance(error, PrefectHTTPStatusError):
+        return error.response.status_code in (502, 503, 504)
+    return isinstance(error, httpx.TransportError)
 
 
 def _error_class(error: BaseException) -> BaseException | type[BaseException]:
@@ -350,7 +393,10 @@ async def run_as_subflow(
     row: ManifestRow, common: dict[str, Any]
 ) -> tuple[ArchivedVideo, str | None]:
     """One row as a ``generate_video`` subflow run in this process."""
-    state = await generate_video(**_row_parameters(row, common), return_state=True)
+    request = row.request
+    # Created with its tags, so the run does not have to add them (one write less per video).
+    with tags("omniflash", request.resolution, f"{request.duration}s"):
+        state = await generate_video(**_row_parameters(row, common), return_state=True)
     run_id = state.state_details.flow_run_id
     archived = await state.aresult()  # raises the row's exception when it failed
     if not isinstance(archived, ArchivedVideo):

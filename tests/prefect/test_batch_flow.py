@@ -7,17 +7,21 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import State
+from prefect.exceptions import PrefectHTTPStatusError
 
+from omniflash_prefect import batch_flow
+from omniflash_prefect.archive import ArchivedVideo
 from omniflash_prefect.batch import BatchReport
-from omniflash_prefect.batch_flow import generate_video_batch
+from omniflash_prefect.batch_flow import generate_video_batch, run_as_subflow
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.emulator.validation import price_of
 from omniflash_prefect.errors import InsufficientBalanceError
-from omniflash_prefect.manifest import InvalidManifestError
+from omniflash_prefect.manifest import InvalidManifestError, ManifestRow
 from omniflash_prefect.observability import artifact_key
 from tests.prefect.helpers import run_artifacts
 
@@ -231,6 +235,7 @@ async def test_global_concurrency_limit_caps_videos_in_flight(
 ) -> None:
     """A Prefect global concurrency limit of 2 holds the batch to two videos generating at once,
     although the run itself would allow eight."""
+    emulator.config.job_seconds = 2.0  # long enough for two videos to surely overlap
     name = f"omniflash-{uuid.uuid4().hex[:8]}"
     async with get_client() as client:
         await client.create_global_concurrency_limit(
@@ -250,3 +255,32 @@ async def test_global_concurrency_limit_caps_videos_in_flight(
     )
     overlap = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
     assert overlap == 2
+
+
+async def test_an_overloaded_prefect_api_delays_rows_but_fails_none(
+    emulator: EmulatorServer, credentials_block: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 503 from the Prefect API when a row starts (a busy SQLite server) pauses the batch and
+    the row runs again; every row is archived and submitted once."""
+    refused: set[str] = set()
+
+    async def busy_then_fine(
+        row: ManifestRow, common: dict[str, Any]
+    ) -> tuple[ArchivedVideo, str | None]:
+        if row.id not in refused:
+            refused.add(row.id)
+            request = httpx.Request("POST", "http://127.0.0.1/api/task_runs/")
+            response = httpx.Response(503, request=request)
+            raise PrefectHTTPStatusError.from_httpx_error(
+                httpx.HTTPStatusError("busy", request=request, response=response)
+            )
+        return await run_as_subflow(row, common)
+
+    monkeypatch.setattr(batch_flow, "run_as_subflow", busy_then_fine)
+    state = await generate_video_batch(
+        requests=rows(3), credentials_block=credentials_block, return_state=True
+    )
+    report = await report_of(state)
+    assert report.ok, report
+    assert refused == {"v000", "v001", "v002"}
+    assert emulator.state.submission_count == 3
