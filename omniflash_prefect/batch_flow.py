@@ -41,7 +41,7 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.concurrency.asyncio import concurrency
 from prefect.deployments import run_deployment
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.filesystems import ReadableFileSystem
+from prefect.filesystems import ReadableFileSystem, WritableFileSystem
 from prefect.results import ResultStore
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
@@ -104,8 +104,9 @@ async def load_manifest(
         raise ValueError("give a manifest path or a list of requests")
     if manifest_block:
         block: object = await Block.aload(manifest_block)
-        if not isinstance(block, ReadableFileSystem):
-            raise TypeError(f"block {manifest_block!r} is not a readable filesystem")
+        # Prefect's two filesystem bases are unrelated; both can read_path.
+        if not isinstance(block, ReadableFileSystem | WritableFileSystem):
+            raise TypeError(f"block {manifest_block!r} is not a filesystem block")
         data: object = block.read_path(manifest)
         if inspect.isawaitable(data):
             data = await data

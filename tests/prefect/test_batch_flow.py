@@ -13,6 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import State
 from prefect.exceptions import PrefectHTTPStatusError
+from prefect.filesystems import LocalFileSystem
 
 from omniflash_prefect import batch_flow
 from omniflash_prefect.archive import ArchivedVideo
@@ -284,3 +285,29 @@ async def test_an_overloaded_prefect_api_delays_rows_but_fails_none(
     assert report.ok, report
     assert refused == {"v000", "v001", "v002"}
     assert emulator.state.submission_count == 3
+
+
+async def test_manifest_read_from_a_filesystem_block(
+    emulator: EmulatorServer, credentials_block: str, tmp_path: Path
+) -> None:
+    """A CSV manifest kept in a filesystem block (here a LocalFileSystem standing in for a
+    bucket) is read by the run itself, by its path inside the block."""
+    shelf = tmp_path / "manifests"
+    shelf.mkdir()
+    (shelf / "catalogue.csv").write_text(
+        "id,prompt,duration\nsku-1,A red sneaker on a plinth,4\nsku-2,A blue backpack,4\n"
+    )
+    name = f"manifests-{uuid.uuid4().hex[:8]}"
+    await LocalFileSystem(basepath=str(shelf)).asave(name)
+    state = await generate_video_batch(
+        manifest="catalogue.csv",
+        manifest_block=f"local-file-system/{name}",
+        credentials_block=credentials_block,
+        return_state=True,
+    )
+    report = await report_of(state)
+    assert [(item.id, item.line, item.status) for item in report.items] == [
+        ("sku-1", 2, "archived"),
+        ("sku-2", 3, "archived"),
+    ]
+    assert emulator.state.submission_count == 2
