@@ -139,6 +139,8 @@ class OmniFlashClient:
         # Video hosts are resolved and checked before connecting. An injected transport makes
         # its own connections, so then only an injected resolver is used.
         self._resolve = resolve if resolve is not None or transport is not None else resolve_host
+        # httpx bounds each read; this bounds a whole answer, however it trickles in.
+        self._call_seconds = _whole_call_seconds(timeout)
         # No default Authorization header: the key is added to API calls only, so it never
         # travels to the CDN host a result URL points at.
         self._http = httpx.AsyncClient(
@@ -415,9 +417,15 @@ class OmniFlashClient:
         while True:
             attempt += 1
             try:
-                response = await self._send_capped(method, path, headers=headers, **kwargs)
+                async with asyncio.timeout(self._call_seconds):
+                    response = await self._send_capped(method, path, headers=headers, **kwargs)
+            except TimeoutError:  # each read was quick, the whole answer was not
+                error: OmniFlashError = APITimeoutError(
+                    f"the API took over {self._call_seconds:g} s to answer {method} {path}",
+                    request_sent=True,
+                )
             except httpx.TransportError as exc:
-                error: OmniFlashError = _connection_error(exc, self._api_key)
+                error = _connection_error(exc, self._api_key)
             else:
                 if response.is_success:
                     return protocol.decode_json(response)
@@ -486,19 +494,30 @@ class _DownloadStream:
             headers["Range"] = f"bytes={self._offset}-"
         for _ in range(_MAX_REDIRECTS + 1):
             protocol.check_download_url(url)
-            request = self._http.build_request("GET", url, headers=headers)
+            try:
+                request = self._http.build_request("GET", url, headers=headers)
+            except (httpx.InvalidURL, UnicodeError) as exc:
+                raise UnsafeDownloadURLError(f"refusing a URL httpx cannot use: {exc}") from None
             if self._resolve is not None:
                 port = request.url.port or (443 if request.url.scheme == "https" else 80)
                 for address in await self._resolve(request.url.host, port):
                     _refuse_forbidden(request.url.host, address)
-            response = await self._http.send(request, stream=True)
+            try:
+                response = await self._http.send(request, stream=True)
+            except (httpx.InvalidURL, UnicodeError) as exc:  # e.g. a Location httpx cannot parse
+                raise UnsafeDownloadURLError(f"refusing an unusable redirect: {exc}") from None
             peer = _peer_address(response)
             if peer is not None and protocol.is_forbidden_address(peer):
                 await response.aclose()  # connected after all (a DNS change): read nothing
                 _refuse_forbidden(request.url.host, peer)
             if response.status_code in _REDIRECT_STATUSES and "location" in response.headers:
                 await response.aclose()
-                url = urljoin(url, response.headers["location"])
+                try:
+                    url = urljoin(url, response.headers["location"])
+                except ValueError:
+                    raise UnsafeDownloadURLError(
+                        f"refusing a redirect to a malformed URL {response.headers['location']!r}"
+                    ) from None
                 continue
             if response.status_code in _EXPIRED_STATUSES:
                 await response.aclose()
@@ -525,6 +544,14 @@ class _DownloadStream:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._response is not None:
             await self._response.aclose()
+
+
+def _whole_call_seconds(timeout: httpx.Timeout | float) -> float:
+    """The longest one API call may take: connecting, plus twice the read timeout."""
+    limits = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+    connect = limits.connect if limits.connect is not None else 10.0
+    read = limits.read if limits.read is not None else 30.0
+    return connect + 2 * read
 
 
 async def resolve_host(host: str, port: int) -> list[str]:

@@ -385,6 +385,20 @@ def _number_or_none(value: Any) -> Any:
     return None
 
 
+#: Unix seconds of 0001-01-01 and 9999-12-31: outside, a timestamp is junk (read as unknown).
+_FIRST_UNIX_SECOND: Final = -62_135_596_800
+_LAST_UNIX_SECOND: Final = 253_402_300_799
+
+
+def _unix_seconds_or_none(value: Any) -> int | None:
+    """A timestamp a ``datetime`` can hold, else None (junk, infinities, NaN, far-off years)."""
+    number = _number_or_none(value)
+    if number is None or not math.isfinite(number):
+        return None
+    seconds = int(number)
+    return seconds if _FIRST_UNIX_SECOND <= seconds <= _LAST_UNIX_SECOND else None
+
+
 class TaskError(BaseModel):
     """Why a task failed, as the API says it."""
 
@@ -416,8 +430,7 @@ class ResultVideo(BaseModel):
     @field_validator("expires_at", mode="before")
     @classmethod
     def _lenient_expiry(cls, value: Any) -> Any:
-        number = _number_or_none(value)
-        return None if number is None else int(number)
+        return _unix_seconds_or_none(value)
 
 
 class VideoTask(BaseModel):
@@ -473,7 +486,9 @@ class VideoTask(BaseModel):
     @classmethod
     def _clamp_progress(cls, value: Any) -> Any:
         number = _number_or_none(value)
-        return None if number is None else min(max(int(number), 0), 100)
+        if number is None or math.isnan(number):
+            return None
+        return 100 if number >= 100 else 0 if number <= 0 else int(number)
 
     @field_validator("estimated_time", "cost", "actual_time", mode="before")
     @classmethod
@@ -484,8 +499,7 @@ class VideoTask(BaseModel):
     @field_validator("created", "completed", mode="before")
     @classmethod
     def _lenient_timestamp(cls, value: Any) -> Any:
-        number = _number_or_none(value)
-        return int(number) if number is not None and math.isfinite(number) else None
+        return _unix_seconds_or_none(value)
 
     @property
     def phase(self) -> TaskPhase:

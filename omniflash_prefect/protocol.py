@@ -80,7 +80,7 @@ def decode_json(response: httpx.Response) -> Any:
     """The JSON body of a successful answer; a non-JSON body is an unexpected answer."""
     try:
         return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
         raise UnexpectedResponseError(
             f"the API answered HTTP {response.status_code} with a body that is not JSON "
             f"({_describe_body(response)})",
@@ -240,7 +240,7 @@ def _read_error_body(response: httpx.Response) -> tuple[str | None, str | None]:
     """An error code and message from any JSON error shape; ``(None, None)`` for anything else."""
     try:
         body = json.loads(response.content) if response.content else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None, None
     if not isinstance(body, Mapping):
         return None, None
@@ -295,10 +295,15 @@ def check_download_url(url: str) -> str:
     forbidden literal addresses (:func:`is_forbidden_address`) are refused. Names are checked
     again once resolved, and the address actually connected to, by the client.
     """
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise UnsafeDownloadURLError(
+            f"refusing to download from a URL with spaces or control characters: {url!r}"
+        )
     try:
         parts = urlsplit(url)
         host = parts.hostname
-    except ValueError:
+        httpx.URL(url)  # what will actually be requested must parse too
+    except (ValueError, UnicodeError, httpx.InvalidURL):
         raise UnsafeDownloadURLError(f"refusing to download from a malformed URL {url!r}") from None
     scheme = parts.scheme.lower()
     if not host:
