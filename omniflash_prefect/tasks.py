@@ -64,6 +64,8 @@ from omniflash_prefect.settings import OmniFlashSettings
 
 RunLogger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
+#: The smallest rise of the API's progress (in points) that updates the progress artifact.
+PROGRESS_STEP = 10
 _IN_FLIGHT = "in-flight"
 _REFUSED = "refused"
 
@@ -225,7 +227,9 @@ async def poll_video(
             logger.info("Task %s is %s (progress %s%%)", task_id, update.status, update.progress)
             seen["status"] = update.status
         progress = update.progress if update.progress is not None else seen["progress"]
-        if progress != seen["progress"]:
+        # Steps of PROGRESS_STEP points: every update is a database write on the Prefect
+        # server, which a batch of hundreds of videos must not flood.
+        if progress >= seen["progress"] + PROGRESS_STEP or (progress == 100 != seen["progress"]):
             seen["progress"] = progress
             await aupdate_progress_artifact(progress_id, float(progress))
 
