@@ -68,7 +68,13 @@ def fixed_poll_calls(job_seconds: float, interval: float = 5.0) -> int:
 
 
 def peak_rss_kib() -> int:
-    """This process' peak resident set size, in KiB (Linux reports ``ru_maxrss`` in KiB)."""
+    """This process' peak resident set size in KiB: ``VmHWM`` from ``/proc/self/status``.
+
+    Not ``ru_maxrss``: a child started with vfork+exec inherits its parent's peak there.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 

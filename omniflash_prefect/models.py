@@ -23,6 +23,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -413,7 +414,8 @@ class ResultVideo(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    urls: tuple[str, ...] = Field(default=(), validation_alias="url")
+    # "url" as the API says it; "urls" so a dumped task reads back the same.
+    urls: tuple[str, ...] = Field(default=(), validation_alias=AliasChoices("url", "urls"))
     expires_at: int | None = None
 
     @field_validator("urls", mode="before")

@@ -242,3 +242,17 @@ def test_upload_answer_bare_or_wrapped() -> None:
     assert parse_upload_response({"code": 200, "data": bare}).url == "https://u/x.png"
     with pytest.raises(UnexpectedResponseError):
         parse_upload_response({"filename": "x.png"})
+
+
+def test_a_task_dumped_to_json_reads_back_with_its_video_url() -> None:
+    """A task stored as JSON (a persisted task result, a sidecar) reads back with its URL."""
+    task = VideoTask.model_validate(
+        {
+            "id": "task_1",
+            "status": "completed",
+            "result": {"videos": [{"url": ["https://cdn.example.com/v.mp4"], "expires_at": 9}]},
+        }
+    )
+    again = VideoTask.model_validate_json(task.model_dump_json())
+    assert again.video_url == "https://cdn.example.com/v.mp4"
+    assert again == task
