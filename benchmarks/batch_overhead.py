@@ -147,6 +147,12 @@ def main() -> None:
         "(collapsed stacks; summarise with profile_summary.py)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, videos)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="the Prefect server's database (default: SQLite in its temp home), e.g. "
+        "postgresql+asyncpg://user:password@127.0.0.1:5432/prefect_bench",
+    )
     args = parser.parse_args()
     defaults = SMOKE if args.videos <= SMOKE_MAX_VIDEOS else FULL
     args.concurrency = args.concurrency or args.videos
@@ -162,6 +168,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="omniflash-bench-"))
     out: dict[str, Any] = {
         "videos": args.videos,
+        "database": "postgresql" if args.database_url else "sqlite",
         "max_in_flight": args.concurrency,
         "job_seconds": job_seconds,
         "poll_bounds": {
@@ -181,7 +188,7 @@ def main() -> None:
         },
     }
     try:
-        with prefect_server(root / "prefect-home") as server:
+        with prefect_server(root / "prefect-home", args.database_url) as server:
             out["prefect_server_startup_seconds"] = round(server.startup_seconds, 1)
             env = clean_env(
                 server.home,

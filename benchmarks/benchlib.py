@@ -184,8 +184,9 @@ def _healthy(api_url: str) -> bool:
 
 
 @contextmanager
-def prefect_server(home: Path) -> Iterator[PrefectServer]:
-    """``prefect server start`` on a free loopback port with its own PREFECT_HOME (SQLite)."""
+def prefect_server(home: Path, database_url: str | None = None) -> Iterator[PrefectServer]:
+    """``prefect server start`` on a free loopback port with its own PREFECT_HOME; its database
+    is SQLite there, or ``database_url`` (e.g. ``postgresql+asyncpg://...`` on loopback)."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
@@ -197,6 +198,8 @@ def prefect_server(home: Path) -> Iterator[PrefectServer]:
         PREFECT_API_LOG_RETRYABLE_ERRORS="true",
         NO_PROXY="127.0.0.1,localhost",
     )
+    if database_url:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     process = Background(argv, env=env, log=home / "server.log")
     try:
         started = time.monotonic()
