@@ -19,7 +19,6 @@ from uuid import UUID
 from prefect import Flow
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from pydantic import ValidationError
 
 from omniflash_prefect.batch import BatchReport
 from omniflash_prefect.batch_flow import FanOut, generate_video_batch
@@ -29,8 +28,8 @@ from omniflash_prefect.commands import (
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_REFUSED,
-    NO_CREDENTIALS_MESSAGE,
     CommandUsageError,
+    check_credentials_configured,
     patient_temporary_server,
     run_flow_watched,
 )
@@ -42,7 +41,6 @@ from omniflash_prefect.manifest import (
     read_manifest_file,
 )
 from omniflash_prefect.observability import artifact_key
-from omniflash_prefect.settings import OmniFlashSettings
 
 _BATCH_PROGRESS_PREFIX: Final = artifact_key("batch-progress", "")
 
@@ -144,12 +142,7 @@ def check_batch_options(options: BatchOptions) -> Manifest | None:
     A local manifest is read and every row validated here (a manifest in a block is read by the
     run itself); returns it, or None for a manifest in a block.
     """
-    try:
-        settings = OmniFlashSettings()
-    except ValidationError as exc:
-        raise CommandUsageError(f"invalid OMNIFLASH_* setting: {exc}") from None
-    if options.credentials_block is None and settings.api_key is None:
-        raise CommandUsageError(NO_CREDENTIALS_MESSAGE)
+    check_credentials_configured(options.credentials_block)
     if options.max_concurrency < 1:
         raise CommandUsageError("--max-concurrency must be at least 1")
     if options.manifest_block is not None:

@@ -396,13 +396,18 @@ def check_generate_options(options: GenerateOptions) -> VideoRequest:
     for path in options.image_files:
         if not path.is_file():
             raise CommandUsageError(f"--image-file {path}: not a readable file")
+    check_credentials_configured(options.credentials_block)
+    return request
+
+
+def check_credentials_configured(credentials_block: str | None) -> None:
+    """The ``OMNIFLASH_*`` settings are valid, and a key is given by them or by a block name."""
     try:
         settings = OmniFlashSettings()
     except ValidationError as exc:
         raise CommandUsageError(f"invalid OMNIFLASH_* setting: {exc}") from None
-    if options.credentials_block is None and settings.api_key is None:
+    if credentials_block is None and settings.api_key is None:
         raise CommandUsageError(NO_CREDENTIALS_MESSAGE)
-    return request
 
 
 async def upload_images(options: GenerateOptions) -> tuple[str, ...]:
