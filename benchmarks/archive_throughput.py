@@ -31,7 +31,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,15 +52,14 @@ from benchlib import (
     cpu_seconds,
     free_port,
     group_cpu_seconds,
-    parse_result,
     prefect_server,
+    run_child,
 )
 
 from omniflash_prefect.client import OmniFlashClient
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, video_sha256
 from omniflash_prefect.models import VideoRequest, VideoTask
 
-CHILD_TIMEOUT_SECONDS = 3600.0
 MOTO_START_SECONDS = 60.0
 GOAL_RSS_ABOVE_IDLE_MIB = 200.0
 GOAL_THROUGHPUT_RATIO = 0.8
@@ -203,19 +201,9 @@ def run_contender(ctx: Context, contender: str, run: int) -> dict[str, Any]:
     moto_cpu = group_cpu_seconds(ctx.moto.process.pid) if ctx.moto else 0.0
     prefect_pgid = ctx.prefect_server_pgid
     prefect_cpu = group_cpu_seconds(prefect_pgid) if prefect_pgid else 0.0
-    started = time.monotonic()
-    with log.open("w") as sink:
-        subprocess.run(  # noqa: S603 - our own argv
-            [sys.executable, str(BENCHMARKS / "archive_helpers.py"), str(spec_path)],
-            env=ctx.env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            timeout=CHILD_TIMEOUT_SECONDS,
-            check=False,
-        )
-    process_seconds = time.monotonic() - started
-    result = parse_result(log.read_text(errors="replace"))
-    result["process_seconds"] = round(process_seconds, 2)
+    result = run_child(
+        [sys.executable, str(BENCHMARKS / "archive_helpers.py"), str(spec_path)], ctx.env, log
+    )
     result["loadavg_before"] = [round(x, 2) for x in load_before]
     result["emulator_cpu_seconds"] = round(cpu_seconds() - emulator_cpu, 2)
     if ctx.moto is not None and contender == "archive_s3":

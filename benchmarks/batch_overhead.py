@@ -24,7 +24,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -36,8 +35,8 @@ from benchlib import (
     clean_env,
     cpu_seconds,
     fixed_poll_calls,
-    parse_result,
     prefect_server,
+    run_child,
 )
 
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
@@ -46,7 +45,6 @@ from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
 SMOKE_MAX_VIDEOS = 10
 FULL = {"job_seconds": 30.0, "first_delay": 5.0, "min_interval": 5.0, "max_interval": 10.0}
 SMOKE = {"job_seconds": 3.0, "first_delay": 1.0, "min_interval": 1.0, "max_interval": 2.0}
-CHILD_TIMEOUT_SECONDS = 3600.0
 GOAL_RATIO_AT_200 = 1.3
 GOAL_RSS_KIB_AT_1000 = 1.5 * 1024 * 1024
 
@@ -106,19 +104,7 @@ def run_contender(
         ]
         child_env = {**env, "OMNIFLASH_ARCHIVE_DIR": str(archive)}
         server_cpu, own_cpu = server.cpu_seconds(), cpu_seconds()
-        started = time.monotonic()
-        with log.open("w") as sink:
-            subprocess.run(  # noqa: S603 - our own argv
-                argv,
-                env=child_env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                timeout=CHILD_TIMEOUT_SECONDS,
-                check=False,
-            )
-        process_seconds = time.monotonic() - started
-        result = parse_result(log.read_text(errors="replace"))
-        result["process_seconds"] = round(process_seconds, 2)
+        result = run_child(argv, child_env, log)
         result["peak_rss_mib"] = round(result["peak_rss_kib"] / 1024, 1)
         result["prefect_server_cpu_seconds"] = round(server.cpu_seconds() - server_cpu, 2)
         result["emulator_cpu_seconds"] = round(cpu_seconds() - own_cpu, 2)

@@ -220,6 +220,29 @@ def emit(result: Mapping[str, Any]) -> None:
     sys.stdout.flush()
 
 
+#: The longest one benchmark child may run.
+CHILD_TIMEOUT_SECONDS = 3600.0
+
+
+def run_child(argv: list[str], env: Mapping[str, str], log: Path) -> dict[str, Any]:
+    """Run one contender to the end, its output in ``log``; its JSON result, with the wall time
+    of the whole process (interpreter start and imports included) as ``process_seconds``."""
+    started = time.monotonic()
+    with log.open("w") as sink:
+        subprocess.run(  # noqa: S603 - our own argv
+            argv,
+            env=dict(env),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            timeout=CHILD_TIMEOUT_SECONDS,
+            check=False,
+        )
+    process_seconds = time.monotonic() - started
+    result = parse_result(log.read_text(errors="replace"))
+    result["process_seconds"] = round(process_seconds, 2)
+    return result
+
+
 def parse_result(output: str) -> dict[str, Any]:
     """The JSON object a child printed with :func:`emit`."""
     for line in reversed(output.splitlines()):
