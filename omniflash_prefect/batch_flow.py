@@ -69,7 +69,12 @@ from omniflash_prefect.manifest import (
 )
 from omniflash_prefect.models import VideoRequest
 from omniflash_prefect.observability import artifact_key
-from omniflash_prefect.tasks import load_client, record_store, submission_recorded
+from omniflash_prefect.tasks import (
+    credentials_read_once,
+    load_client,
+    record_store,
+    submission_recorded,
+)
 
 FanOut = Literal["subflows", "deployments"]
 DEFAULT_DEPLOYMENT: Final = "generate-video/generate-video"
@@ -570,7 +575,8 @@ async def generate_video_batch(
         max_concurrency=max_concurrency,
         concurrency_limit=concurrency_limit,
     )
-    items = await batch.run()
+    with credentials_read_once():  # one read of the credentials block for every video
+        items = await batch.run()
     items.extend(
         BatchItem(
             id=problem.id or f"row-{problem.line}",

@@ -82,9 +82,13 @@ def credentials_read_once() -> Iterator[None]:
     """Within this block, each named credentials block is read from the API once.
 
     One video's submit, poll and archive tasks each need a client; without this each would read
-    the same block (an API call) again. Tasks run in a copy of the caller's context, which shares
-    the dict, so what one task read the next one reuses.
+    the same block (an API call) again. Tasks and subflows run in a copy of the caller's context,
+    which shares the dict, so what one task read the next one reuses. Nested blocks share the
+    outermost one's reads: a batch reads each block once for all its videos.
     """
+    if _CREDENTIALS.get() is not None:
+        yield
+        return
     token = _CREDENTIALS.set({})
     try:
         yield
@@ -215,12 +219,20 @@ async def poll_video(
     """
     task_id = validate_task_id(task_id)
     logger = get_run_logger()
-    progress_id = await acreate_progress_artifact(
-        progress=0.0,
-        key=artifact_key("progress", task_id),
-        description=f"Generation progress of task {task_id}",
-    )
-    seen: dict[str, Any] = {"status": None, "progress": 0}
+    seen: dict[str, Any] = {"status": None, "progress": 0, "artifact": None}
+
+    async def show(progress: float) -> None:
+        # Created at the first reading, not at 0 before it: one write less per video, and a
+        # resumed video shows its real progress at once.
+        if seen["artifact"] is None:
+            seen["artifact"] = await acreate_progress_artifact(
+                progress=progress,
+                key=artifact_key("progress", task_id),
+                description=f"Generation progress of task {task_id}",
+            )
+        else:
+            await aupdate_progress_artifact(seen["artifact"], progress)
+        seen["progress"] = progress
 
     async def report(update: VideoTask) -> None:
         if update.status != seen["status"]:
@@ -229,9 +241,12 @@ async def poll_video(
         progress = update.progress if update.progress is not None else seen["progress"]
         # Steps of PROGRESS_STEP points: every update is a database write on the Prefect
         # server, which a batch of hundreds of videos must not flood.
-        if progress >= seen["progress"] + PROGRESS_STEP or (progress == 100 != seen["progress"]):
-            seen["progress"] = progress
-            await aupdate_progress_artifact(progress_id, float(progress))
+        if (
+            seen["artifact"] is None
+            or progress >= seen["progress"] + PROGRESS_STEP
+            or (progress == 100 != seen["progress"])
+        ):
+            await show(float(progress))
 
     async with await load_client(credentials_block) as client:
         try:
@@ -250,8 +265,8 @@ async def poll_video(
         except PollTimeoutError:
             logger.error("Task %s is still running; resume with poll_video(%r)", task_id, task_id)
             raise
-    if seen["progress"] != 100:
-        await aupdate_progress_artifact(progress_id, 100.0)
+    if seen["artifact"] is None or seen["progress"] != 100:
+        await show(100.0)
     emit_video_event(
         "completed",
         task_id,

@@ -19,6 +19,7 @@ from omniflash_prefect import batch_flow
 from omniflash_prefect.archive import ArchivedVideo
 from omniflash_prefect.batch import BatchReport
 from omniflash_prefect.batch_flow import generate_video_batch, run_as_subflow
+from omniflash_prefect.blocks import OmniFlashCredentials
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.emulator.validation import price_of
 from omniflash_prefect.errors import InsufficientBalanceError
@@ -234,6 +235,27 @@ async def test_rerun_with_the_same_batch_id_submits_nothing_again(
     assert all(item.resumed for item in second.items)
     assert [i.sha256 for i in second.items] == [i.sha256 for i in first.items]
     assert second.total_cost == first.total_cost
+
+
+async def test_the_credentials_block_is_read_once_per_batch(
+    emulator: EmulatorServer, credentials_block: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every video of a batch shares one read of the credentials block (an API call each)."""
+    reads: list[str] = []
+    original = OmniFlashCredentials.aload
+
+    async def counting_aload(cls: type[OmniFlashCredentials], name: str, **kwargs: Any) -> Any:
+        reads.append(name)
+        return await original(name, **kwargs)
+
+    monkeypatch.setattr(OmniFlashCredentials, "aload", classmethod(counting_aload))
+    report = await report_of(
+        await generate_video_batch(
+            requests=rows(4), credentials_block=credentials_block, return_state=True
+        )
+    )
+    assert report.ok
+    assert reads == [credentials_block]
 
 
 async def test_global_concurrency_limit_caps_videos_in_flight(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prefect import flow
 from prefect.client.orchestration import get_client
 
-from omniflash_prefect import ArchivedVideo, generate_video
+from omniflash_prefect import ArchivedVideo, OmniFlashClient, VideoRequest, generate_video, tasks
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.observability import artifact_key
 from tests.prefect.helpers import omniflash_events, run_artifacts
@@ -59,3 +62,69 @@ async def test_one_video_end_to_end_is_observable(
     assert {"submitted", "completed", "archived"} <= names
     related = {r.id for event in events for r in event.related}
     assert f"prefect.flow-run.{flow_run_id}" in related
+
+
+@pytest.fixture
+def progress_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
+    """Every write of a progress artifact by ``poll_video``: ("create" | "update", value)."""
+    writes: list[tuple[str, float]] = []
+    create, update = tasks.acreate_progress_artifact, tasks.aupdate_progress_artifact
+
+    async def creating(progress: float, **kwargs: Any) -> Any:
+        writes.append(("create", progress))
+        return await create(progress=progress, **kwargs)
+
+    async def updating(artifact_id: Any, progress: float) -> Any:
+        writes.append(("update", progress))
+        return await update(artifact_id, progress)
+
+    monkeypatch.setattr(tasks, "acreate_progress_artifact", creating)
+    monkeypatch.setattr(tasks, "aupdate_progress_artifact", updating)
+    return writes
+
+
+@flow
+async def poll_in_a_flow(
+    task_id: str, credentials_block: str, first_poll_delay: float | None
+) -> Any:
+    return await tasks.poll_video(
+        task_id, credentials_block=credentials_block, first_poll_delay=first_poll_delay
+    )
+
+
+async def _submitted_task(emulator: EmulatorServer) -> str:
+    client = OmniFlashClient(api_key=emulator.api_key, base_url=emulator.base_url)
+    async with client:
+        return await client.submit(VideoRequest(prompt="A paper boat on a pond", duration=4))
+
+
+async def test_progress_artifact_follows_readings_in_steps(
+    emulator: EmulatorServer,
+    credentials_block: str,
+    progress_writes: list[tuple[str, float]],
+) -> None:
+    """The progress artifact is created at the first reading, then moves in steps of at least
+    PROGRESS_STEP points, up to 100: a few writes per video, not one per poll."""
+    emulator.config.job_seconds = 1.0
+    task_id = await _submitted_task(emulator)
+    done = await poll_in_a_flow(task_id, credentials_block, None)
+    assert done.status == "completed"
+    polls = emulator.state.snapshot()["tasks"][task_id]["polls"]
+    kinds = [kind for kind, _ in progress_writes]
+    values = [value for _, value in progress_writes]
+    assert kinds == ["create"] + ["update"] * (len(kinds) - 1)
+    assert values[-1] == 100
+    assert all(b - a >= tasks.PROGRESS_STEP for a, b in itertools.pairwise(values[:-1]))
+    assert len(progress_writes) < polls
+
+
+async def test_progress_artifact_of_a_finished_task_is_written_once(
+    emulator: EmulatorServer,
+    credentials_block: str,
+    progress_writes: list[tuple[str, float]],
+) -> None:
+    """Resuming a task that is already done shows 100 at once: one write, no update from 0."""
+    emulator.config.job_seconds = 0.0  # done the moment it is submitted
+    task_id = await _submitted_task(emulator)
+    await poll_in_a_flow(task_id, credentials_block, 0.0)
+    assert progress_writes == [("create", 100.0)]
