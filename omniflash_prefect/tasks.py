@@ -17,6 +17,7 @@ No Prefect-level retries are set: the client already retries what is safe to ret
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -70,9 +71,9 @@ _IN_FLIGHT = "in-flight"
 _REFUSED = "refused"
 
 
-#: Credentials blocks already read in the current ``generate_video`` run, by name; see
+#: Reads of credentials blocks in the current ``generate_video`` (or batch) run, by name; see
 #: :func:`credentials_read_once`. None outside such a run: every call reads the block.
-_CREDENTIALS: ContextVar[dict[str, OmniFlashCredentials] | None] = ContextVar(
+_CREDENTIALS: ContextVar[dict[str, asyncio.Future[OmniFlashCredentials]] | None] = ContextVar(
     "omniflash_credentials", default=None
 )
 
@@ -84,7 +85,8 @@ def credentials_read_once() -> Iterator[None]:
     One video's submit, poll and archive tasks each need a client; without this each would read
     the same block (an API call) again. Tasks and subflows run in a copy of the caller's context,
     which shares the dict, so what one task read the next one reuses. Nested blocks share the
-    outermost one's reads: a batch reads each block once for all its videos.
+    outermost one's reads: a batch reads each block once for all its videos, even when they all
+    start at the same moment (they wait for the one read in flight).
     """
     if _CREDENTIALS.get() is not None:
         yield
@@ -105,13 +107,19 @@ async def load_client(credentials_block: str | None = None) -> OmniFlashClient:
 
 async def _load_credentials(name: str) -> OmniFlashCredentials:
     cache = _CREDENTIALS.get()
-    if cache is not None and name in cache:
-        return cache[name]
+    read = cache.get(name) if cache is not None else None
+    if cache is None or (read is not None and read.get_loop() is not asyncio.get_running_loop()):
+        return await _read_credentials(name)  # no sharing across event loops
+    if read is None or (read.done() and (read.cancelled() or read.exception() is not None)):
+        read = cache[name] = asyncio.ensure_future(_read_credentials(name))  # a failure is retried
+    # Shielded: one caller cancelled must not cancel the read the others wait for.
+    return await asyncio.shield(read)
+
+
+async def _read_credentials(name: str) -> OmniFlashCredentials:
     loaded: object = await OmniFlashCredentials.aload(name)
     if not isinstance(loaded, OmniFlashCredentials):
         raise TypeError(f"block {name!r} is not an OmniFlashCredentials block")
-    if cache is not None:
-        cache[name] = loaded
     return loaded
 
 

@@ -244,7 +244,7 @@ async def test_the_credentials_block_is_read_once_per_batch(
     reads: list[str] = []
     original = OmniFlashCredentials.aload
 
-    async def counting_aload(cls: type[OmniFlashCredentials], name: str, **kwargs: Any) -> Any:
+    async def counting_aload(cls: type[OmniFlashCredentials], /, name: str, **kwargs: Any) -> Any:
         reads.append(name)
         return await original(name, **kwargs)
 

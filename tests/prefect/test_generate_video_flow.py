@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect import flow
+from prefect import artifacts, flow
 from prefect.client.orchestration import get_client
 
 from omniflash_prefect import ArchivedVideo, OmniFlashClient, VideoRequest, generate_video, tasks
@@ -68,7 +68,7 @@ async def test_one_video_end_to_end_is_observable(
 def progress_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
     """Every write of a progress artifact by ``poll_video``: ("create" | "update", value)."""
     writes: list[tuple[str, float]] = []
-    create, update = tasks.acreate_progress_artifact, tasks.aupdate_progress_artifact
+    create, update = artifacts.acreate_progress_artifact, artifacts.aupdate_progress_artifact
 
     async def creating(progress: float, **kwargs: Any) -> Any:
         writes.append(("create", progress))
