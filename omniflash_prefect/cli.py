@@ -374,6 +374,12 @@ def run_emulator(
     download_stall: Annotated[
         float, typer.Option(help="Seconds every download stalls half way.")
     ] = 0.0,
+    ignore_range: Annotated[
+        bool, typer.Option(help="Serve whole files (200) even when a Range is asked.")
+    ] = False,
+    serve_non_mp4: Annotated[
+        bool, typer.Option(help="Serve videos that are not MP4s ('ftyp' box renamed).")
+    ] = False,
     url_ttl: Annotated[float, typer.Option(help="Seconds a video URL stays valid.")] = 86400.0,
     balance: Annotated[float, typer.Option(help="Account balance (402 when spent).")] = 100.0,
     unlimited_balance: Annotated[bool, typer.Option(help="Never answer 402.")] = False,
@@ -398,6 +404,8 @@ def run_emulator(
             drop_first_downloads=drop_first_downloads,
             download_drop_rate=download_drop_rate,
             download_stall_seconds=download_stall,
+            ignore_range=ignore_range,
+            serve_non_mp4=serve_non_mp4,
             url_ttl_seconds=url_ttl,
             balance=balance,
             unlimited_balance=unlimited_balance,

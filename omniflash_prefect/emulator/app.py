@@ -236,8 +236,9 @@ class _Api:
         if now >= int(expires):
             return s3_error(403, "AccessDenied", "Request has expired")
         total = video_size(task_id, record.video_size_bytes)
+        asked = None if self.config.ignore_range else request.headers.get("range")
         try:
-            byte_range = parse_byte_range(request.headers.get("range"), total)
+            byte_range = parse_byte_range(asked, total)
         except RangeNotSatisfiableError:
             return Response(status_code=416, headers={"Content-Range": f"bytes */{total}"})
         counted = request.method != "HEAD"
@@ -254,6 +255,7 @@ class _Api:
             partial=byte_range is not None,
             cut=cut,
             stall_seconds=self.config.download_stall_seconds,
+            not_mp4=self.config.serve_non_mp4,
             on_complete=lambda: self.state.record_download_complete(task_id),
         )
 

@@ -87,6 +87,20 @@ class EmulatorConfig(BaseModel):
             "client goes away) before sending the rest."
         ),
     )
+    ignore_range: bool = Field(
+        default=False,
+        description=(
+            "Answer every download with the whole file (200), ignoring any Range header, as "
+            "some CDNs do: a resumed download must start over from byte 0."
+        ),
+    )
+    serve_non_mp4: bool = Field(
+        default=False,
+        description=(
+            "Serve videos whose first box is renamed ('ftyp' -> 'junk'): the announced size "
+            "and a video/mp4 type, but not an MP4 (a provider with a broken store)."
+        ),
+    )
     url_ttl_seconds: float = Field(
         default=86400.0,
         ge=0.0,

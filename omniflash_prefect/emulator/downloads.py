@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from xml.sax.saxutils import escape
 
 from starlette.responses import Response
@@ -25,6 +25,8 @@ from starlette.types import Receive, Scope, Send
 
 from .videos import CHUNK_BYTES, iter_video_chunks
 
+#: Where an MP4's first box type (``ftyp``) sits, and what ``serve_non_mp4`` puts there.
+_SIGNATURE_START, _SIGNATURE_END, _SPOILED = 4, 8, b"junk"
 _RANGE = re.compile(r"bytes=(?P<first>[0-9]*)-(?P<last>[0-9]*)", re.IGNORECASE)
 
 
@@ -100,8 +102,10 @@ class VideoResponse(Response):
         cut: bool,
         on_complete: Callable[[], None],
         stall_seconds: float = 0.0,
+        not_mp4: bool = False,
     ) -> None:
         self.task_id = task_id
+        self.not_mp4 = not_mp4
         self.stall_seconds = stall_seconds
         self.size_bytes = size_bytes
         self.start, self.end = byte_range
@@ -140,6 +144,8 @@ class VideoResponse(Response):
         stall_at = half if self.stall_seconds > 0 else None
         sent = 0
         chunks = iter_video_chunks(self.task_id, self.size_bytes, self.start, self.end, CHUNK_BYTES)
+        if self.not_mp4:
+            chunks = spoil_mp4_signature(chunks, self.start)
         for chunk in chunks:
             while chunk:
                 if disconnected.is_set():
@@ -160,6 +166,20 @@ class VideoResponse(Response):
         # Counted before the closing message: once it is sent, uvicorn reports a disconnect.
         self.on_complete()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def spoil_mp4_signature(chunks: Iterator[bytes], start: int) -> Iterator[bytes]:
+    """The same chunks (of a file from byte ``start`` on) with the ``ftyp`` box type at bytes
+    4-8 overwritten by ``junk``: still the announced size, no longer an MP4."""
+    position = start
+    for chunk in chunks:
+        low, high = max(_SIGNATURE_START, position), min(_SIGNATURE_END, position + len(chunk))
+        if low < high:
+            spoiled = bytearray(chunk)
+            spoiled[low - position : high - position] = _SPOILED[low - 4 : high - 4]
+            chunk = bytes(spoiled)
+        position += len(chunk)
+        yield chunk
 
 
 async def _watch_disconnect(receive: Receive, disconnected: asyncio.Event) -> None:

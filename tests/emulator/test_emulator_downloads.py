@@ -156,6 +156,35 @@ async def test_range_requests(
         assert response.content == full[start:end]
 
 
+async def test_ignore_range_serves_the_whole_file(
+    emulator: EmulatorServer, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """With ignore_range, a Range request gets the whole file as a 200, as some CDNs answer."""
+    emulator.config.ignore_range = True
+    task_id = await _completed_task(client, clock)
+    url = await video_url(client, task_id)
+    response = await client.get(url, headers={"Range": "bytes=100-"})
+    assert response.status_code == 200
+    assert "content-range" not in response.headers
+    assert hashlib.sha256(response.content).hexdigest() == video_sha256(task_id, None)
+
+
+@pytest.mark.parametrize("start", [0, 2, 6, 100])
+async def test_serve_non_mp4_renames_the_first_box(
+    emulator: EmulatorServer, client: httpx.AsyncClient, clock: FakeClock, start: int
+) -> None:
+    """With serve_non_mp4, bytes 4-8 read 'junk' instead of 'ftyp' (in any range that covers
+    them); every other byte and the size are the video's."""
+    task_id = await _completed_task(client, clock)
+    url = await video_url(client, task_id)
+    genuine = (await client.get(url)).content
+    assert genuine[4:8] == b"ftyp"
+    emulator.config.serve_non_mp4 = True
+    served = (await client.get(url, headers={"Range": f"bytes={start}-"})).content
+    expected = genuine[:4] + b"junk" + genuine[8:]
+    assert served == expected[start:]
+
+
 async def test_unsatisfiable_range_is_416(
     emulator: EmulatorServer, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
