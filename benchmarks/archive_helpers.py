@@ -18,8 +18,12 @@ Contenders:
   ``store_video`` (an atomic rename);
 * ``archive_local``: the real ``archive_video`` Prefect task (a task run against the Prefect
   server, result persisted, sidecar written) into a ``LocalFileSystem``;
+* ``plain_copy_s3``: the hand-written baseline for S3: one streaming GET whose chunks fill 8 MiB
+  parts of a boto3 multipart upload into the same moto bucket, each part sent (4 at a time, as
+  the library does) as soon as it is full; no hashing, no checks;
 * ``archive_s3``: the real ``archive_video`` task into an ``S3Bucket`` block pointing at a moto
-  server (download to a scratch file, then boto3's managed multipart upload).
+  server (parts uploaded from the staging file while the video downloads, completed after the
+  checks).
 
 Only standard-library modules and :mod:`benchlib` are imported at module level, so the plain
 copy's process stays as light as a hand-written script would be.
@@ -44,7 +48,12 @@ from benchlib import cpu_seconds, emit, peak_rss_kib
 #: Block size for hashing and writing test data (both contenders stream chunks as they arrive).
 CHUNK_BYTES = 1024 * 1024
 MIB = 1024 * 1024
-CONTENDERS = ("plain_copy", "library_local", "archive_local", "archive_s3")
+CONTENDERS = ("plain_copy", "library_local", "archive_local", "plain_copy_s3", "archive_s3")
+#: Contenders that write into the moto bucket.
+S3_CONTENDERS = frozenset({"plain_copy_s3", "archive_s3"})
+#: Part size and parts in flight of the plain S3 copy (the library's defaults).
+S3_PART_BYTES = 8 * 1024 * 1024
+S3_CONCURRENCY = 4
 #: Contenders that run a Prefect task (they need a Prefect server).
 PREFECT_CONTENDERS = frozenset({"archive_local", "archive_s3"})
 
@@ -211,6 +220,85 @@ async def plain_copy(spec: Spec) -> dict[str, Any]:
         )
 
 
+def s3_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
+    )
+
+
+async def plain_copy_s3(spec: Spec) -> dict[str, Any]:
+    """The S3 baseline: stream the URL into a multipart upload, each part sent once full."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    if spec.s3_endpoint is None or spec.bucket is None:
+        raise RuntimeError("plain_copy_s3 needs s3_endpoint and bucket")
+    s3 = s3_client(spec.s3_endpoint)
+    storage_key = f"plain/{spec.task_id}.mp4"
+    key = f"{spec.bucket_folder}/{storage_key}"
+    timeout = httpx.Timeout(30.0, connect=10.0)
+    headers = {"Accept-Encoding": "identity"}
+    executor = ThreadPoolExecutor(S3_CONCURRENCY)
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        # Setup, like the other contenders': connect to both ends.
+        (await http.head(spec.video_url, headers=headers)).raise_for_status()
+        s3.head_bucket(Bucket=spec.bucket)
+        meter = Meter()
+        upload_id = s3.create_multipart_upload(Bucket=spec.bucket, Key=key)["UploadId"]
+        etags: dict[int, str] = {}
+        in_flight: set[asyncio.Future[None]] = set()
+
+        def send(number: int, body: bytes) -> None:
+            answer = s3.upload_part(
+                Bucket=spec.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+            )
+            etags[number] = answer["ETag"]
+
+        async def launch(body: bytes) -> None:
+            while len(in_flight) >= S3_CONCURRENCY:
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    in_flight.discard(future)
+                    future.result()
+            number = len(etags) + len(in_flight) + 1
+            in_flight.add(loop.run_in_executor(executor, send, number, body))
+
+        written = 0
+        buffer = bytearray()
+        async with http.stream("GET", spec.video_url, headers=headers) as response:
+            response.raise_for_status()
+            async for chunk in response.aiter_raw():
+                written += len(chunk)
+                buffer += chunk
+                if len(buffer) >= S3_PART_BYTES:
+                    await launch(bytes(buffer[:S3_PART_BYTES]))
+                    del buffer[:S3_PART_BYTES]
+        if buffer or not written:
+            await launch(bytes(buffer))
+        for future in asyncio.as_completed(in_flight):
+            await future
+        parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+        s3.complete_multipart_upload(
+            Bucket=spec.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+        executor.shutdown()
+        return meter.result(
+            spec.size_bytes,
+            location=f"s3://{spec.bucket}/{key}",
+            storage_key=storage_key,
+            size_bytes=written,
+            sha256=None,
+        )
+
+
 async def library_local(spec: Spec) -> dict[str, Any]:
     """``archive_video``'s steps for a local directory, called directly (no Prefect run)."""
     from prefect.filesystems import LocalFileSystem
@@ -254,6 +342,7 @@ async def archive_task(spec: Spec) -> dict[str, Any]:
 
     from omniflash_prefect import tasks as omni_tasks
     from omniflash_prefect.client import OmniFlashClient
+    from omniflash_prefect.s3_upload import PipelinedS3Upload
 
     async with OmniFlashClient.from_settings() as client:
         task = await client.get_task(spec.task_id)  # setup: what poll_video would hand over
@@ -281,6 +370,8 @@ async def archive_task(spec: Spec) -> dict[str, Any]:
     phases = Phases()
     original_download = OmniFlashClient.download
     setattr(OmniFlashClient, "download", phases.timed_async("download", original_download))  # noqa: B010
+    complete = phases.timed_async("complete_upload", PipelinedS3Upload.complete)
+    setattr(PipelinedS3Upload, "complete", complete)  # noqa: B010
     for name, wrap in (("check_is_mp4", phases.timed), ("store_video", phases.timed_async)):
         setattr(omni_tasks, name, wrap(name, getattr(omni_tasks, name)))
 
@@ -307,6 +398,7 @@ CHILDREN: dict[str, Callable[[Spec], Coroutine[Any, Any, dict[str, Any]]]] = {
     "plain_copy": plain_copy,
     "library_local": library_local,
     "archive_local": archive_task,
+    "plain_copy_s3": plain_copy_s3,
     "archive_s3": archive_task,
 }
 

@@ -9,8 +9,10 @@ subprocess (``archive_helpers.py``), so ``ru_maxrss`` is that contender's own pe
 2. ``library_local``: ``OmniFlashClient.download`` to the staging file, ``check_is_mp4``,
    ``store_video`` into a ``LocalFileSystem`` (an atomic rename), without Prefect;
 3. ``archive_local``: the real ``archive_video`` Prefect task into a ``LocalFileSystem``;
-4. ``archive_s3``: the real ``archive_video`` task into an ``S3Bucket`` block on moto
-   (download to a scratch file, then boto3's multipart upload).
+4. ``plain_copy_s3``: the same URL streamed into a boto3 multipart upload in the same moto
+   bucket, 8 MiB parts sent as they fill, 4 at a time, no hashing, no checks (the S3 baseline);
+5. ``archive_s3``: the real ``archive_video`` task into an ``S3Bucket`` block on moto (parts
+   uploaded from the staging file while the video downloads, completed after the checks).
 
 Every archived copy is checked afterwards (not timed): size, SHA-256 against the emulator's
 ``video_sha256`` (the file re-read from disk; for S3 a HEAD and, unless ``--no-s3-readback``, the
@@ -43,7 +45,15 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from archive_helpers import CHUNK_BYTES, CONTENDERS, MIB, PREFECT_CONTENDERS, Spec
+from archive_helpers import (
+    CHUNK_BYTES,
+    CONTENDERS,
+    MIB,
+    PREFECT_CONTENDERS,
+    S3_CONTENDERS,
+    Spec,
+    s3_client,
+)
 from benchlib import (
     BENCHMARKS,
     BIN,
@@ -133,18 +143,6 @@ def moto_server(root: Path, env: dict[str, str]) -> Iterator[tuple[str, Backgrou
         process.stop()
 
 
-def s3_client(endpoint: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
-    )
-
-
 # -- one contender ----------------------------------------------------------------------------
 
 
@@ -206,7 +204,7 @@ def run_contender(ctx: Context, contender: str, run: int) -> dict[str, Any]:
     )
     result["loadavg_before"] = [round(x, 2) for x in load_before]
     result["emulator_cpu_seconds"] = round(cpu_seconds() - emulator_cpu, 2)
-    if ctx.moto is not None and contender == "archive_s3":
+    if ctx.moto is not None and contender in S3_CONTENDERS:
         result["moto_cpu_seconds"] = round(group_cpu_seconds(ctx.moto.process.pid) - moto_cpu, 2)
     if prefect_pgid and contender in PREFECT_CONTENDERS:
         result["prefect_server_cpu_seconds"] = round(
@@ -225,7 +223,7 @@ def verify(ctx: Context, contender: str, result: dict[str, Any], folder: str) ->
     if result.get("sha256") is not None:
         checks["sha256_reported_ok"] = result["sha256"] == ctx.expected_sha256
     checks["size_reported_ok"] = result["size_bytes"] == ctx.size_bytes
-    if contender != "archive_s3":
+    if contender not in S3_CONTENDERS:
         path = Path(result["location"])
         checks["size_on_disk_ok"] = path.stat().st_size == ctx.size_bytes
         checks["sha256_on_disk_ok"] = sha256_of_file(path) == ctx.expected_sha256
@@ -300,6 +298,16 @@ def summarise(out: dict[str, Any], runs: list[dict[str, dict[str, Any]]]) -> Non
                 "median": round(statistics.median(per_run), 3),
                 "per_run": per_run,
             }
+    if "plain_copy_s3" in summary and "archive_s3" in summary:
+        per_run = [
+            round(run["plain_copy_s3"]["wall_seconds"] / run["archive_s3"]["wall_seconds"], 3)
+            for run in runs
+            if "archive_s3" in run and "plain_copy_s3" in run
+        ]
+        ratios["archive_s3_over_plain_copy_s3"] = {
+            "median": round(statistics.median(per_run), 3),
+            "per_run": per_run,
+        }
     out["throughput_ratios"] = ratios
 
     integrity = out["integrity_check"]
@@ -330,6 +338,11 @@ def summarise(out: dict[str, Any], runs: list[dict[str, dict[str, Any]]]) -> Non
             goals[f"{contender}_throughput_at_least_{GOAL_THROUGHPUT_RATIO:g}x_plain"] = (
                 ratio["median"] >= GOAL_THROUGHPUT_RATIO
             )
+    ratio = ratios.get("archive_s3_over_plain_copy_s3")
+    if ratio is not None:
+        goals[f"archive_s3_throughput_at_least_{GOAL_THROUGHPUT_RATIO:g}x_plain_copy_s3"] = (
+            ratio["median"] >= GOAL_THROUGHPUT_RATIO
+        )
     goals["all_verified"] = all(entry["all_verified"] for entry in summary.values())
     out["goals"] = goals
 
@@ -412,7 +425,7 @@ def main() -> None:
             (root / "tmp").mkdir()
             env = clean_env(home, TMPDIR=str(root / "tmp"), **extra_env)
             ctx = Context(args, root, emulator, task.id, expected, env)
-            if "archive_s3" in contenders:
+            if S3_CONTENDERS & set(contenders):
                 started = time.perf_counter()
                 endpoint, moto = stack.enter_context(moto_server(root, clean_env(home)))
                 ctx.s3_endpoint, ctx.moto = endpoint, moto
