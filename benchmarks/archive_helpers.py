@@ -262,14 +262,15 @@ async def plain_copy_s3(spec: Spec) -> dict[str, Any]:
             )
             etags[number] = answer["ETag"]
 
+        numbers = iter(range(1, 10_001))
+
         async def launch(body: bytes) -> None:
             while len(in_flight) >= S3_CONCURRENCY:
                 done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 for future in done:
                     in_flight.discard(future)
                     future.result()
-            number = len(etags) + len(in_flight) + 1
-            in_flight.add(loop.run_in_executor(executor, send, number, body))
+            in_flight.add(loop.run_in_executor(executor, send, next(numbers), body))
 
         written = 0
         buffer = bytearray()
