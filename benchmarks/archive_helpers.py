@@ -19,11 +19,10 @@ Contenders:
 * ``archive_local``: the real ``archive_video`` Prefect task (a task run against the Prefect
   server, result persisted, sidecar written) into a ``LocalFileSystem``;
 * ``plain_copy_s3``: the hand-written baseline for S3: one streaming GET whose chunks fill 8 MiB
-  parts of a boto3 multipart upload into the same moto bucket, each part sent (4 at a time, as
-  the library does) as soon as it is full; no hashing, no checks;
+  parts of a boto3 multipart upload into the same moto bucket, each part sent (4 at a time) as
+  soon as it is full; no hashing, no checks;
 * ``archive_s3``: the real ``archive_video`` task into an ``S3Bucket`` block pointing at a moto
-  server (parts uploaded from the staging file while the video downloads, completed after the
-  checks).
+  server (download to a scratch file, checks, then boto3's managed multipart upload).
 
 Only standard-library modules and :mod:`benchlib` are imported at module level, so the plain
 copy's process stays as light as a hand-written script would be.
@@ -343,7 +342,6 @@ async def archive_task(spec: Spec) -> dict[str, Any]:
 
     from omniflash_prefect import tasks as omni_tasks
     from omniflash_prefect.client import OmniFlashClient
-    from omniflash_prefect.s3_upload import PipelinedS3Upload
 
     async with OmniFlashClient.from_settings() as client:
         task = await client.get_task(spec.task_id)  # setup: what poll_video would hand over
@@ -371,8 +369,6 @@ async def archive_task(spec: Spec) -> dict[str, Any]:
     phases = Phases()
     original_download = OmniFlashClient.download
     setattr(OmniFlashClient, "download", phases.timed_async("download", original_download))  # noqa: B010
-    complete = phases.timed_async("complete_upload", PipelinedS3Upload.complete)
-    setattr(PipelinedS3Upload, "complete", complete)  # noqa: B010
     for name, wrap in (("check_is_mp4", phases.timed), ("store_video", phases.timed_async)):
         setattr(omni_tasks, name, wrap(name, getattr(omni_tasks, name)))
 

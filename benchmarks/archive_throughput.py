@@ -11,8 +11,8 @@ subprocess (``archive_helpers.py``), so ``ru_maxrss`` is that contender's own pe
 3. ``archive_local``: the real ``archive_video`` Prefect task into a ``LocalFileSystem``;
 4. ``plain_copy_s3``: the same URL streamed into a boto3 multipart upload in the same moto
    bucket, 8 MiB parts sent as they fill, 4 at a time, no hashing, no checks (the S3 baseline);
-5. ``archive_s3``: the real ``archive_video`` task into an ``S3Bucket`` block on moto (parts
-   uploaded from the staging file while the video downloads, completed after the checks).
+5. ``archive_s3``: the real ``archive_video`` task into an ``S3Bucket`` block on moto
+   (download to a scratch file, checks, then boto3's managed multipart upload).
 
 Every archived copy is checked afterwards (not timed): size, SHA-256 against the emulator's
 ``video_sha256`` (the file re-read from disk; for S3 a HEAD and, unless ``--no-s3-readback``, the

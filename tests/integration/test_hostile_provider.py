@@ -866,6 +866,32 @@ async def test_a_download_stalling_mid_body_is_resumed(tmp_path: Path) -> None:
     assert not destination.with_name("v.mp4.part").exists()
 
 
+async def test_a_server_ignoring_range_after_a_cut_restarts_from_byte_zero(
+    tmp_path: Path,
+) -> None:
+    """The first answer is cut after 1 MiB; the resume asks for a Range but gets the whole file
+    as a 200: the client starts over, and the file and hash are the video, not 1 MiB twice."""
+    cut_at = 1024 * 1024
+
+    async def handler(exchange: Exchange, reply: Reply) -> None:
+        await reply.head(200, content_type="video/mp4", content_length=len(VIDEO))
+        if len(server.exchanges) == 1:
+            await reply.raw(VIDEO[:cut_at])  # then the connection closes: a cut transfer
+            return
+        await reply.raw(VIDEO)
+
+    destination = tmp_path / "out" / "v.mp4"
+    async with HostileServer(handler) as server, client_for(server) as client:
+        downloaded = await client.download(server.url("/v.mp4"), destination)
+    assert [e.headers.get("range") for e in server.exchanges] == [None, f"bytes={cut_at}-"]
+    assert destination.read_bytes() == VIDEO
+    assert (downloaded.size_bytes, downloaded.sha256) == (
+        len(VIDEO),
+        hashlib.sha256(VIDEO).hexdigest(),
+    )
+    assert list(destination.parent.iterdir()) == [destination]
+
+
 async def test_a_download_that_always_stalls_gives_up(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
