@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
@@ -29,6 +30,7 @@ from omniflash_prefect import (
     VideoRequest,
     VideoTask,
 )
+from omniflash_prefect.client import SOCKET_READ_BYTES
 from omniflash_prefect.errors import APIConnectionError
 from tests.conftest import FakeClock
 
@@ -284,3 +286,10 @@ async def test_key_never_appears_in_errors(fake_clock: FakeClock) -> None:
             await client.get_task(TASK_ID)
     assert KEY not in str(info.value)
     assert "token [REDACTED] is revoked" in str(info.value)
+
+
+def test_a_client_reads_sockets_in_pieces_of_256_kib() -> None:
+    """Downloads read what asyncio hands over whole, not in httpcore's default 64 KiB pieces (a
+    quarter of the trips through the HTTP stack; see benchmarks/README.md)."""
+    OmniFlashClient(api_key="k", base_url="http://127.0.0.1:9")
+    assert httpcore.AsyncHTTP11Connection.READ_NUM_BYTES == SOCKET_READ_BYTES == 256 * 1024
