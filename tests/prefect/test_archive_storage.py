@@ -12,12 +12,14 @@ from pathlib import Path
 
 import boto3
 import pytest
+import pytest_asyncio
 from moto.server import ThreadedMotoServer
 from prefect import flow
 from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
 
 from omniflash_prefect import (
     ArchivedVideo,
+    DownloadError,
     VideoExpiredError,
     VideoRequest,
     VideoTask,
@@ -152,6 +154,104 @@ async def test_archive_to_s3_block_is_byte_exact_and_multipart(
     )
     assert sidecar["sha256"] == archived.sha256
     assert sidecar["video"] == archived.location
+
+
+class Bucket:
+    """A fresh bucket on moto and a saved S3Bucket block (folder ``renders``) pointing at it."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.name = f"videos-{uuid.uuid4().hex[:8]}"
+        self.s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        self.s3.create_bucket(Bucket=self.name)
+        self.block = S3Bucket(
+            bucket_name=self.name,
+            bucket_folder="renders",
+            credentials=AwsCredentials(
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                region_name="us-east-1",
+                aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
+            ),
+        )
+        self.block_name = f"archive-{uuid.uuid4().hex[:8]}"
+
+    def keys(self) -> list[str]:
+        listed = self.s3.list_objects_v2(Bucket=self.name)
+        return [item["Key"] for item in listed.get("Contents", [])]
+
+    def pending_uploads(self) -> list[str]:
+        listed = self.s3.list_multipart_uploads(Bucket=self.name)
+        return [upload["Key"] for upload in listed.get("Uploads", [])]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def bucket(moto_s3: str, aws_env: None) -> Bucket:
+    made = Bucket(moto_s3)
+    await made.block.asave(made.block_name)
+    return made
+
+
+async def test_s3_download_broken_for_good_leaves_no_object_and_no_pending_upload(
+    emulator: EmulatorServer,
+    credentials_block: str,
+    bucket: Bucket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every transfer of a 40 MiB video is cut half way : the
+    archive fails with DownloadError, and the bucket holds neither an object nor an upload."""
+    monkeypatch.setenv("OMNIFLASH_DOWNLOAD_ATTEMPTS", "2")
+    emulator.config.video_size_bytes = 40 * 1024 * 1024
+    emulator.config.drop_first_downloads = 1_000
+    with pytest.raises(DownloadError, match="gave up after 2 attempts"):
+        await generate_video(
+            prompt=PROMPT,
+            credentials_block=credentials_block,
+            storage_block=f"s3-bucket/{bucket.block_name}",
+        )
+    (task_id,) = list(emulator.state.snapshot()["tasks"])
+    assert emulator.state.downloads(task_id) == 2
+    assert bucket.keys() == []
+    assert bucket.pending_uploads() == []
+
+
+async def test_s3_refuses_a_body_that_is_not_an_mp4(
+    emulator: EmulatorServer, credentials_block: str, bucket: Bucket
+) -> None:
+    """A whole, well-framed 20 MiB body that is not an MP4: refused after the download, and
+    nothing reaches the bucket (no object, no pending upload)."""
+    emulator.config.video_size_bytes = 20 * 1024 * 1024
+    emulator.config.serve_non_mp4 = True
+    with pytest.raises(DownloadError, match="not an MP4"):
+        await generate_video(
+            prompt=PROMPT,
+            credentials_block=credentials_block,
+            storage_block=f"s3-bucket/{bucket.block_name}",
+        )
+    assert bucket.keys() == []
+    assert bucket.pending_uploads() == []
+
+
+async def test_s3_archive_is_byte_exact_when_the_server_ignores_range_after_a_cut(
+    emulator: EmulatorServer, credentials_block: str, bucket: Bucket
+) -> None:
+    """The first transfer is cut half way, the resume's Range is ignored (a 200 with the whole
+    file): the download starts over, and the object is the video exactly."""
+    size = 24 * 1024 * 1024
+    emulator.config.video_size_bytes = size
+    emulator.config.drop_first_downloads = 1
+    emulator.config.ignore_range = True
+    archived = await generate_video(
+        prompt=PROMPT,
+        credentials_block=credentials_block,
+        storage_block=f"s3-bucket/{bucket.block_name}",
+    )
+    assert emulator.state.downloads(archived.task_id) == 2
+    key = f"renders/{archived.storage_key}"
+    body = bucket.s3.get_object(Bucket=bucket.name, Key=key)["Body"].read()
+    assert (
+        hashlib.sha256(body).hexdigest() == archived.sha256 == video_sha256(archived.task_id, size)
+    )
+    assert bucket.pending_uploads() == []
 
 
 async def test_storage_block_name_needs_its_type(credentials_block: str) -> None:
