@@ -553,8 +553,6 @@ async def generate_video_batch(
     results = await load_result_storage(result_storage_block)
     store = record_store(results)
     ledger = SpendLedger(budget=budget, cost_estimate=cost_estimate)
-    if check_balance:
-        await preflight_balance(credentials_block, budget, cost_estimate)
     logger.info(
         "Batch %s: %d videos, %d invalid rows skipped", batch_id, len(rows.rows), len(rows.problems)
     )
@@ -575,7 +573,9 @@ async def generate_video_batch(
         max_concurrency=max_concurrency,
         concurrency_limit=concurrency_limit,
     )
-    with credentials_read_once():  # one read of the credentials block for every video
+    with credentials_read_once():  # one read of the credentials block for the whole batch
+        if check_balance:
+            await preflight_balance(credentials_block, budget, cost_estimate)
         items = await batch.run()
     items.extend(
         BatchItem(

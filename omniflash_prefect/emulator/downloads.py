@@ -176,7 +176,9 @@ def spoil_mp4_signature(chunks: Iterator[bytes], start: int) -> Iterator[bytes]:
         low, high = max(_SIGNATURE_START, position), min(_SIGNATURE_END, position + len(chunk))
         if low < high:
             spoiled = bytearray(chunk)
-            spoiled[low - position : high - position] = _SPOILED[low - 4 : high - 4]
+            spoiled[low - position : high - position] = _SPOILED[
+                low - _SIGNATURE_START : high - _SIGNATURE_START
+            ]
             chunk = bytes(spoiled)
         position += len(chunk)
         yield chunk

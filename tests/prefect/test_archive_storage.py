@@ -113,49 +113,6 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
-async def test_archive_to_s3_block_is_byte_exact_and_multipart(
-    emulator: EmulatorServer, credentials_block: str, moto_s3: str, aws_env: None
-) -> None:
-    """A 12 MiB video goes to an S3Bucket block (multipart), with its sidecar, byte-exact."""
-    bucket = f"videos-{uuid.uuid4().hex[:8]}"
-    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
-    s3.create_bucket(Bucket=bucket)
-    block_name = f"archive-{uuid.uuid4().hex[:8]}"
-    await S3Bucket(
-        bucket_name=bucket,
-        bucket_folder="renders",
-        credentials=AwsCredentials(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-            aws_client_parameters=AwsClientParameters(endpoint_url=moto_s3),
-        ),
-    ).asave(block_name)
-    size = 12 * 1024 * 1024
-    emulator.config.video_size_bytes = size
-    archived = await generate_video(
-        prompt=PROMPT,
-        credentials_block=credentials_block,
-        storage_block=f"s3-bucket/{block_name}",
-        archive_prefix="campaign/spring",
-    )
-    key = f"renders/{archived.storage_key}"
-    assert archived.location == f"s3://{bucket}/{key}"
-    assert archived.storage_key.startswith("campaign/spring/")
-    stored = s3.get_object(Bucket=bucket, Key=key)
-    body = stored["Body"].read()
-    assert len(body) == size
-    assert (
-        hashlib.sha256(body).hexdigest() == archived.sha256 == video_sha256(archived.task_id, size)
-    )
-    assert "-" in stored["ETag"], "uploaded in parts, not from one in-memory buffer"
-    sidecar = json.loads(
-        s3.get_object(Bucket=bucket, Key=key.removesuffix(".mp4") + ".json")["Body"].read()
-    )
-    assert sidecar["sha256"] == archived.sha256
-    assert sidecar["video"] == archived.location
-
-
 class Bucket:
     """A fresh bucket on moto and a saved S3Bucket block (folder ``renders``) pointing at it."""
 
@@ -191,13 +148,43 @@ async def bucket(moto_s3: str, aws_env: None) -> Bucket:
     return made
 
 
+async def test_archive_to_s3_block_is_byte_exact_and_multipart(
+    emulator: EmulatorServer, credentials_block: str, bucket: Bucket
+) -> None:
+    """A 12 MiB video goes to an S3Bucket block (multipart), with its sidecar, byte-exact."""
+    s3 = bucket.s3
+    size = 12 * 1024 * 1024
+    emulator.config.video_size_bytes = size
+    archived = await generate_video(
+        prompt=PROMPT,
+        credentials_block=credentials_block,
+        storage_block=f"s3-bucket/{bucket.block_name}",
+        archive_prefix="campaign/spring",
+    )
+    key = f"renders/{archived.storage_key}"
+    assert archived.location == f"s3://{bucket.name}/{key}"
+    assert archived.storage_key.startswith("campaign/spring/")
+    stored = s3.get_object(Bucket=bucket.name, Key=key)
+    body = stored["Body"].read()
+    assert len(body) == size
+    assert (
+        hashlib.sha256(body).hexdigest() == archived.sha256 == video_sha256(archived.task_id, size)
+    )
+    assert "-" in stored["ETag"], "uploaded in parts, not from one in-memory buffer"
+    sidecar = json.loads(
+        s3.get_object(Bucket=bucket.name, Key=key.removesuffix(".mp4") + ".json")["Body"].read()
+    )
+    assert sidecar["sha256"] == archived.sha256
+    assert sidecar["video"] == archived.location
+
+
 async def test_s3_download_broken_for_good_leaves_no_object_and_no_pending_upload(
     emulator: EmulatorServer,
     credentials_block: str,
     bucket: Bucket,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Every transfer of a 40 MiB video is cut half way : the
+    """Every transfer of a 40 MiB video is cut half way: the
     archive fails with DownloadError, and the bucket holds neither an object nor an upload."""
     monkeypatch.setenv("OMNIFLASH_DOWNLOAD_ATTEMPTS", "2")
     emulator.config.video_size_bytes = 40 * 1024 * 1024
