@@ -16,6 +16,7 @@ URL shapes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import math
@@ -64,6 +65,17 @@ async def _read_capped(request: Request, cap: int) -> bytes | None:
         else:
             chunks.clear()
     return None if size > cap else b"".join(chunks)
+
+
+async def _hold_answer(request: Request, seconds: float) -> None:
+    """Wait ``seconds`` before answering, or until the client goes away (its request body has
+    been read, so the next message is its disconnect)."""
+    if seconds <= 0:
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
 
 
 class _Api:
@@ -127,6 +139,7 @@ class _Api:
                 f"{exc.remaining} remains; top up, then retry"
             )
             return _error(ApiError(402, "payment_required", message))
+        await _hold_answer(request, self.config.submit_answer_delay_seconds)
         return JSONResponse(
             {"code": 200, "data": [{"status": "submitted", "task_id": record.task_id}]}
         )

@@ -65,6 +65,14 @@ class EmulatorConfig(BaseModel):
         ge=0.0,
         description="Delay added before every API answer (not before 401s or video downloads).",
     )
+    submit_answer_delay_seconds: float = Field(
+        default=0.0,
+        ge=0.0,
+        description=(
+            "Delay between accepting a submit (the task exists and is paid for) and sending its "
+            "answer: the window in which a client that dies never learns its task id."
+        ),
+    )
     drop_first_downloads: int = Field(
         default=0,
         ge=0,

@@ -346,6 +346,23 @@ async def test_latency_delays_answers(emulator: EmulatorServer, client: httpx.As
     assert time.perf_counter() - started >= 0.2
 
 
+async def test_submit_answer_delay_answers_late_a_task_already_paid_for(
+    emulator: EmulatorServer, client: httpx.AsyncClient
+) -> None:
+    """submit_answer_delay_seconds holds the answer back after the task exists: a client that
+    dies in that window has paid for a task whose id it never read."""
+    emulator.config.submit_answer_delay_seconds = 1.0
+    answer = asyncio.ensure_future(client.post("/v1/videos/generations", json=body()))
+    accepted = await asyncio.to_thread(
+        emulator.state.wait_until, lambda state: state.submission_count == 1, 10
+    )
+    assert accepted
+    assert not answer.done()
+    (task_id,) = emulator.state.snapshot()["tasks"]
+    response = await answer
+    assert response.json()["data"][0]["task_id"] == task_id
+
+
 async def test_state_records_submissions_polls_and_downloads(
     emulator: EmulatorServer, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
