@@ -51,6 +51,15 @@ class OmniFlashSettings(BaseSettings):
     max_download_bytes: int = Field(
         default=DEFAULT_MAX_DOWNLOAD_BYTES, gt=0, description="Refuse videos larger than this."
     )
+    claim_lease_seconds: float = Field(
+        default=60.0,
+        ge=3,
+        description=(
+            "Lease of a claim kept in an S3 bucket: a holder renews it every third of it while "
+            "it lives, and a holder that died blocks its key this long at most (local claims end "
+            "with their process). At least 3 s: the bucket's clock reads whole seconds."
+        ),
+    )
 
     @model_validator(mode="after")
     def _poll_bounds_ordered(self) -> OmniFlashSettings:

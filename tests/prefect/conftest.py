@@ -22,6 +22,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from omniflash_prefect import OmniFlashCredentials
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
+from tests.support.s3 import Bucket, moto_server
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -77,3 +78,29 @@ async def credentials_block(emulator: EmulatorServer) -> str:
     name = f"emulator-{uuid.uuid4().hex[:12]}"
     await OmniFlashCredentials(api_key=emulator.api_key, base_url=emulator.base_url).asave(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[str]:
+    """moto's S3 in server mode on a free loopback port; yields its endpoint URL."""
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fake AWS credentials and no shared config, so nothing reaches beyond loopback."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def bucket(moto_s3: str, aws_env: None) -> Bucket:
+    """A fresh bucket on moto with a saved S3Bucket block (folder ``renders``) pointing at it."""
+    made = Bucket(moto_s3)
+    await made.block.asave(made.block_name)
+    return made

@@ -6,16 +6,10 @@ import asyncio
 import hashlib
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-import pytest_asyncio
-from moto.server import ThreadedMotoServer
 from prefect import flow
-from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
 
 from omniflash_prefect import (
     ArchivedVideo,
@@ -31,6 +25,7 @@ from omniflash_prefect import (
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, video_sha256
 from omniflash_prefect.tasks import load_client
 from tests.prefect.helpers import omniflash_events
+from tests.support.s3 import Bucket
 
 PROMPT = "Rain on a tin roof, macro shot, shallow depth of field"
 
@@ -88,64 +83,6 @@ def test_archive_renews_a_url_that_expired_while_waiting(
         assert archived.source_expires_at > done.video_expires_at + 86400
         assert archived.sha256 == video_sha256(archived.task_id, None)
         assert emu.state.task(archived.task_id).completed_downloads == 1
-
-
-@pytest.fixture(scope="module")
-def moto_s3() -> Iterator[str]:
-    """moto's S3 in server mode on a free loopback port; yields its endpoint URL."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Fake AWS credentials and no shared config, so nothing reaches beyond loopback."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-class Bucket:
-    """A fresh bucket on moto and a saved S3Bucket block (folder ``renders``) pointing at it."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.name = f"videos-{uuid.uuid4().hex[:8]}"
-        self.s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        self.s3.create_bucket(Bucket=self.name)
-        self.block = S3Bucket(
-            bucket_name=self.name,
-            bucket_folder="renders",
-            credentials=AwsCredentials(
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-                region_name="us-east-1",
-                aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
-            ),
-        )
-        self.block_name = f"archive-{uuid.uuid4().hex[:8]}"
-
-    def keys(self) -> list[str]:
-        listed = self.s3.list_objects_v2(Bucket=self.name)
-        return [item["Key"] for item in listed.get("Contents", [])]
-
-    def pending_uploads(self) -> list[str]:
-        listed = self.s3.list_multipart_uploads(Bucket=self.name)
-        return [upload["Key"] for upload in listed.get("Uploads", [])]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def bucket(moto_s3: str, aws_env: None) -> Bucket:
-    made = Bucket(moto_s3)
-    await made.block.asave(made.block_name)
-    return made
 
 
 async def test_archive_to_s3_block_is_byte_exact_and_multipart(

@@ -1,0 +1,1 @@
+"""What tests share: servers they start, helpers for other processes. Never a test itself."""
