@@ -20,6 +20,7 @@ is given.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -219,7 +220,7 @@ class SpendLedger:
 
 
 def report_table(report: BatchReport) -> list[dict[str, object]]:
-    """The rows of the batch's table artifact: one per video."""
+    """The rows of the batch's table artifact: one per video, with the run that made it."""
     return [
         {
             "id": item.id,
@@ -229,13 +230,20 @@ def report_table(report: BatchReport) -> list[dict[str, object]]:
             "cost": "" if item.cost is None else f"{item.cost:g}",
             "seconds": "" if item.seconds is None else f"{item.seconds:.1f}",
             "location_or_error": item.location or item.error or "",
+            "flow_run": item.flow_run_id or "",
         }
         for item in report.items
     ]
 
 
-def report_markdown(report: BatchReport, *, budget: float | None = None) -> str:
-    """The batch's markdown summary: counts, total cost and wall time."""
+def report_markdown(
+    report: BatchReport,
+    *,
+    budget: float | None = None,
+    run_url: Callable[[str], str | None] | None = None,
+) -> str:
+    """The batch's markdown summary: counts, total cost, wall time, and every row that was not
+    archived, linked to its video run (``run_url`` turns a flow run id into its page)."""
     lines = [
         f"# Batch {report.batch_id}",
         "",
@@ -250,4 +258,24 @@ def report_markdown(report: BatchReport, *, budget: float | None = None) -> str:
         f"- Re-run with batch_id `{report.batch_id}` to resume: archived rows are kept, "
         "submitted rows are polled, only rows never submitted are submitted.",
     ]
+    unfinished = [item for item in report.items if item.status != "archived"]
+    if unfinished:
+        lines += [
+            "",
+            "## Rows not archived",
+            "",
+            "| Row | Status | Task id | Run |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {item.id} | {item.status} | {item.task_id or ''} | {_run_link(item, run_url)} |"
+            for item in unfinished
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _run_link(item: BatchItem, run_url: Callable[[str], str | None] | None) -> str:
+    if item.flow_run_id is None:
+        return ""
+    url = run_url(item.flow_run_id) if run_url is not None else None
+    return f"[{item.flow_run_id}]({url})" if url else item.flow_run_id

@@ -28,7 +28,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import httpx
 from prefect import flow, get_run_logger, tags
 from prefect.artifacts import (
     acreate_markdown_artifact,
@@ -40,11 +39,11 @@ from prefect.blocks.core import Block
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.concurrency.asyncio import concurrency
 from prefect.deployments import run_deployment
-from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import ReadableFileSystem, WritableFileSystem
 from prefect.results import ResultStore
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
+from prefect.utilities.urls import url_for
 
 from omniflash_prefect import errors
 from omniflash_prefect.archive import ArchivedVideo
@@ -57,7 +56,9 @@ from omniflash_prefect.batch import (
     report_markdown,
     report_table,
 )
-from omniflash_prefect.flows import generate_video, load_result_storage
+from omniflash_prefect.claims import current_record_storage, record_store
+from omniflash_prefect.dispatch import dispatching_flow
+from omniflash_prefect.flows import agenerate_video, load_result_storage
 from omniflash_prefect.manifest import (
     InvalidManifestError,
     Manifest,
@@ -69,12 +70,8 @@ from omniflash_prefect.manifest import (
 )
 from omniflash_prefect.models import VideoRequest
 from omniflash_prefect.observability import artifact_key
-from omniflash_prefect.tasks import (
-    credentials_read_once,
-    load_client,
-    record_store,
-    submission_recorded,
-)
+from omniflash_prefect.submissions import submission_recorded
+from omniflash_prefect.tasks import credentials_read_once, load_client, prefect_api_unavailable
 
 FanOut = Literal["subflows", "deployments"]
 DEFAULT_DEPLOYMENT: Final = "generate-video/generate-video"
@@ -85,7 +82,10 @@ MAX_ROW_ATTEMPTS: Final = 8
 _STARTING_AT_ONCE: Final = 16
 _START_SECONDS: Final = 1.0
 _RATE_LIMIT_PAUSE_CAP: Final = 60.0
-RowRunner = Callable[[ManifestRow, dict[str, Any]], Awaitable[tuple[ArchivedVideo, str | None]]]
+#: What a row's video run ended with (its archived video, or the error that stopped it) and
+#: the run's id; a runner raises only when the run could not even be started.
+RowRun = tuple[ArchivedVideo | BaseException, str | None]
+RowRunner = Callable[[ManifestRow, dict[str, Any]], Awaitable[RowRun]]
 
 
 class RemoteRunError(errors.OmniFlashError):
@@ -215,62 +215,85 @@ class _Batch:
             self.ledger.record_cost(row.request, earlier.cost)
             self.logger.info("Row %s was archived by an earlier run: %s", row.id, earlier.location)
             return earlier.model_copy(update={"resumed": True, "seconds": 0.0, "line": row.line})
-        key = row_idempotency_key(self.batch_id, row.id)
         async with self.slots:
             for attempt in range(MAX_ROW_ATTEMPTS):
-                # Checked on every attempt: an attempt may have paid before it failed, and then
-                # the next one only polls (the submission is keyed, never sent twice).
-                paid_before = await submission_recorded(row.request, key, self.submissions)
-                if paid_before:
-                    self.ledger.reserve(row.id, row.request)
-                else:
-                    refusal = await self._admit(row)
-                    if refusal is not None:
-                        return refusal
-                await self._wait_out_pause()
-                try:
-                    async with self._shared_slot():
-                        archived, run_id = await self._start(row, {**self.parameters, "key": key})
-                except Exception as exc:
-                    if _prefect_unavailable(exc):
-                        await self._settle_failure(row, RowOutcome("not_submitted"))
-                        self._pause(exc, attempt, "the Prefect API is overloaded or unreachable")
-                        continue
-                    outcome = outcome_of_error(_error_class(exc))
-                    await self._settle_failure(row, outcome)
-                    if outcome.retry and not paid_before:
-                        self._pause(exc, attempt, "rate limited (429)")
-                        continue
-                    if outcome.stop_submissions and self.stop_reason is None:
-                        self.stop_reason = f"stopped after {type(exc).__name__}: {exc}"
-                        self.logger.error("No more submissions in this batch: %s", exc)
-                    return _item(
-                        row,
-                        outcome.status,
-                        error=f"{_error_name(exc)}: {exc}",
-                        task_id=getattr(exc, "task_id", None),
-                    )
-                await self._settle(row, archived.cost)
-                item = _item(
-                    row,
-                    "archived",
-                    task_id=archived.task_id,
-                    location=archived.location,
-                    sha256=archived.sha256,
-                    cost=archived.cost,
-                    flow_run_id=run_id,
-                )
-                await self.records.save(row, item)
-                return item
+                item = await self._attempt(row, attempt)
+                if item is not None:
+                    return item
         return _item(
             row,
             "not_submitted",
             error=f"refused {MAX_ROW_ATTEMPTS} times (429, or the Prefect API unavailable)",
         )
 
-    async def _start(
-        self, row: ManifestRow, parameters: dict[str, Any]
-    ) -> tuple[ArchivedVideo, str | None]:
+    async def _attempt(self, row: ManifestRow, attempt: int) -> BatchItem | None:
+        """One try of a row: its final item, or None to try again after a pause."""
+        key = row_idempotency_key(self.batch_id, row.id)
+        # Checked on every attempt: an attempt may have paid before it failed, and then the
+        # next one only polls (the submission is keyed, never sent twice).
+        paid_before = await submission_recorded(row.request, key, self.submissions)
+        if paid_before:
+            self.ledger.reserve(row.id, row.request)
+        else:
+            refusal = await self._admit(row)
+            if refusal is not None:
+                return refusal
+        await self._wait_out_pause()
+        try:
+            async with self._shared_slot():
+                result, run_id = await self._start(row, {**self.parameters, "key": key})
+        except Exception as exc:  # the run could not start
+            result, run_id = exc, None
+        if isinstance(result, ArchivedVideo):
+            return await self._archived(row, result, run_id)
+        return await self._failed(row, result, run_id, attempt, paid_before)
+
+    async def _archived(
+        self, row: ManifestRow, archived: ArchivedVideo, run_id: str | None
+    ) -> BatchItem:
+        await self._settle(row, archived.cost)
+        item = _item(
+            row,
+            "archived",
+            task_id=archived.task_id,
+            location=archived.location,
+            sha256=archived.sha256,
+            cost=archived.cost,
+            flow_run_id=run_id,
+        )
+        await self.records.save(row, item)
+        return item
+
+    async def _failed(
+        self,
+        row: ManifestRow,
+        error: BaseException,
+        run_id: str | None,
+        attempt: int,
+        paid_before: bool,
+    ) -> BatchItem | None:
+        """The item of a row whose run failed, or None when the row is to run again."""
+        if prefect_api_unavailable(error):
+            await self._settle_failure(row, RowOutcome("not_submitted"))
+            self._pause(error, attempt, "the Prefect API is overloaded or unreachable")
+            return None
+        outcome = outcome_of_error(_error_class(error))
+        await self._settle_failure(row, outcome)
+        if outcome.retry and not paid_before:
+            self._pause(error, attempt, "rate limited (429)")
+            return None
+        if outcome.stop_submissions and self.stop_reason is None:
+            self.stop_reason = f"stopped after {type(error).__name__}: {error}"
+            self.logger.error("No more submissions in this batch: %s", error)
+        return _item(
+            row,
+            outcome.status,
+            error=f"{_error_name(error)}: {error}",
+            task_id=getattr(error, "task_id", None),
+            flow_run_id=run_id,
+        )
+
+    async def _start(self, row: ManifestRow, parameters: dict[str, Any]) -> RowRun:
         """Run the row, letting at most ``_STARTING_AT_ONCE`` rows start in the same second or so.
 
         Every row in flight at once is fine; every row *starting* at once is a burst of writes
@@ -358,14 +381,6 @@ def _item(row: ManifestRow, status: Any, **fields: Any) -> BatchItem:
     return BatchItem(id=row.id, line=row.line, prompt=row.request.prompt, status=status, **fields)
 
 
-def _prefect_unavailable(error: BaseException) -> bool:
-    """A failure to talk to the Prefect API (503 from a busy server, a dropped connection): the
-    row never got going, or its submission is keyed and recorded, so it can simply run again."""
-    if isinstance(error, PrefectHTTPStatusError):
-        return error.response.status_code in (502, 503, 504)
-    return isinstance(error, httpx.TransportError)
-
-
 def _error_class(error: BaseException) -> BaseException | type[BaseException]:
     if isinstance(error, RemoteRunError) and error.error_type is not None:
         return error.error_type
@@ -395,25 +410,23 @@ def _row_parameters(row: ManifestRow, common: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def run_as_subflow(
-    row: ManifestRow, common: dict[str, Any]
-) -> tuple[ArchivedVideo, str | None]:
+async def run_as_subflow(row: ManifestRow, common: dict[str, Any]) -> RowRun:
     """One row as a ``generate_video`` subflow run in this process."""
     request = row.request
     # Created with its tags, so the run does not have to add them (one write less per video).
     with tags("omniflash", request.resolution, f"{request.duration}s"):
-        state = await generate_video(**_row_parameters(row, common), return_state=True)
+        state = await agenerate_video(**_row_parameters(row, common), return_state=True)
     run_id = state.state_details.flow_run_id
-    archived = await state.aresult()  # raises the row's exception when it failed
-    if not isinstance(archived, ArchivedVideo):
-        raise TypeError(f"generate_video returned {type(archived).__name__}")
-    return archived, str(run_id) if run_id else None
+    outcome: object = await state.aresult(raise_on_failure=False)
+    if not isinstance(outcome, ArchivedVideo | BaseException):
+        outcome = TypeError(f"generate_video returned {type(outcome).__name__}")
+    return outcome, str(run_id) if run_id else None
 
 
 def deployment_runner(deployment: str, poll_interval: float = 2.0) -> RowRunner:
     """Rows as runs of the ``generate-video`` deployment, picked up by its pool's workers."""
 
-    async def run(row: ManifestRow, common: dict[str, Any]) -> tuple[ArchivedVideo, str | None]:
+    async def run(row: ManifestRow, common: dict[str, Any]) -> RowRun:
         results = common["result_storage_block"]
         finished: FlowRun = await run_deployment(  # type: ignore[misc]
             deployment,
@@ -429,12 +442,12 @@ def deployment_runner(deployment: str, poll_interval: float = 2.0) -> RowRunner:
         )
         state = finished.state
         if state is None or not state.is_completed():
-            raise await _remote_failure(finished)
+            return await _remote_failure(finished), str(finished.id)
         archived = await state.aresult()
         if isinstance(archived, dict):
             archived = ArchivedVideo.model_validate(archived)
         if not isinstance(archived, ArchivedVideo):
-            raise TypeError(f"the generate-video run returned {type(archived).__name__}")
+            archived = TypeError(f"the generate-video run returned {type(archived).__name__}")
         return archived, str(finished.id)
 
     return run
@@ -482,6 +495,11 @@ async def preflight_balance(
         )
 
 
+def _run_page(flow_run_id: str) -> str | None:
+    """The page of a flow run in the Prefect UI, when the UI's address is known."""
+    return url_for("flow-run", obj_id=flow_run_id)
+
+
 def _batch_run_name() -> str:
     parameters = flow_run.parameters
     batch_id = parameters.get("batch_id")
@@ -500,7 +518,7 @@ def _batch_run_name() -> str:
     persist_result=True,  # the report stays readable from the run, e.g. of a deployment
     result_serializer="json",
 )
-async def generate_video_batch(
+async def agenerate_video_batch(
     manifest: str | None = None,
     requests: list[dict[str, Any]] | None = None,
     manifest_block: str | None = None,
@@ -551,7 +569,7 @@ async def generate_video_batch(
         raise InvalidManifestError(rows)
     batch_id = batch_id or str(flow_run.get_id() or "local")
     results = await load_result_storage(result_storage_block)
-    store = record_store(results)
+    store = record_store(await current_record_storage(results))
     ledger = SpendLedger(budget=budget, cost_estimate=cost_estimate)
     logger.info(
         "Batch %s: %d videos, %d invalid rows skipped", batch_id, len(rows.rows), len(rows.problems)
@@ -594,7 +612,7 @@ async def generate_video_batch(
         description=f"Videos of batch {batch_id}",
     )
     await acreate_markdown_artifact(
-        markdown=report_markdown(report, budget=budget),
+        markdown=report_markdown(report, budget=budget, run_url=_run_page),
         key=artifact_key("batch-summary", batch_id),
         description=f"Summary of batch {batch_id}",
     )
@@ -602,3 +620,6 @@ async def generate_video_batch(
     if report.ok:
         return Completed(data=report, message=report.headline())
     return Failed(data=report, message=report.headline())
+
+
+generate_video_batch = dispatching_flow(agenerate_video_batch)

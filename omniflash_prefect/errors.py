@@ -20,6 +20,7 @@ The tree::
     ├── APIConnectionError              no answer: connection failed or broke
     │   └── APITimeoutError             no answer in time
     ├── SubmissionOutcomeUnknownError   a submit may or may not have been accepted (never resent)
+    ├── SubmissionReleaseError          a submission record that must not be released
     ├── InsufficientBalanceError        a batch's preflight balance check failed, nothing was sent
     ├── ManifestError                   a batch manifest cannot be read (in ``manifest``)
     │   └── InvalidManifestError        some rows are invalid (line, id, message, API codes)
@@ -186,22 +187,46 @@ class SubmissionOutcomeUnknownError(OmniFlashError):
 
     The provider has no idempotency key, so sending it again could pay for a second video. This
     error is raised instead of retrying; ``fingerprint`` identifies the request so the user can
-    check the provider's task list (or balance) before deciding to resubmit.
+    check the provider's task list (or balance) before deciding. ``submission_key`` names the
+    record that now blocks the key, when there is one: ``omniflash release`` resolves it.
     """
 
-    def __init__(self, fingerprint: str, cause: OmniFlashError | None = None) -> None:
+    def __init__(
+        self,
+        fingerprint: str,
+        cause: OmniFlashError | None = None,
+        *,
+        submission_key: str | None = None,
+    ) -> None:
         self.fingerprint = fingerprint
         self.cause = cause
+        self.submission_key = submission_key
         what = (
             f"({cause})"
             if cause is not None
-            else "(an earlier attempt with the same idempotency key was interrupted)"
+            else "(an earlier attempt with the same idempotency key was interrupted while it "
+            "was sending, or died holding the key)"
         )
+        advice = (
+            "check the provider's task list or balance, then submit with a new idempotency key "
+            "if no task was created"
+        )
+        if submission_key is not None:
+            advice = (
+                "check the provider's task list or balance: if a task was created, keep it with "
+                f"'omniflash release {submission_key} --task-id <task id>'; if none was, free the "
+                f"key with 'omniflash release {submission_key}' (or submit with a new "
+                "idempotency key)"
+            )
         super().__init__(
             f"the submission of request {fingerprint[:16]} may or may not have been accepted "
-            f"{what}; it was not resent to avoid paying twice: check the provider's task list "
-            "or balance, then submit with a new idempotency key if no task was created"
+            f"{what}; it was not resent to avoid paying twice: {advice}"
         )
+
+
+class SubmissionReleaseError(OmniFlashError):
+    """``omniflash release`` refused to change a submission record (it already holds a task id,
+    or the key is not a submission key)."""
 
 
 class InsufficientBalanceError(OmniFlashError):

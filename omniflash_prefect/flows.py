@@ -1,14 +1,17 @@
-"""The ``generate_video`` flow: submit, poll and archive one video as one observable run.
+"""The ``generate_video`` and ``fetch_video`` flows: one video as one observable run.
 
-Importable from the package so it can run as a subflow of a user's pipeline; ``flows/`` holds the
-deployment entrypoints that ``prefect.yaml`` points at.
+``generate_video`` submits, polls and archives; ``fetch_video`` polls and archives a task id that
+was already paid for. Importable from the package so they run as subflows of a user's pipeline,
+sync or async (:mod:`omniflash_prefect.dispatch`; ``agenerate_video`` and ``afetch_video`` are the
+plain async flows); ``flows/`` holds the deployment entrypoints that ``prefect.yaml`` points at.
 """
 
 from __future__ import annotations
 
 import time
+from typing import ParamSpec, TypeVar
 
-from prefect import flow, get_run_logger
+from prefect import Task, flow, get_run_logger
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
@@ -16,17 +19,21 @@ from prefect.filesystems import WritableFileSystem
 from prefect.runtime import flow_run
 
 from omniflash_prefect.archive import ArchivedVideo
-from omniflash_prefect.models import VideoRequest
+from omniflash_prefect.claims import current_record_storage, record_store
+from omniflash_prefect.dispatch import dispatching_flow
+from omniflash_prefect.models import VideoRequest, validate_task_id
 from omniflash_prefect.observability import publish_archive_artifacts, short_prompt
+from omniflash_prefect.submissions import submission_recorded
 from omniflash_prefect.tasks import (
-    archive_video,
+    aarchive_video,
+    apoll_video,
+    asubmit_video,
     credentials_read_once,
     default_storage,
-    poll_video,
-    record_store,
-    submission_recorded,
-    submit_video,
 )
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _run_name() -> str:
@@ -76,7 +83,7 @@ async def _tag_current_run(request: VideoRequest) -> None:
     persist_result=True,
     result_serializer="json",
 )
-async def generate_video(
+async def agenerate_video(
     prompt: str,
     duration: int = 6,
     resolution: str = "720p",
@@ -116,61 +123,126 @@ async def generate_video(
         video_urls=tuple(video_urls or ()),
     )
     with credentials_read_once():
-        return await _generate(
-            request,
-            prompt=prompt,
-            credentials_block=credentials_block,
-            storage_block=storage_block,
-            archive_prefix=archive_prefix,
-            idempotency_key=idempotency_key,
-            result_storage_block=result_storage_block,
+        video = await _Video.load(
+            credentials_block, storage_block, archive_prefix, result_storage_block
         )
+        return await video.generate(request, idempotency_key)
 
 
-async def _generate(
-    request: VideoRequest,
-    *,
-    prompt: str,
-    credentials_block: str | None,
-    storage_block: str | None,
-    archive_prefix: str,
-    idempotency_key: str | None,
-    result_storage_block: str | None,
+generate_video = dispatching_flow(agenerate_video)
+
+
+def _fetch_run_name() -> str:
+    return f"fetch-{flow_run.parameters.get('task_id', 'video')}"
+
+
+@flow(
+    name="fetch-video",
+    flow_run_name=_fetch_run_name,
+    log_prints=False,
+    persist_result=True,
+    result_serializer="json",
+)
+async def afetch_video(
+    task_id: str,
+    credentials_block: str | None = None,
+    storage_block: str | None = None,
+    archive_prefix: str = "omniflash",
+    result_storage_block: str | None = None,
 ) -> ArchivedVideo:
-    """The body of :func:`generate_video`, run with each credentials block read once."""
-    storage = await load_storage(storage_block)
-    results = await load_result_storage(result_storage_block)
-    submit, archive = submit_video, archive_video
-    if results is not None:
-        submit = submit_video.with_options(result_storage=results)
-        archive = archive_video.with_options(result_storage=results)
-    await _tag_current_run(request)
-    started = time.monotonic()
-    # A video submitted by an earlier run is likely done: poll it at once.
-    resuming = idempotency_key is not None and await submission_recorded(
-        request, idempotency_key, record_store(results)
-    )
-    task_id = await submit(
-        request, credentials_block=credentials_block, idempotency_key=idempotency_key
-    )
-    get_run_logger().info("Waiting for task %s", task_id)
-    task = await poll_video(
-        task_id,
-        credentials_block=credentials_block,
-        prompt=prompt,
-        first_poll_delay=0.0 if resuming else None,
-    )
-    archived = await archive(
-        task,
-        storage=storage,
-        prefix=archive_prefix,
-        request=request,
-        credentials_block=credentials_block,
-    )
-    await publish_archive_artifacts(
-        request=request,
-        task=task,
-        archived=archived,
-        wall_seconds=time.monotonic() - started,
-    )
-    return archived
+    """Poll and archive a task that was already submitted (and paid for); nothing is submitted.
+
+    For a task id read in a log, a batch report or an error message: the run waits for the task
+    if it is still generating, archives its video like ``generate_video`` does, and shows the
+    same progress, link and summary. A task already polled to completion, or already archived to
+    the same place, costs no further call.
+
+    Args:
+        task_id: The provider's task id.
+        credentials_block: Name of an OmniFlashCredentials block; default: OMNIFLASH_* settings.
+        storage_block: '<type-slug>/<name>' of a writable filesystem block; default: the local
+            OMNIFLASH_ARCHIVE_DIR.
+        archive_prefix: Key prefix of the archived video and its sidecar JSON.
+        result_storage_block: '<type-slug>/<name>' of a writable filesystem block for the records.
+    """
+    with credentials_read_once():
+        task_id = validate_task_id(task_id)
+        video = await _Video.load(
+            credentials_block, storage_block, archive_prefix, result_storage_block
+        )
+        return await video.follow(task_id, request=None, resuming=True)
+
+
+fetch_video = dispatching_flow(afetch_video)
+
+
+class _Video:
+    """The body of both flows: one video's tasks, with the run's storage loaded up front (a
+    wrong block fails the run before anything is paid for)."""
+
+    def __init__(
+        self,
+        credentials_block: str | None,
+        archive_prefix: str,
+        storage: WritableFileSystem,
+        results: WritableFileSystem | None,
+    ) -> None:
+        self.credentials_block = credentials_block
+        self.archive_prefix = archive_prefix
+        self.storage = storage
+        self.results = results
+        self.started = time.monotonic()
+
+    @classmethod
+    async def load(
+        cls,
+        credentials_block: str | None,
+        storage_block: str | None,
+        archive_prefix: str,
+        result_storage_block: str | None,
+    ) -> _Video:
+        storage = await load_storage(storage_block)
+        results = await load_result_storage(result_storage_block)
+        return cls(credentials_block, archive_prefix, storage, results)
+
+    def _in_results(self, work: Task[P, R]) -> Task[P, R]:
+        """``work`` keeping its records in the run's result storage block, if one was named."""
+        return work if self.results is None else work.with_options(result_storage=self.results)
+
+    async def generate(self, request: VideoRequest, idempotency_key: str | None) -> ArchivedVideo:
+        """Submit (at most once per key), then follow the task to its archived video."""
+        await _tag_current_run(request)
+        # A video submitted by an earlier run is likely done: poll it at once.
+        resuming = idempotency_key is not None and await submission_recorded(
+            request, idempotency_key, record_store(await current_record_storage(self.results))
+        )
+        task_id = await self._in_results(asubmit_video)(
+            request, credentials_block=self.credentials_block, idempotency_key=idempotency_key
+        )
+        return await self.follow(task_id, request=request, resuming=resuming)
+
+    async def follow(
+        self, task_id: str, *, request: VideoRequest | None, resuming: bool
+    ) -> ArchivedVideo:
+        """Poll the task until it completes, archive its video and publish the run's artifacts."""
+        get_run_logger().info("Waiting for task %s", task_id)
+        task = await self._in_results(apoll_video)(
+            task_id,
+            credentials_block=self.credentials_block,
+            prompt=request.prompt if request is not None else None,
+            first_poll_delay=0.0 if resuming else None,
+        )
+        archived = await self._in_results(aarchive_video)(
+            task,
+            storage=self.storage,
+            prefix=self.archive_prefix,
+            request=request,
+            credentials_block=self.credentials_block,
+        )
+        await publish_archive_artifacts(
+            request=request,
+            task=task,
+            archived=archived,
+            wall_seconds=time.monotonic() - self.started,
+        )
+        return archived

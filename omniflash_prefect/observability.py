@@ -58,18 +58,23 @@ def link_for(location: str) -> str:
 
 def render_summary(
     *,
-    request: VideoRequest,
+    request: VideoRequest | None,
     task: VideoTask,
     archived: ArchivedVideo,
     wall_seconds: float,
 ) -> str:
-    """The markdown summary of one generation, shown on its flow run."""
-    rows = [
-        ("Prompt", short_prompt(request.prompt, 300)),
-        ("Mode", request.mode),
-        ("Duration", f"{request.duration} s"),
-        ("Resolution", request.resolution),
-        ("Aspect ratio", request.aspect_ratio),
+    """The markdown summary of one generation, shown on its flow run (without the request's
+    rows when only the task id was known, as for ``fetch_video``)."""
+    rows = []
+    if request is not None:
+        rows += [
+            ("Prompt", short_prompt(request.prompt, 300)),
+            ("Mode", request.mode),
+            ("Duration", f"{request.duration} s"),
+            ("Resolution", request.resolution),
+            ("Aspect ratio", request.aspect_ratio),
+        ]
+    rows += [
         ("Task id", f"`{task.id}`"),
         ("Status", task.status),
         ("Cost", "unknown" if task.cost is None else f"{task.cost:g}"),
@@ -88,7 +93,7 @@ def _cell(value: str) -> str:
 
 
 async def publish_archive_artifacts(
-    *, request: VideoRequest, task: VideoTask, archived: ArchivedVideo, wall_seconds: float
+    *, request: VideoRequest | None, task: VideoTask, archived: ArchivedVideo, wall_seconds: float
 ) -> None:
     """The link artifact to the archived video and the markdown summary, on the current run."""
     await acreate_link_artifact(

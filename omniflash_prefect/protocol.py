@@ -7,6 +7,7 @@ calls these and does nothing clever itself.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import platform
@@ -60,8 +61,10 @@ def task_path(task_id: str) -> str:
     return f"/v1/tasks/{validate_task_id(task_id)}"
 
 
+@functools.cache
 def package_version() -> str:
-    """This package's installed version, or ``0+unknown`` when run from a bare source tree."""
+    """This package's installed version, or ``0+unknown`` when run from a bare source tree
+    (read once: the metadata lookup costs milliseconds, and every client sends it)."""
     try:
         return version("omniflash-prefect")
     except PackageNotFoundError:

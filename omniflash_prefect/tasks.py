@@ -1,24 +1,31 @@
 """Reusable Prefect tasks: submit, poll and archive one video; each usable alone in any flow.
 
-They are thin: the client does the protocol, :mod:`omniflash_prefect.archive` the storage and
-:mod:`omniflash_prefect.observability` what the UI shows. What they add is Prefect's memory:
+They are thin: the client does the protocol, :mod:`omniflash_prefect.submissions` and
+:mod:`omniflash_prefect.claims` the at-most-once bookkeeping, :mod:`omniflash_prefect.archive` the
+storage and :mod:`omniflash_prefect.observability` what the UI shows. What they add is Prefect's
+memory:
 
-* ``submit_video`` persists its task id under a key made of the request's fingerprint and an
-  idempotency key (default: the flow run id), so a retried or resumed run reuses the task id
-  instead of paying again. It also records an *intent* before sending and the task id as soon as
-  the answer arrives; if a run dies with the request in flight, the next attempt refuses to
-  guess and raises :class:`SubmissionOutcomeUnknownError` rather than possibly paying twice.
-* ``poll_video`` never caches (a status must be read fresh) and runs one poll loop per video.
-* ``archive_video`` caches its result by task id and destination, so a re-run never downloads
-  a video that is already archived.
+* ``submit_video`` sends a request at most once per submission key, however many callers race
+  for it (a claim around "read the record, mark it in flight, send, record the task id"); a key
+  whose request was in flight when its sender died raises :class:`SubmissionOutcomeUnknownError`
+  rather than possibly paying twice. Without an ``idempotency_key`` each call of a flow run is its
+  own video, and a retried run reuses them one for one.
+* ``poll_video`` runs one poll loop per video, retries (Prefect) what is transient and not the
+  client's to retry, and caches a *completed* task by its id, so polling a finished task again
+  costs no status call.
+* ``archive_video`` caches its result by task id and destination and claims that pair, so a
+  re-run, or a concurrent run, never downloads a video that is (being) archived.
 
-No Prefect-level retries are set: the client already retries what is safe to retry, once.
+Each is exported twice, as prefect-aws does: ``asubmit_video``, ``apoll_video`` and
+``aarchive_video`` are the async tasks; ``submit_video``, ``poll_video`` and ``archive_video`` are
+the same tasks that sync code may also call directly (:mod:`omniflash_prefect.dispatch`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import logging
 import time
@@ -28,14 +35,13 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from prefect import get_run_logger, task
+import httpx
+from prefect import Task, get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
-from prefect.results import ResultStore, get_result_store
-from prefect.runtime import flow_run, task_run
-from prefect.serializers import JSONSerializer
 
 from omniflash_prefect.archive import (
     ArchivedVideo,
@@ -48,27 +54,29 @@ from omniflash_prefect.archive import (
     write_sidecar,
 )
 from omniflash_prefect.blocks import OmniFlashCredentials
+from omniflash_prefect.claims import claim, current_record_storage, record_store
 from omniflash_prefect.client import OmniFlashClient
+from omniflash_prefect.dispatch import dispatching_task
 from omniflash_prefect.errors import (
     DownloadError,
     GenerationCancelledError,
     GenerationFailedError,
-    OmniFlashError,
     PollTimeoutError,
-    SubmissionOutcomeUnknownError,
     VideoExpiredError,
 )
 from omniflash_prefect.models import DownloadedVideo, VideoRequest, VideoTask, validate_task_id
 from omniflash_prefect.observability import artifact_key, emit_video_event
-from omniflash_prefect.retry import submission_certainly_refused
 from omniflash_prefect.settings import OmniFlashSettings
+from omniflash_prefect.submissions import call_take, submission_key, submit_once
 
 RunLogger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 #: The smallest rise of the API's progress (in points) that updates the progress artifact.
 PROGRESS_STEP = 10
-_IN_FLIGHT = "in-flight"
-_REFUSED = "refused"
+#: Prefect-level retries of ``poll_video`` (only for what :func:`poll_failure_is_transient`
+#: accepts), and the seconds before each.
+POLL_RETRIES = 2
+POLL_RETRY_DELAYS = [5.0, 30.0]
 
 
 #: Reads of credentials blocks in the current ``generate_video`` (or batch) run, by name; see
@@ -128,41 +136,26 @@ def default_storage() -> WritableFileSystem:
     return LocalFileSystem(basepath=str(OmniFlashSettings().archive_dir.expanduser().resolve()))
 
 
-def submission_key(request: VideoRequest, idempotency_key: str | None) -> str:
-    """The persisted-result key of a submission: one paid video per (request, idempotency key).
-
-    Without an explicit key the current flow run scopes it, so a retried run reuses its video
-    while a new run makes a new one; outside any flow each task run is its own scope.
-    """
-    scope = idempotency_key or (
-        f"flow-run-{flow_run.get_id()}" if flow_run.get_id() else f"task-run-{task_run.get_id()}"
-    )
-    digest = hashlib.sha256(f"{request.fingerprint()}|{scope}".encode()).hexdigest()
-    return f"omniflash-submit-{digest}"
+def prefect_api_unavailable(error: BaseException) -> bool:
+    """A failure to talk to the Prefect API (a 5xx from a busy server, a dropped connection):
+    nothing of the provider's went wrong, so the same work may simply run again."""
+    if isinstance(error, PrefectHTTPStatusError):
+        return error.response.status_code in (502, 503, 504)
+    return isinstance(error, httpx.TransportError)
 
 
-def record_store(storage: WritableFileSystem | None = None) -> ResultStore:
-    """A JSON result store over ``storage``, default the current run's result storage.
-
-    Built afresh because a flow run's own store writes no record metadata, so its ``aexists``
-    never finds the records that tasks (and :class:`BatchRecords`) write.
-    """
-    return ResultStore(
-        result_storage=storage or get_result_store().result_storage, serializer=JSONSerializer()
-    )
+# -- submit ----------------------------------------------------------------------------------
 
 
-async def submission_recorded(
-    request: VideoRequest, idempotency_key: str, store: ResultStore | None = None
-) -> bool:
-    """Whether ``submit_video`` already holds a task id for this request and key (so running it
-    again costs nothing and the video only needs polling)."""
-    store = store or record_store()
-    return await store.aexists(submission_key(request, idempotency_key))
+def _this_call_key(request: VideoRequest, idempotency_key: str | None, run: TaskRun | None) -> str:
+    take = 0 if idempotency_key else call_take(request, run.id if run is not None else None)
+    return submission_key(request, idempotency_key, take=take)
 
 
 def _submission_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    return submission_key(parameters["request"], parameters.get("idempotency_key"))
+    return _this_call_key(
+        parameters["request"], parameters.get("idempotency_key"), context.task_run
+    )
 
 
 @task(
@@ -172,47 +165,78 @@ def _submission_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -
     persist_result=True,
     result_serializer="json",
 )
-async def submit_video(
+async def asubmit_video(
     request: VideoRequest,
     credentials_block: str | None = None,
     idempotency_key: str | None = None,
 ) -> str:
-    """Submit one video (a paid call) and return its task id; at most once per idempotency key."""
+    """Submit one video (a paid call) and return its task id: at most once per submission key.
+
+    With ``idempotency_key``, one video per request and key, across runs. Without, each call in
+    a flow run is its own video (two identical calls are two takes), and a retry of the run
+    reuses every video of the earlier attempt one for one. Callers racing for one key wait for
+    the one that sends, and get its task id.
+    """
+    context = TaskRunContext.get()
+    key = _this_call_key(request, idempotency_key, context.task_run if context else None)
+    storage = await current_record_storage()
+    submitted = await submit_once(request, key, storage, lambda: load_client(credentials_block))
     logger = get_run_logger()
-    store = get_result_store()
-    intent_key = submission_key(request, idempotency_key) + "-intent"
-    if await store.aexists(intent_key):
-        intent = (await store.aread(intent_key)).result
-        if isinstance(intent, dict) and isinstance(intent.get("task_id"), str):
-            # Accepted by an earlier attempt that died before its result was saved.
-            task_id = validate_task_id(intent["task_id"])
-            logger.info("Reusing task %s, submitted by an earlier attempt", task_id)
-            return task_id
-        if intent == _IN_FLIGHT:
-            raise SubmissionOutcomeUnknownError(request.fingerprint())
-    await store.awrite(_IN_FLIGHT, key=intent_key)
-    async with await load_client(credentials_block) as client:
-        try:
-            task_id = await client.submit(request)
-        except OmniFlashError as exc:
-            if submission_certainly_refused(exc):
-                await store.awrite(_REFUSED, key=intent_key)
-            raise
-    # Recorded at once: the task result is only saved after this function returns, and a
-    # process killed in between must still find the paid task id.
-    await store.awrite({"task_id": task_id}, key=intent_key)
-    logger.info("Submitted task %s (request %s)", task_id, request.fingerprint()[:16])
+    if not submitted.sent:
+        logger.info("Reusing task %s, submitted earlier under the same key", submitted.task_id)
+        return submitted.task_id
+    logger.info("Submitted task %s (request %s)", submitted.task_id, request.fingerprint()[:16])
     emit_video_event(
         "submitted",
-        task_id,
+        submitted.task_id,
         prompt=request.prompt,
         payload={"request": request.to_api_body(), "fingerprint": request.fingerprint()},
     )
-    return task_id
+    return submitted.task_id
 
 
-@task(name="poll-video", task_run_name="poll-video-{task_id}", cache_policy=NO_CACHE)
-async def poll_video(
+submit_video = dispatching_task(asubmit_video)
+
+
+# -- poll ------------------------------------------------------------------------------------
+
+
+def poll_failure_is_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``poll_video``'s retry condition: retry only what is neither the provider's answer nor
+    the client's to retry, i.e. the Prefect API being briefly unavailable. A failed or cancelled
+    generation, a bad or unknown task id, a refused key and a poll deadline are final; the
+    provider's transient errors are already survived inside the poll loop."""
+    del task, task_run
+    error = state.data
+    return isinstance(error, BaseException) and prefect_api_unavailable(error)
+
+
+def _poll_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    # Only a completed task is ever returned (anything else raises, and failures are never
+    # cached), so this caches exactly the final, successful reading of each task id.
+    task_id = str(parameters["task_id"])
+    return f"omniflash-poll-{hashlib.sha256(task_id.encode()).hexdigest()}"
+
+
+def seconds_spent_before(run_count: int, start_time: dt.datetime | None, now: dt.datetime) -> float:
+    """How long the earlier attempts of a task run already waited: none on its first attempt,
+    else the time since the run started (Prefect keeps a run's start time across retries)."""
+    if run_count <= 1 or start_time is None:
+        return 0.0
+    return max((now - start_time).total_seconds(), 0.0)
+
+
+@task(
+    name="poll-video",
+    task_run_name="poll-video-{task_id}",
+    retries=POLL_RETRIES,
+    retry_delay_seconds=POLL_RETRY_DELAYS,
+    retry_condition_fn=poll_failure_is_transient,
+    cache_key_fn=_poll_cache_key,
+    persist_result=True,
+    result_serializer="json",
+)
+async def apoll_video(
     task_id: str,
     credentials_block: str | None = None,
     max_wait_seconds: float | None = None,
@@ -223,7 +247,17 @@ async def poll_video(
 
     One poll loop inside one task run, paced by the client's schedule. A progress artifact on the
     run follows the API's progress, each status change is logged, and ``completed``/``failed``
-    events are emitted. Pass ``first_poll_delay=0`` when resuming an old task id.
+    events are emitted. Pass ``first_poll_delay=0`` when resuming an old task id. A completed
+    task is cached by its id: polling it again, in any run, makes no status call (its expired URL
+    is renewed by ``archive_video``).
+
+    Prefect retries (``retries``, ``retry_delay_seconds``, tunable with ``.with_options``) only
+    follow :func:`poll_failure_is_transient`, and a retry waits out what is left of the same
+    deadline (``max_wait_seconds``, default ``OMNIFLASH_POLL_TIMEOUT_SECONDS``) instead of
+    starting a new one. Reads are at least ``OMNIFLASH_POLL_MIN_SECONDS`` apart and each is at
+    most ``OMNIFLASH_MAX_ATTEMPTS`` calls, so one task id costs at most
+    ``(retries + 1 + max_wait / poll_min) * max_attempts`` status calls: 1,815 with the defaults
+    (2 retries, 1800 s, 5 s, 5 attempts).
     """
     task_id = validate_task_id(task_id)
     logger = get_run_logger()
@@ -256,11 +290,22 @@ async def poll_video(
         ):
             await show(float(progress))
 
+    context = TaskRunContext.get()
+    spent = (
+        seconds_spent_before(
+            context.task_run.run_count, context.task_run.start_time, dt.datetime.now(dt.UTC)
+        )
+        if context is not None
+        else 0.0
+    )
     async with await load_client(credentials_block) as client:
+        budget = (
+            client.poll_schedule.timeout_seconds if max_wait_seconds is None else max_wait_seconds
+        )
         try:
             done = await client.wait(
                 task_id,
-                max_wait_seconds=max_wait_seconds,
+                max_wait_seconds=max(budget - spent, 0.0),
                 first_poll_delay=first_poll_delay,
                 on_update=report,
             )
@@ -284,10 +329,23 @@ async def poll_video(
     return done
 
 
+poll_video = dispatching_task(apoll_video)
+
+
+# -- archive ---------------------------------------------------------------------------------
+
+
 def _archive_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    video: VideoTask = parameters["task"]
-    storage = parameters.get("storage") or default_storage()
-    destination = destination_of(storage, video_key(parameters.get("prefix", "omniflash"), video))
+    return archive_record_key(
+        parameters["task"],
+        parameters.get("storage") or default_storage(),
+        parameters.get("prefix", "omniflash"),
+    )
+
+
+def archive_record_key(video: VideoTask, storage: WritableFileSystem, prefix: str) -> str:
+    """The record (and claim) key of one task's video in one destination."""
+    destination = destination_of(storage, video_key(prefix, video))
     digest = hashlib.sha256(f"{video.id}|{destination}".encode()).hexdigest()
     return f"omniflash-archive-{digest}"
 
@@ -299,7 +357,7 @@ def _archive_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> s
     persist_result=True,
     result_serializer="json",
 )
-async def archive_video(
+async def aarchive_video(
     task: VideoTask,
     storage: WritableFileSystem | None = None,
     prefix: str = "omniflash",
@@ -311,9 +369,54 @@ async def archive_video(
     The key is ``<prefix>/<YYYY-MM-DD>/<task_id>.mp4`` with a sidecar JSON beside it. An expired
     URL is renewed by reading the task once more; if that URL fails too,
     :class:`VideoExpiredError` is raised. The video never appears half-written under its key.
+    Concurrent archives of one task to one destination download it once: the others wait and
+    return the same result.
     """
     logger = get_run_logger()
     target = storage if storage is not None else default_storage()
+    record_key = archive_record_key(task, target, prefix)
+    records = await current_record_storage()
+    store = record_store(records)
+    # The claimed record is written under the claim only: the task's own cached result, under
+    # ``record_key``, is rewritten by Prefect after the claim is let go, not atomically.
+    claimed_record = f"{record_key}-archived"
+    async with claim(record_key, records):
+        for key in (claimed_record, record_key):
+            if await store.aexists(key):
+                earlier = (await store.aread(key)).result
+                if isinstance(earlier, ArchivedVideo):
+                    logger.info("Task %s is archived already, at %s", task.id, earlier.location)
+                    return earlier
+        archived = await _archive(task, target, prefix, request, credentials_block, logger)
+        await store.awrite(archived, key=claimed_record)  # before the claim is let go
+    logger.info(
+        "Archived task %s to %s (%d bytes)", task.id, archived.location, archived.size_bytes
+    )
+    emit_video_event(
+        "archived",
+        task.id,
+        prompt=archived.prompt,
+        payload={
+            "location": archived.location,
+            "sha256": archived.sha256,
+            "size_bytes": archived.size_bytes,
+        },
+    )
+    return archived
+
+
+archive_video = dispatching_task(aarchive_video)
+
+
+async def _archive(
+    task: VideoTask,
+    target: WritableFileSystem,
+    prefix: str,
+    request: VideoRequest | None,
+    credentials_block: str | None,
+    logger: RunLogger,
+) -> ArchivedVideo:
+    """Download, check and store the video and its sidecar; the record of what was stored."""
     key = video_key(prefix, task)
     started = time.monotonic()
     async with await load_client(credentials_block) as client:
@@ -341,17 +444,6 @@ async def archive_video(
         source_expires_at=source.video_expires_at,
     )
     await write_sidecar(target, sidecar_key(key), task=source, request=request, archived=archived)
-    logger.info("Archived task %s to %s (%d bytes)", task.id, location, archived.size_bytes)
-    emit_video_event(
-        "archived",
-        task.id,
-        prompt=archived.prompt,
-        payload={
-            "location": location,
-            "sha256": archived.sha256,
-            "size_bytes": archived.size_bytes,
-        },
-    )
     return archived
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -16,9 +18,8 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
 
 from omniflash_prefect import batch_flow
-from omniflash_prefect.archive import ArchivedVideo
 from omniflash_prefect.batch import BatchReport
-from omniflash_prefect.batch_flow import generate_video_batch, run_as_subflow
+from omniflash_prefect.batch_flow import RowRun, generate_video_batch, run_as_subflow
 from omniflash_prefect.blocks import OmniFlashCredentials
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.emulator.validation import price_of
@@ -292,9 +293,7 @@ async def test_an_overloaded_prefect_api_delays_rows_but_fails_none(
     the row runs again; every row is archived and submitted once."""
     refused: set[str] = set()
 
-    async def busy_then_fine(
-        row: ManifestRow, common: dict[str, Any]
-    ) -> tuple[ArchivedVideo, str | None]:
+    async def busy_then_fine(row: ManifestRow, common: dict[str, Any]) -> RowRun:
         if row.id not in refused:
             refused.add(row.id)
             request = httpx.Request("POST", "http://127.0.0.1/api/task_runs/")
@@ -338,3 +337,58 @@ async def test_manifest_read_from_a_filesystem_block(
         ("sku-2", 3, "archived"),
     ]
     assert emulator.state.submission_count == 2
+
+
+async def test_a_failed_row_names_its_video_run(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """A row whose generation failed carries the id of its generate_video run, which is that
+    row's run and Failed; the batch's table and summary show it."""
+    emulator.config.task_failure_rate = 1.0
+    state = await generate_video_batch(
+        requests=rows(2), credentials_block=credentials_block, return_state=True
+    )
+    report = await report_of(state)
+    async with get_client() as client:
+        for item in report.items:
+            assert item.status == "failed"
+            assert item.flow_run_id is not None
+            run = await client.read_flow_run(UUID(item.flow_run_id))
+            assert run.parameters["prompt"] == item.prompt
+            assert run.state is not None
+            assert run.state.is_failed()
+    artifacts = await run_artifacts(state.state_details.flow_run_id)
+    table = next(a for a in artifacts if a.type == "table")
+    summary = next(a for a in artifacts if a.type == "markdown")
+    for item in report.items:
+        assert str(item.flow_run_id) in str(table.data)
+        assert str(item.flow_run_id) in str(summary.data)
+
+
+async def test_two_batches_with_one_batch_id_at_once_pay_once_per_row(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """The same batch started twice at the same moment (a double click, two schedules): each
+    row is submitted and downloaded once, and both reports archive every row with the same
+    task ids."""
+    emulator.config.submit_answer_delay_seconds = 0.3
+    batch_id = f"twins-{uuid.uuid4()}"
+    first, second = await asyncio.gather(
+        *(
+            generate_video_batch(
+                requests=rows(4),
+                batch_id=batch_id,
+                credentials_block=credentials_block,
+                return_state=True,
+            )
+            for _ in range(2)
+        )
+    )
+    one, other = await report_of(first), await report_of(second)
+    assert one.ok, one
+    assert other.ok, other
+    assert [item.task_id for item in one.items] == [item.task_id for item in other.items]
+    assert emulator.state.submission_attempts == 4
+    for item in one.items:
+        assert item.task_id is not None
+        assert emulator.state.downloads(item.task_id) == 1

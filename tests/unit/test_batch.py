@@ -362,7 +362,13 @@ def _items() -> list[BatchItem]:
             cost=1.5,
             seconds=12.34,
         ),
-        BatchItem(id="kite", prompt="a kite", status="failed", error="DownloadError: broke"),
+        BatchItem(
+            id="kite",
+            prompt="a kite",
+            status="failed",
+            error="DownloadError: broke",
+            flow_run_id="run-kite",
+        ),
         BatchItem(id="owl", status="archived", location="/data/owl.mp4", cost=2.25, resumed=True),
         BatchItem(id="bee", status="skipped_budget", error="would exceed the budget (spent 3.75)"),
     ]
@@ -427,6 +433,7 @@ def test_report_table_has_one_row_per_item() -> None:
         "cost": "1.5",
         "seconds": "12.3",
         "location_or_error": "s3://videos/fox.mp4",
+        "flow_run": "",
     }
     prompt = fox["prompt"]
     assert isinstance(prompt, str)
@@ -435,6 +442,7 @@ def test_report_table_has_one_row_per_item() -> None:
     assert "\n" not in prompt
     assert kite["location_or_error"] == "DownloadError: broke"
     assert (kite["cost"], kite["seconds"], kite["task_id"]) == ("", "", "")
+    assert kite["flow_run"] == "run-kite"
     assert owl["status"] == "archived (earlier run)"
     assert owl["location_or_error"] == "/data/owl.mp4"
     assert bee["prompt"] == ""
@@ -462,3 +470,14 @@ def test_report_markdown_names_the_batch_counts_and_budget() -> None:
     assert "budget" not in report_markdown(report).replace("skipped budget", "").replace(
         "skipped_budget", ""
     )
+
+
+def test_report_markdown_links_every_row_not_archived_to_its_run() -> None:
+    """Rows not archived are listed with their status and a link to their video run when the
+    run's page is known (its bare id otherwise); archived rows are not listed."""
+    report = BatchReport.of("batch-42", _items(), 61.3)
+    linked = report_markdown(report, run_url=lambda run: f"http://ui/runs/flow-run/{run}")
+    assert "| kite | failed |  | [run-kite](http://ui/runs/flow-run/run-kite) |" in linked
+    assert "| bee | skipped_budget |  |  |" in linked
+    assert "| fox |" not in linked
+    assert "| kite | failed |  | run-kite |" in report_markdown(report)
