@@ -21,7 +21,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from omniflash_prefect.batch import BatchReport
-from omniflash_prefect.batch_flow import FanOut, generate_video_batch
+from omniflash_prefect.batch_flow import FanOut, agenerate_video_batch
 from omniflash_prefect.commands import (
     EXIT_ARCHIVED,
     EXIT_ERROR,
@@ -31,6 +31,7 @@ from omniflash_prefect.commands import (
     CommandUsageError,
     check_credentials_configured,
     patient_temporary_server,
+    process_environment,
     run_flow_watched,
 )
 from omniflash_prefect.errors import InsufficientBalanceError
@@ -61,6 +62,7 @@ class BatchOptions:
     fan_out: FanOut = "subflows"
     credentials_block: str | None = None
     storage_block: str | None = None
+    archive_dir: Path | None = None
     archive_prefix: str = "omniflash"
     result_storage_block: str | None = None
 
@@ -145,6 +147,13 @@ def check_batch_options(options: BatchOptions) -> Manifest | None:
     check_credentials_configured(options.credentials_block)
     if options.max_concurrency < 1:
         raise CommandUsageError("--max-concurrency must be at least 1")
+    if options.archive_dir is not None and options.storage_block:
+        raise CommandUsageError("--archive-dir and --storage-block are mutually exclusive")
+    if options.archive_dir is not None and options.fan_out == "deployments":
+        raise CommandUsageError(
+            "--archive-dir is a directory of this machine, and with --fan-out deployments the "
+            "videos are archived by the workers: use --storage-block (e.g. s3-bucket/videos)"
+        )
     if options.manifest_block is not None:
         return None
     manifest = read_manifest_file(Path(options.manifest))
@@ -183,11 +192,13 @@ async def run_batch(
                     ):
                         on_progress(float(artifact.data))
 
-        flow: Flow[..., Any] = generate_video_batch
+        flow: Flow[..., Any] = agenerate_video_batch
+        archive = {"OMNIFLASH_ARCHIVE_DIR": str(options.archive_dir)} if options.archive_dir else {}
         try:
-            state, flow_run_id = await run_flow_watched(
-                flow, options.flow_parameters(), on_tick=follow, watch_interval=watch_interval
-            )
+            with process_environment(archive):
+                state, flow_run_id = await run_flow_watched(
+                    flow, options.flow_parameters(), on_tick=follow, watch_interval=watch_interval
+                )
         except Exception as exc:
             return BatchOutcome(error=exc)
         try:

@@ -1,4 +1,5 @@
-"""The ``omniflash`` command: ``generate``, ``batch``, ``demo`` and ``emulator``.
+"""The ``omniflash`` command: ``generate``, ``fetch``, ``batch``, ``release``, ``demo`` and
+``emulator``.
 
 Thin on purpose: it parses options, calls the library and prints; all behaviour lives below it
 (:mod:`omniflash_prefect.commands` runs the flow and decides statuses and exit codes).
@@ -22,6 +23,9 @@ from rich.table import Table
 
 from omniflash_prefect.batch_commands import BatchOptions, BatchOutcome, run_batch
 from omniflash_prefect.commands import (
+    EXIT_ERROR,
+    EXIT_INVALID,
+    FetchOptions,
     GenerateOptions,
     GenerationOutcome,
     ProgressCallback,
@@ -30,9 +34,16 @@ from omniflash_prefect.commands import (
     run_demo,
 )
 from omniflash_prefect.commands import (
+    fetch as run_fetch,
+)
+from omniflash_prefect.commands import (
     generate as run_generate,
 )
+from omniflash_prefect.commands import (
+    release as run_release,
+)
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, serve
+from omniflash_prefect.errors import InvalidTaskIdError, SubmissionReleaseError
 
 app = typer.Typer(
     name="omniflash",
@@ -191,6 +202,95 @@ def generate(
 
 
 @app.command()
+def fetch(
+    task_id: Annotated[
+        str, typer.Argument(help="A task id already submitted (from a log, report or error).")
+    ],
+    archive_dir: Annotated[
+        Path | None,
+        typer.Option(help="Local archive directory (default: OMNIFLASH_ARCHIVE_DIR or ./videos)."),
+    ] = None,
+    storage_block: Annotated[
+        str | None,
+        typer.Option(help="Archive to a storage block instead: '<type-slug>/<name>'."),
+    ] = None,
+    credentials_block: Annotated[
+        str | None,
+        typer.Option(help="An OmniFlashCredentials block (default: OMNIFLASH_* settings)."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of progress and text.")
+    ] = False,
+) -> None:
+    """Poll and archive a task that was already paid for, with the fetch_video flow; nothing is
+    submitted.
+
+    Exit codes as for generate: 0 archived; 2 invalid task id or usage; 3 refused by the API
+    (key, unknown task); 4 generation failed, was cancelled or timed out; 1 anything else.
+    """
+    options = FetchOptions(
+        task_id=task_id,
+        archive_dir=archive_dir,
+        storage_block=storage_block,
+        credentials_block=credentials_block,
+    )
+    with _progress_bar(enabled=not json_output) as show:
+        outcome = asyncio.run(run_fetch(options, on_progress=show))
+    if json_output:
+        typer.echo(json.dumps(outcome.to_json()))
+    elif outcome.archived is not None:
+        _print_archived(outcome, f"Archived task [bold]{outcome.task_id}[/bold]")
+    else:
+        _print_failure(outcome, "fetch")
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def release(
+    submission_key: Annotated[
+        str,
+        typer.Argument(
+            help="The key named by SubmissionOutcomeUnknownError (omniflash-submit-...)."
+        ),
+    ],
+    task_id: Annotated[
+        str | None,
+        typer.Option(help="The task the interrupted submission did create: resume it."),
+    ] = None,
+    result_storage_block: Annotated[
+        str | None,
+        typer.Option(help="Where the records are kept: '<type-slug>/<name>' (as for the run)."),
+    ] = None,
+) -> None:
+    """Resolve a submission whose outcome is unknown, once you have checked the provider.
+
+    The key of a request that was in flight when its sender died (or could not tell whether it was
+    accepted) is blocked: no run sends it again by itself. If the provider's task list shows the
+    task it created, pass --task-id: the next run with the key polls and archives that task. If no
+    task was created, run it without --task-id: the next run with the key submits again.
+
+    Exit codes: 0 done, or nothing to change; 2 not a submission key, an invalid task id, or a
+    key that already holds another task; 1 anything else.
+    """
+    try:
+        done = asyncio.run(
+            run_release(submission_key, task_id=task_id, result_storage_block=result_storage_block)
+        )
+    except (SubmissionReleaseError, InvalidTaskIdError) as exc:
+        errors.print(f"[red]release refused:[/red] {exc}", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except Exception as exc:
+        errors.print(f"[red]release failed:[/red] {exc}", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_ERROR) from None
+    messages = {
+        "released": "Released: the next run with this key submits its request again.",
+        "recorded": f"Recorded task {task_id}: the next run with this key polls and archives it.",
+        "unchanged": "Nothing to change: the key is not blocked.",
+    }
+    console.print(messages[done], soft_wrap=True, highlight=False)
+
+
+@app.command()
 def batch(
     manifest: Annotated[
         str,
@@ -233,6 +333,10 @@ def batch(
         str | None,
         typer.Option(help="Archive to a storage block: '<type-slug>/<name>'."),
     ] = None,
+    archive_dir: Annotated[
+        Path | None,
+        typer.Option(help="Local archive directory (default: OMNIFLASH_ARCHIVE_DIR or ./videos)."),
+    ] = None,
     credentials_block: Annotated[
         str | None,
         typer.Option(help="An OmniFlashCredentials block (default: OMNIFLASH_* settings)."),
@@ -267,6 +371,7 @@ def batch(
         fan_out="deployments" if fan_out == "deployments" else "subflows",
         credentials_block=credentials_block,
         storage_block=storage_block,
+        archive_dir=archive_dir,
         result_storage_block=result_storage_block,
     )
     with _progress_bar(enabled=not json_output) as show:
@@ -365,6 +470,9 @@ def run_emulator(
     ] = None,
     server_error_rate: Annotated[float, typer.Option(help="Fraction of calls answered 502.")] = 0.0,
     latency: Annotated[float, typer.Option(help="Seconds added to every API answer.")] = 0.0,
+    submit_delay: Annotated[
+        float, typer.Option(help="Seconds between accepting a submit and answering it.")
+    ] = 0.0,
     drop_first_downloads: Annotated[
         int, typer.Option(help="Cut the first N downloads of each video midway.")
     ] = 0,
@@ -401,6 +509,7 @@ def run_emulator(
             retry_after_seconds=retry_after,
             server_error_rate=server_error_rate,
             latency_seconds=latency,
+            submit_answer_delay_seconds=submit_delay,
             drop_first_downloads=drop_first_downloads,
             download_drop_rate=download_drop_rate,
             download_stall_seconds=download_stall,

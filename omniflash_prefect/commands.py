@@ -10,6 +10,8 @@ The command line parses options and prints; this module does the work behind it:
   progress artifact the run itself updates), and turns its final state into a
   :class:`GenerationOutcome` carrying the original exception, a status and an exit code;
 * :func:`generate` is ``omniflash generate``: checks, image uploads, then the run;
+* :func:`fetch` is ``omniflash fetch``: the same for a task id already paid for (``fetch_video``);
+* :func:`release` is ``omniflash release``: resolves a submission key left "outcome unknown";
 * :func:`run_demo` is ``omniflash demo``: the same flow against a throwaway emulator when no API
   key is configured (or the live API, one 4-second 720p video, when one is).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -49,14 +52,22 @@ from omniflash_prefect.errors import (
     AuthenticationError,
     GenerationError,
     InvalidRequestError,
+    InvalidTaskIdError,
     InvalidVideoRequestError,
+    NotFoundError,
     PaymentRequiredError,
     RateLimitedError,
 )
-from omniflash_prefect.flows import generate_video, load_storage
-from omniflash_prefect.models import VideoRequest
+from omniflash_prefect.flows import (
+    afetch_video,
+    agenerate_video,
+    load_result_storage,
+    load_storage,
+)
+from omniflash_prefect.models import VideoRequest, validate_task_id
 from omniflash_prefect.observability import artifact_key
 from omniflash_prefect.settings import OmniFlashSettings
+from omniflash_prefect.submissions import Released, release_submission
 from omniflash_prefect.tasks import load_client
 
 DEMO_PROMPT = (
@@ -91,8 +102,15 @@ NO_CREDENTIALS_MESSAGE = (
 )
 
 # The provider's clear "no": nothing was accepted, nothing is paid. A 429 that outlived the
-# client's retries is one too (a submit is retried on 429 only because it certainly was refused).
-_REFUSALS = (AuthenticationError, PaymentRequiredError, InvalidRequestError, RateLimitedError)
+# client's retries is one too (a submit is retried on 429 only because it certainly was refused);
+# a 404 is the provider knowing no such task.
+_REFUSALS = (
+    AuthenticationError,
+    PaymentRequiredError,
+    InvalidRequestError,
+    RateLimitedError,
+    NotFoundError,
+)
 _PROGRESS_KEY_PREFIX = artifact_key("progress", "") + "-"
 _VIDEO_KEY_PREFIX = artifact_key("video", "") + "-"
 _TASK_ID_IN_DESCRIPTION = re.compile(r"\btask (\S+)$")
@@ -104,7 +122,7 @@ class CommandUsageError(Exception):
 
 def classify(error: BaseException) -> tuple[Status, int]:
     """The status word and exit code of a failure (see ``omniflash generate --help``)."""
-    if isinstance(error, InvalidVideoRequestError | CommandUsageError):
+    if isinstance(error, InvalidVideoRequestError | InvalidTaskIdError | CommandUsageError):
         return "invalid", EXIT_INVALID
     if isinstance(error, _REFUSALS):
         return "refused", EXIT_REFUSED
@@ -161,9 +179,10 @@ async def read_run_progress(client: PrefectClient, flow_run_id: UUID) -> RunProg
 
 @dataclass(frozen=True)
 class GenerationOutcome:
-    """How one ``generate_video`` run ended: the archived video, or the error that stopped it."""
+    """How one ``generate_video`` (or ``fetch_video``) run ended: the archived video, or the
+    error that stopped it."""
 
-    prompt: str
+    prompt: str | None
     archived: ArchivedVideo | None = None
     error: BaseException | None = None
     task_id: str | None = None
@@ -290,9 +309,11 @@ async def run_generation(
     *,
     on_progress: ProgressCallback | None = None,
     watch_interval: float = 0.5,
+    flow: Flow[..., Any] = agenerate_video,
 ) -> GenerationOutcome:
-    """Run ``generate_video`` in this process and report how it ended; never raises for a failed
-    run. ``on_progress`` is called with what the run's artifacts say while it runs."""
+    """Run ``generate_video`` (or another one-video flow, e.g. ``fetch_video``) in this process
+    and report how it ended; never raises for a failed run. ``on_progress`` is called with what
+    the run's artifacts say while it runs."""
     last: list[RunProgress] = []
 
     async def follow(client: PrefectClient, flow_run_id: UUID) -> None:
@@ -302,13 +323,16 @@ async def run_generation(
             if on_progress is not None:
                 on_progress(update)
 
-    flow: Flow[..., Any] = generate_video  # the engine's annotations want R to include State
     state, flow_run_id = await run_flow_watched(
         flow, parameters, on_tick=follow, watch_interval=watch_interval
     )
-    return await _outcome_of(
-        state, str(parameters["prompt"]), flow_run_id, last[-1] if last else None
+    prompt = parameters.get("prompt")
+    outcome = await _outcome_of(
+        state, prompt if isinstance(prompt, str) else None, flow_run_id, last[-1] if last else None
     )
+    if outcome.task_id is None and isinstance(parameters.get("task_id"), str):
+        outcome = dataclasses.replace(outcome, task_id=parameters["task_id"])
+    return outcome
 
 
 async def _read_progress_quietly(client: PrefectClient, flow_run_id: UUID) -> RunProgress | None:
@@ -320,7 +344,7 @@ async def _read_progress_quietly(client: PrefectClient, flow_run_id: UUID) -> Ru
 
 
 async def _outcome_of(
-    state: State[Any], prompt: str, flow_run_id: UUID, last: RunProgress | None
+    state: State[Any], prompt: str | None, flow_run_id: UUID, last: RunProgress | None
 ) -> GenerationOutcome:
     try:
         result: object = await state.aresult(raise_on_failure=False)
@@ -413,16 +437,20 @@ def check_credentials_configured(credentials_block: str | None) -> None:
 async def upload_images(options: GenerateOptions) -> tuple[str, ...]:
     """Check the named blocks exist, then upload the local images; returns their URLs."""
     if options.storage_block:
-        try:
-            await load_storage(options.storage_block)
-        except (ValueError, TypeError) as exc:
-            raise CommandUsageError(f"--storage-block: {exc}") from None
+        await _check_storage_block(options.storage_block)
     try:
         client = await load_client(options.credentials_block)
     except (ValueError, TypeError) as exc:
         raise CommandUsageError(f"--credentials-block: {exc}") from None
     async with client:
         return tuple([await client.upload_image(path) for path in options.image_files])
+
+
+async def _check_storage_block(storage_block: str) -> None:
+    try:
+        await load_storage(storage_block)
+    except (ValueError, TypeError) as exc:
+        raise CommandUsageError(f"--storage-block: {exc}") from None
 
 
 async def generate(
@@ -449,6 +477,67 @@ async def generate(
                 )
             except Exception as exc:
                 return GenerationOutcome(options.prompt, error=exc)
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """What ``omniflash fetch`` was asked for."""
+
+    task_id: str
+    archive_dir: Path | None = None
+    storage_block: str | None = None
+    credentials_block: str | None = None
+    archive_prefix: str = "omniflash"
+
+    def flow_parameters(self) -> dict[str, Any]:
+        """The parameters of the ``fetch_video`` run."""
+        return {
+            "task_id": self.task_id,
+            "credentials_block": self.credentials_block,
+            "storage_block": self.storage_block,
+            "archive_prefix": self.archive_prefix,
+        }
+
+
+async def fetch(
+    options: FetchOptions,
+    *,
+    on_progress: ProgressCallback | None = None,
+    watch_interval: float = 0.5,
+) -> GenerationOutcome:
+    """``omniflash fetch``: poll and archive a task already paid for; never submits, never
+    raises."""
+    with patient_temporary_server():
+        try:
+            validate_task_id(options.task_id)
+            if options.archive_dir is not None and options.storage_block:
+                raise CommandUsageError("--archive-dir and --storage-block are mutually exclusive")
+            check_credentials_configured(options.credentials_block)
+            if options.storage_block:
+                await _check_storage_block(options.storage_block)
+        except Exception as exc:
+            return GenerationOutcome(None, error=exc, task_id=options.task_id)
+        archive = {"OMNIFLASH_ARCHIVE_DIR": str(options.archive_dir)} if options.archive_dir else {}
+        with process_environment(archive):
+            try:
+                return await run_generation(
+                    options.flow_parameters(),
+                    on_progress=on_progress,
+                    watch_interval=watch_interval,
+                    flow=afetch_video,
+                )
+            except Exception as exc:
+                return GenerationOutcome(None, error=exc, task_id=options.task_id)
+
+
+async def release(
+    submission_key: str, *, task_id: str | None = None, result_storage_block: str | None = None
+) -> Released:
+    """``omniflash release``: resolve a submission key by hand (see
+    :func:`omniflash_prefect.submissions.release_submission`)."""
+    with patient_temporary_server():
+        storage = await load_result_storage(result_storage_block)
+        return await release_submission(submission_key, storage, task_id=task_id)
 
 
 @dataclass(frozen=True)

@@ -162,3 +162,37 @@ def test_batch_killed_mid_download_resumes_without_paying_twice(
     assert {item["task_id"] for item in report["items"][:3]} == set(before)
     assert emulator.state.submission_count == 6
     assert not list(fast_settings.rglob("*.part"))
+
+
+def test_archive_dir_puts_every_video_there(
+    emulator: EmulatorServer, block: str, tmp_path: Path
+) -> None:
+    """--archive-dir, as for generate: every row's video and sidecar land in that directory."""
+    manifest = jsonl(
+        tmp_path / "shelf.jsonl",
+        [{"id": f"s{i}", "prompt": f"Shelf item {i}", "duration": 4} for i in range(2)],
+    )
+    archive = tmp_path / "elsewhere"
+    code, report = batch_json(
+        str(manifest), "--credentials-block", block, "--archive-dir", str(archive)
+    )
+    assert code == 0, report
+    for item in report["items"]:
+        assert_archived_exactly(item)
+        assert Path(item["location"]).is_relative_to(archive)
+        assert Path(item["location"]).with_suffix(".json").is_file()
+
+
+def test_archive_dir_is_refused_where_it_cannot_apply(
+    emulator: EmulatorServer, block: str, tmp_path: Path
+) -> None:
+    """--archive-dir names a directory of this machine: with --fan-out deployments (the workers
+    archive) or with --storage-block it is a usage error, exit 2, nothing sent."""
+    manifest = jsonl(tmp_path / "one.jsonl", [{"prompt": "A calm lake", "duration": 4}])
+    for extra in (["--fan-out", "deployments"], ["--storage-block", "s3-bucket/videos"]):
+        code, report = batch_json(
+            str(manifest), "--credentials-block", block, "--archive-dir", str(tmp_path), *extra
+        )
+        assert code == 2, report
+        assert "--archive-dir" in report["error"]
+    assert emulator.state.submission_attempts == 0
