@@ -25,7 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """The README's ``prefect server start`` on a free port, stopped (killed if need be) after."""
-    command = readme_walkthrough().server_command
+    command = readme_walkthrough().command("prefect server start")
     with start_prefect_server(command, tmp_path_factory.mktemp("prefect-home")) as server:
         yield server
 

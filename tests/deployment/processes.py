@@ -10,7 +10,6 @@ whatever happens.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import signal
 import socket
@@ -26,8 +25,9 @@ from typing import IO, Self
 import httpx
 import pytest
 
+from tests.support.readme import Section, readme_section
+
 REPO = Path(__file__).resolve().parents[2]
-README = REPO / "README.md"
 SECTION = "## Running on a Prefect server"
 #: The venv's console scripts (``prefect``), as an activated environment puts them on PATH.
 BIN = Path(sys.executable).parent
@@ -38,45 +38,9 @@ SERVER_START_SECONDS = 120.0
 STOP_GRACE_SECONDS = 20.0
 
 
-@dataclass(frozen=True)
-class Walkthrough:
-    """The console commands and Python snippets of the README section, in order."""
-
-    commands: list[str]
-    python_blocks: list[str]
-
-    def command(self, prefix: str) -> str:
-        """The one command whose first words are ``prefix``."""
-        found = [c for c in self.commands if c == prefix or c.startswith(f"{prefix} ")]
-        assert len(found) == 1, f"expected one README command starting {prefix!r}: {found}"
-        return found[0]
-
-    def snippet(self, marker: str) -> str:
-        """The one Python block that contains ``marker``."""
-        found = [b for b in self.python_blocks if marker in b]
-        assert len(found) == 1, f"expected one README Python block with {marker!r}"
-        return found[0]
-
-    @property
-    def server_command(self) -> str:
-        return self.command("prefect server start")
-
-
-def readme_walkthrough() -> Walkthrough:
-    """Parse the fenced blocks of the README section."""
-    text = README.read_text(encoding="utf-8")
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
-    section = text[start : end if end != -1 else len(text)]
-    blocks = re.findall(r"^```(\w+)\n(.*?)^```", section, flags=re.MULTILINE | re.DOTALL)
-    commands = [
-        line.strip()
-        for language, body in blocks
-        if language == "console"
-        for line in body.splitlines()
-        if line.strip()
-    ]
-    return Walkthrough(commands, [body for language, body in blocks if language == "python"])
+def readme_walkthrough() -> Section:
+    """The commands and snippets of the README section the walkthrough follows."""
+    return readme_section(SECTION)
 
 
 def argv_of(command: str) -> list[str]:

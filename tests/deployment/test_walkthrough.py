@@ -47,6 +47,7 @@ from tests.deployment.processes import (
     readme_walkthrough,
     run,
 )
+from tests.support.readme import readme_section
 
 pytestmark = pytest.mark.slow
 
@@ -283,14 +284,16 @@ def test_walkthrough_runs_the_deployment_on_a_process_worker(
 def test_readme_pipeline_example_composes_the_tasks_in_a_flow(
     prefect_server: PrefectServer, emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    """The README's own-flow example submits, polls and archives two videos, once each."""
+    """The README's async pipeline, run as a script, submits, polls and archives two videos,
+    once each, and reports to the server."""
     server = prefect_server
     with on_server(server):
         OmniFlashCredentials(api_key=emulator.api_key, base_url=emulator.base_url).save(
             "omniflash", overwrite=True
         )
     script = tmp_path / "storyboard.py"
-    script.write_text(readme_walkthrough().snippet("@flow"), encoding="utf-8")
+    pipelines = readme_section("## Pipelines, sync and async")
+    script.write_text(pipelines.snippet("async def storyboard("), encoding="utf-8")
     archive = tmp_path / "videos"
 
     output = run([sys.executable, str(script)], cwd=tmp_path, env=fast_worker_env(server, archive))
