@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from prefect.logging.handlers import PrefectConsoleHandler
@@ -53,6 +53,24 @@ app = typer.Typer(
 )
 console = Console()
 errors = Console(stderr=True)
+
+#: Options several commands share, declared once.
+ArchiveDirOption = Annotated[
+    Path | None,
+    typer.Option(help="Local archive directory (default: OMNIFLASH_ARCHIVE_DIR or ./videos)."),
+]
+StorageBlockOption = Annotated[
+    str | None,
+    typer.Option(help="Archive to a storage block instead: '<type-slug>/<name>'."),
+]
+CredentialsBlockOption = Annotated[
+    str | None,
+    typer.Option(help="An OmniFlashCredentials block (default: OMNIFLASH_* settings)."),
+]
+ResultStorageBlockOption = Annotated[
+    str | None,
+    typer.Option(help="Where task ids and other records are kept: '<type-slug>/<name>'."),
+]
 
 TEMPORARY_SERVER_NOTE = (
     "This run used a temporary local Prefect server that stopped with this command (the run "
@@ -136,6 +154,17 @@ def _print_failure(outcome: GenerationOutcome, command: str) -> None:
         errors.print(f"  flow run: {outcome.flow_run_id}", highlight=False)
 
 
+def _report(outcome: GenerationOutcome, command: str, *, json_output: bool) -> NoReturn:
+    """End a one-video command: its JSON object or its text, and its exit code."""
+    if json_output:
+        typer.echo(json.dumps(outcome.to_json()))
+    elif outcome.archived is not None:
+        _print_archived(outcome, f"Archived task [bold]{outcome.task_id}[/bold]")
+    else:
+        _print_failure(outcome, command)
+    raise typer.Exit(outcome.exit_code)
+
+
 @app.command()
 def generate(
     prompt: Annotated[
@@ -152,18 +181,9 @@ def generate(
         list[Path] | None,
         typer.Option(help="A local JPEG, PNG, WebP or GIF to upload and use as an image."),
     ] = None,
-    archive_dir: Annotated[
-        Path | None,
-        typer.Option(help="Local archive directory (default: OMNIFLASH_ARCHIVE_DIR or ./videos)."),
-    ] = None,
-    storage_block: Annotated[
-        str | None,
-        typer.Option(help="Archive to a storage block instead: '<type-slug>/<name>'."),
-    ] = None,
-    credentials_block: Annotated[
-        str | None,
-        typer.Option(help="An OmniFlashCredentials block (default: OMNIFLASH_* settings)."),
-    ] = None,
+    archive_dir: ArchiveDirOption = None,
+    storage_block: StorageBlockOption = None,
+    credentials_block: CredentialsBlockOption = None,
     idempotency_key: Annotated[
         str | None,
         typer.Option(help="Reuse the video of an earlier run with the same key and request."),
@@ -192,13 +212,7 @@ def generate(
     )
     with _progress_bar(enabled=not json_output) as show:
         outcome = asyncio.run(run_generate(options, on_progress=show))
-    if json_output:
-        typer.echo(json.dumps(outcome.to_json()))
-    elif outcome.archived is not None:
-        _print_archived(outcome, f"Archived task [bold]{outcome.task_id}[/bold]")
-    else:
-        _print_failure(outcome, "generate")
-    raise typer.Exit(outcome.exit_code)
+    _report(outcome, "generate", json_output=json_output)
 
 
 @app.command()
@@ -206,18 +220,9 @@ def fetch(
     task_id: Annotated[
         str, typer.Argument(help="A task id already submitted (from a log, report or error).")
     ],
-    archive_dir: Annotated[
-        Path | None,
-        typer.Option(help="Local archive directory (default: OMNIFLASH_ARCHIVE_DIR or ./videos)."),
-    ] = None,
-    storage_block: Annotated[
-        str | None,
-        typer.Option(help="Archive to a storage block instead: '<type-slug>/<name>'."),
-    ] = None,
-    credentials_block: Annotated[
-        str | None,
-        typer.Option(help="An OmniFlashCredentials block (default: OMNIFLASH_* settings)."),
-    ] = None,
+    archive_dir: ArchiveDirOption = None,
+    storage_block: StorageBlockOption = None,
+    credentials_block: CredentialsBlockOption = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of progress and text.")
     ] = False,
@@ -236,13 +241,7 @@ def fetch(
     )
     with _progress_bar(enabled=not json_output) as show:
         outcome = asyncio.run(run_fetch(options, on_progress=show))
-    if json_output:
-        typer.echo(json.dumps(outcome.to_json()))
-    elif outcome.archived is not None:
-        _print_archived(outcome, f"Archived task [bold]{outcome.task_id}[/bold]")
-    else:
-        _print_failure(outcome, "fetch")
-    raise typer.Exit(outcome.exit_code)
+    _report(outcome, "fetch", json_output=json_output)
 
 
 @app.command()
@@ -257,10 +256,7 @@ def release(
         str | None,
         typer.Option(help="The task the interrupted submission did create: resume it."),
     ] = None,
-    result_storage_block: Annotated[
-        str | None,
-        typer.Option(help="Where the records are kept: '<type-slug>/<name>' (as for the run)."),
-    ] = None,
+    result_storage_block: ResultStorageBlockOption = None,
 ) -> None:
     """Resolve a submission whose outcome is unknown, once you have checked the provider.
 
@@ -329,22 +325,10 @@ def batch(
         str,
         typer.Option(help="'subflows' (this process) or 'deployments' (the pool's workers)."),
     ] = "subflows",
-    storage_block: Annotated[
-        str | None,
-        typer.Option(help="Archive to a storage block: '<type-slug>/<name>'."),
-    ] = None,
-    archive_dir: Annotated[
-        Path | None,
-        typer.Option(help="Local archive directory (default: OMNIFLASH_ARCHIVE_DIR or ./videos)."),
-    ] = None,
-    credentials_block: Annotated[
-        str | None,
-        typer.Option(help="An OmniFlashCredentials block (default: OMNIFLASH_* settings)."),
-    ] = None,
-    result_storage_block: Annotated[
-        str | None,
-        typer.Option(help="Where task ids and batch records are kept: '<type-slug>/<name>'."),
-    ] = None,
+    storage_block: StorageBlockOption = None,
+    archive_dir: ArchiveDirOption = None,
+    credentials_block: CredentialsBlockOption = None,
+    result_storage_block: ResultStorageBlockOption = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the report as one JSON object.")
     ] = False,

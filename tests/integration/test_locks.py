@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+from prefect.locking.protocol import LockManager
 
 from omniflash_prefect.locks import FileLockManager, S3LockManager, lease_expired
 from tests.support.s3 import moto_server
@@ -37,16 +38,25 @@ def test_lease_runs_out_on_the_buckets_clock() -> None:
     assert lease_expired(written, 60, written + dt.timedelta(seconds=60))
 
 
-def hammer(
-    acquire: Callable[[str], bool], release: Callable[[str], None], ledger: list[str]
-) -> None:
+def hammer(manager: LockManager, ledger: list[str]) -> None:
     """Acquire, note entry and exit, release: CYCLES times."""
     for _ in range(CYCLES):
         me = holder()
-        assert acquire(me)
+        assert manager.acquire_lock("key", me, acquire_timeout=60)
         ledger.append(f"in {me}")
         ledger.append(f"out {me}")
-        release(me)
+        manager.release_lock("key", me)
+
+
+def hammer_in_threads(managers: list[LockManager]) -> list[str]:
+    """One thread hammering per manager, all at once; their shared ledger."""
+    ledger: list[str] = []
+    threads = [threading.Thread(target=hammer, args=(manager, ledger)) for manager in managers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return ledger
 
 
 def assert_never_two_inside(ledger: list[str]) -> None:
@@ -60,23 +70,7 @@ def assert_never_two_inside(ledger: list[str]) -> None:
 def test_file_locks_exclude_threads_of_separate_managers(tmp_path: Path) -> None:
     """Four threads, each with its own manager (as separate processes would have), take one key
     in turn; removing the lock file on release never lets two in."""
-    ledger: list[str] = []
-    managers = [FileLockManager(tmp_path) for _ in range(4)]
-    threads = [
-        threading.Thread(
-            target=hammer,
-            args=(
-                lambda me, m=manager: m.acquire_lock("key", me, acquire_timeout=60),
-                lambda me, m=manager: m.release_lock("key", me),
-                ledger,
-            ),
-        )
-        for manager in managers
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    ledger = hammer_in_threads([FileLockManager(tmp_path) for _ in range(4)])
     assert len(ledger) == 4 * 2 * CYCLES
     assert_never_two_inside(ledger)
     assert not (tmp_path / "key.lock").exists()
@@ -236,24 +230,8 @@ def s3_manager(endpoint: str, bucket: str, lease: float = 30.0) -> S3LockManager
 def test_s3_locks_exclude_two_machines(s3_endpoint: str, bucket_name: str) -> None:
     """Two managers (two machines), two threads each, one key: never two holders, and no lock
     object is left behind."""
-    ledger: list[str] = []
     managers = [s3_manager(s3_endpoint, bucket_name) for _ in range(2)]
-    threads = [
-        threading.Thread(
-            target=hammer,
-            args=(
-                lambda me, m=manager: m.acquire_lock("key", me, acquire_timeout=60),
-                lambda me, m=manager: m.release_lock("key", me),
-                ledger,
-            ),
-        )
-        for manager in managers
-        for _ in range(2)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    ledger = hammer_in_threads([manager for manager in managers for _ in range(2)])
     assert_never_two_inside(ledger)
     listed = s3_client(s3_endpoint).list_objects_v2(Bucket=bucket_name)
     assert listed.get("KeyCount", 0) == 0

@@ -72,6 +72,15 @@ def emulator() -> Iterator[EmulatorServer]:
         yield server
 
 
+@pytest.fixture
+def block(emulator: EmulatorServer) -> str:
+    """The same as ``credentials_block``, saved without the session's event loop: for the sync
+    tests that run a command, which runs its own."""
+    name = f"emulator-{uuid.uuid4().hex[:12]}"
+    OmniFlashCredentials(api_key=emulator.api_key, base_url=emulator.base_url).save(name)
+    return name
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def credentials_block(emulator: EmulatorServer) -> str:
     """The name of a saved OmniFlashCredentials block pointing at the emulator."""

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,9 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
-from omniflash_prefect import OmniFlashCredentials
 from omniflash_prefect.cli import app
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.emulator.state import EmulatorState
-
-
-@pytest.fixture
-def block(emulator: EmulatorServer) -> str:
-    """A saved credentials block pointing at the emulator."""
-    name = f"batch-{uuid.uuid4().hex[:12]}"
-    OmniFlashCredentials(api_key=emulator.api_key, base_url=emulator.base_url).save(name)
-    return name
 
 
 def jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -9,24 +9,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from omniflash_prefect import OmniFlashClient, OmniFlashCredentials, VideoRequest
+from omniflash_prefect import OmniFlashClient, VideoRequest
 from omniflash_prefect.cli import app
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
-
-
-@pytest.fixture
-def block(emulator: EmulatorServer) -> str:
-    """A saved credentials block pointing at the emulator."""
-    name = f"fetch-{uuid.uuid4().hex[:12]}"
-    OmniFlashCredentials(api_key=emulator.api_key, base_url=emulator.base_url).save(name)
-    return name
 
 
 def paid_task(emulator: EmulatorServer, prompt: str = "A dragonfly on a reed") -> str:

@@ -40,12 +40,6 @@ def save_block(emulator: EmulatorServer, api_key: str | None = None) -> str:
     return name
 
 
-@pytest.fixture
-def block(emulator: EmulatorServer) -> str:
-    """A saved credentials block pointing at the emulator, usable from sync tests."""
-    return save_block(emulator)
-
-
 def invoke(*args: str) -> Result:
     """Run ``omniflash <args>`` in-process, stdout and stderr captured apart."""
     return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
