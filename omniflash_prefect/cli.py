@@ -1,5 +1,5 @@
-"""The ``omniflash`` command: ``generate``, ``fetch``, ``batch``, ``release``, ``demo`` and
-``emulator``.
+"""The ``omniflash`` command: ``generate``, ``fetch``, ``batch``, ``release``, ``demo``,
+``emulator`` and ``automations install``.
 
 Thin on purpose: it parses options, calls the library and prints; all behaviour lives below it
 (:mod:`omniflash_prefect.commands` runs the flow and decides statuses and exit codes).
@@ -17,10 +17,16 @@ from typing import Annotated, NoReturn
 
 import typer
 from prefect.logging.handlers import PrefectConsoleHandler
+from prefect.settings import PREFECT_API_URL
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from omniflash_prefect.automations import (
+    MIN_SILENCE_SECONDS,
+    automation_definitions,
+    install_automations,
+)
 from omniflash_prefect.batch_commands import BatchOptions, BatchOutcome, run_batch
 from omniflash_prefect.commands import (
     EXIT_ERROR,
@@ -521,6 +527,39 @@ def run_emulator(
     except (ValueError, OSError) as exc:
         errors.print(f"[red]cannot start the emulator:[/red] {exc}")
         raise typer.Exit(2) from None
+
+
+automations = typer.Typer(
+    help="Prefect Automations that keep batches going when workers die.", no_args_is_help=True
+)
+app.add_typer(automations, name="automations")
+
+
+@automations.command(name="install")
+def install(
+    silence_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Crash a run this long after its last heartbeat (default: 180, as in "
+            "automations.yaml); keep it over twice PREFECT_FLOWS_HEARTBEAT_FREQUENCY.",
+            min=MIN_SILENCE_SECONDS,
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Create or update omniflash's Automations on the Prefect server (by name); idempotent."""
+    if PREFECT_API_URL.value() is None:
+        errors.print(
+            "[red]no Prefect server:[/red] automations live on a server; set PREFECT_API_URL "
+            "(for example `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`)"
+        )
+        raise typer.Exit(EXIT_INVALID)
+    installed = asyncio.run(install_automations(automation_definitions(silence_seconds)))
+    if json_output:
+        typer.echo(json.dumps({"automations": [vars(each) for each in installed]}))
+        return
+    for each in installed:
+        console.print(f"{each.action.capitalize()} automation {each.name!r} ({each.id})")
 
 
 def main() -> None:

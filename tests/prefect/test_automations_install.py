@@ -1,0 +1,71 @@
+"""``omniflash automations install`` on a real Prefect server: created, then left alone, then
+updated when the silence changes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.events.schemas.automations import EventTrigger
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from typer.testing import CliRunner
+
+from omniflash_prefect.automations import LOST_RUNS
+from omniflash_prefect.cli import app
+
+
+@pytest.fixture
+def no_automation() -> Iterator[None]:
+    """The server holds no automation of that name before and after the test."""
+
+    def delete() -> None:
+        with get_client(sync_client=True) as client:
+            for automation in client.read_automations_by_name(LOST_RUNS):
+                client.delete_automation(automation.id)
+
+    delete()
+    yield
+    delete()
+
+
+def install(*args: str) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(app, ["automations", "install", "--json", *args])
+    return result.exit_code, json.loads(result.stdout) if result.exit_code == 0 else {}
+
+
+def server_within() -> list[timedelta]:
+    with get_client(sync_client=True) as client:
+        found = client.read_automations_by_name(LOST_RUNS)
+    triggers = [automation.trigger for automation in found]
+    assert all(isinstance(trigger, EventTrigger) for trigger in triggers)
+    return [trigger.within for trigger in triggers if isinstance(trigger, EventTrigger)]
+
+
+@pytest.mark.usefixtures("no_automation")
+def test_install_creates_once_then_updates_only_what_changed() -> None:
+    code, first = install()
+    assert code == 0
+    ((created),) = first["automations"]
+    assert (created["name"], created["action"]) == (LOST_RUNS, "created")
+    assert server_within() == [timedelta(seconds=180)]
+
+    code, again = install()
+    assert code == 0
+    assert again["automations"] == [{**created, "action": "unchanged"}]
+
+    code, tuned = install("--silence-seconds", "45")
+    assert code == 0
+    assert tuned["automations"] == [{**created, "action": "updated"}]
+    assert server_within() == [timedelta(seconds=45)]
+
+
+def test_install_without_a_server_says_so() -> None:
+    """Automations live on a server: with no PREFECT_API_URL, nothing is installed anywhere."""
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        result = CliRunner().invoke(app, ["automations", "install"])
+    assert result.exit_code == 2
+    assert "PREFECT_API_URL" in result.output
