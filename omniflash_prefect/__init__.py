@@ -45,6 +45,7 @@ from omniflash_prefect.errors import (
     UnexpectedResponseError,
     UnsafeDownloadURLError,
     VideoExpiredError,
+    VideoRunLostError,
     VideoTooLargeError,
 )
 from omniflash_prefect.flows import afetch_video, agenerate_video, fetch_video, generate_video
@@ -116,6 +117,7 @@ __all__ = [
     "UploadedImage",
     "VideoExpiredError",
     "VideoRequest",
+    "VideoRunLostError",
     "VideoTask",
     "VideoTooLargeError",
     "__version__",

@@ -67,6 +67,13 @@ class BatchItem(BaseModel):
     resumed: bool = Field(
         default=False, description="Already archived by an earlier run of this batch."
     )
+    runs: int = Field(
+        default=0,
+        description=(
+            "Video runs the row took in this batch run: more than 1 when a run was lost (its "
+            "worker died) and the row ran again."
+        ),
+    )
 
 
 class BatchReport(BaseModel):
@@ -229,6 +236,7 @@ def report_table(report: BatchReport) -> list[dict[str, object]]:
             "task_id": item.task_id or "",
             "cost": "" if item.cost is None else f"{item.cost:g}",
             "seconds": "" if item.seconds is None else f"{item.seconds:.1f}",
+            "runs": item.runs,
             "location_or_error": item.location or item.error or "",
             "flow_run": item.flow_run_id or "",
         }

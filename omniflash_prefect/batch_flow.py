@@ -13,7 +13,11 @@ Thin on top of :mod:`omniflash_prefect.batch` (the budget and report, pure) and 
   the result store, so re-running the batch with the same ``batch_id`` (after a crash, a kill -9,
   a deploy) never submits a row twice;
 * ``fan_out="deployments"`` runs each row as a run of the ``generate-video`` deployment, so the
-  rows spread over every worker of its work pool.
+  rows spread over every worker of its work pool;
+* a row whose run is lost (set ``Crashed`` when its worker died, or with no final state by the
+  row's deadline) runs again, at most ``MAX_LOST_RUNS`` times: its submission record makes the
+  new run resume the task already paid for, and an ``omniflash.video.rerun`` event names the
+  row, the lost run and the new one.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import asyncio
 import contextlib
 import hashlib
 import inspect
+import math
 import random
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -36,13 +42,17 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.concurrency.asyncio import concurrency
 from prefect.deployments import run_deployment
+from prefect.events import emit_event
+from prefect.exceptions import FlowRunWaitTimeout
 from prefect.filesystems import ReadableFileSystem, WritableFileSystem
+from prefect.flow_runs import wait_for_flow_run
 from prefect.results import ResultStore
 from prefect.runtime import flow_run
-from prefect.states import Completed, Failed
+from prefect.states import Completed, Crashed, Failed
 from prefect.utilities.urls import url_for
 
 from omniflash_prefect import errors
@@ -69,8 +79,9 @@ from omniflash_prefect.manifest import (
     read_manifest_file,
 )
 from omniflash_prefect.models import VideoRequest
-from omniflash_prefect.observability import artifact_key
-from omniflash_prefect.submissions import submission_recorded
+from omniflash_prefect.observability import EVENT_PREFIX, artifact_key
+from omniflash_prefect.settings import OmniFlashSettings
+from omniflash_prefect.submissions import read_submission, submission_key, submission_recorded
 from omniflash_prefect.tasks import credentials_read_once, load_client, prefect_api_unavailable
 
 FanOut = Literal["subflows", "deployments"]
@@ -82,10 +93,17 @@ MAX_ROW_ATTEMPTS: Final = 8
 _STARTING_AT_ONCE: Final = 16
 _START_SECONDS: Final = 1.0
 _RATE_LIMIT_PAUSE_CAP: Final = 60.0
+#: Runs of one row that may be lost (worker died, deadline passed) before the row is reported.
+MAX_LOST_RUNS: Final = 3
+#: What a deployment run of a row may take beyond the poll deadline: waiting for a worker,
+#: starting, and archiving the video.
+ROW_MARGIN_SECONDS: Final = 900.0
 #: What a row's video run ended with (its archived video, or the error that stopped it) and
 #: the run's id; a runner raises only when the run could not even be started.
 RowRun = tuple[ArchivedVideo | BaseException, str | None]
-RowRunner = Callable[[ManifestRow, dict[str, Any]], Awaitable[RowRun]]
+#: Called with the id of a row's video run as soon as it exists.
+RunStarted = Callable[[str], None]
+RowRunner = Callable[[ManifestRow, dict[str, Any], RunStarted], Awaitable[RowRun]]
 
 
 class RemoteRunError(errors.OmniFlashError):
@@ -182,6 +200,9 @@ class _Batch:
         self.finished = 0
         self.progress_id: Any = None
         self.last_progress = 0.0
+        self.runs: Counter[str] = Counter()
+        self.lost_runs: Counter[str] = Counter()
+        self.lost_run_of: dict[str, str] = {}  # row id -> its lost run, until the next starts
         self.logger = get_run_logger()
 
     async def run(self) -> list[BatchItem]:
@@ -207,6 +228,7 @@ class _Batch:
             item = _item(row, "failed", error=f"{type(exc).__name__}: {exc}")
         if item.seconds is None and not item.resumed:
             item = item.model_copy(update={"seconds": round(time.monotonic() - started, 3)})
+        item = item.model_copy(update={"runs": self.runs[row.id]})
         await self._count_finished()
         return item
 
@@ -246,7 +268,64 @@ class _Batch:
             result, run_id = exc, None
         if isinstance(result, ArchivedVideo):
             return await self._archived(row, result, run_id)
+        if isinstance(result, errors.VideoRunLostError):
+            return await self._lost(row, result, run_id)
         return await self._failed(row, result, run_id, attempt, paid_before)
+
+    def _run_started(self, row: ManifestRow, run_id: str) -> None:
+        """Count the row's run; when it replaces a lost one, say so in the log and an event."""
+        self.runs[row.id] += 1
+        lost = self.lost_run_of.pop(row.id, None)
+        if lost is None:
+            return
+        self.logger.warning("Row %s runs again as run %s (run %s was lost)", row.id, run_id, lost)
+        emit_event(
+            f"{EVENT_PREFIX}.rerun",
+            resource={
+                "prefect.resource.id": f"omniflash.batch.{self.batch_id}.row.{row.id}",
+                "prefect.resource.name": f"{self.batch_id}/{row.id}",
+            },
+            related=[
+                {
+                    "prefect.resource.id": f"prefect.flow-run.{lost}",
+                    "prefect.resource.role": "lost",
+                },
+                {
+                    "prefect.resource.id": f"prefect.flow-run.{run_id}",
+                    "prefect.resource.role": "rerun",
+                },
+            ],
+            payload={
+                "batch_id": self.batch_id,
+                "row": row.id,
+                "lost_flow_run_id": lost,
+                "new_flow_run_id": run_id,
+                "run": self.runs[row.id],
+            },
+        )
+
+    async def _lost(
+        self, row: ManifestRow, error: errors.VideoRunLostError, run_id: str | None
+    ) -> BatchItem | None:
+        """A lost run: the row runs again (None), or is reported after ``MAX_LOST_RUNS``."""
+        await self._settle_failure(row, RowOutcome("not_submitted"))  # re-reserved when it runs
+        self.lost_runs[row.id] += 1
+        if self.lost_runs[row.id] < MAX_LOST_RUNS and self.stop_reason is None:
+            self.logger.warning("Row %s: %s; running it again", row.id, error)
+            if run_id is not None:
+                self.lost_run_of[row.id] = run_id
+            return None
+        recorded = await read_submission(
+            self.submissions,
+            submission_key(row.request, row_idempotency_key(self.batch_id, row.id)),
+        )
+        return _item(
+            row,
+            "failed",
+            error=f"VideoRunLostError: {error}",
+            task_id=recorded.task_id,
+            flow_run_id=run_id,
+        )
 
     async def _archived(
         self, row: ManifestRow, archived: ArchivedVideo, run_id: str | None
@@ -301,7 +380,9 @@ class _Batch:
         ends or about a second has passed, which is roughly what a start takes.
         """
         async with self.starting:
-            running = asyncio.ensure_future(self.runner(row, parameters))
+            running = asyncio.ensure_future(
+                self.runner(row, parameters, lambda run_id: self._run_started(row, run_id))
+            )
             try:
                 await asyncio.wait({running}, timeout=_START_SECONDS)
             except asyncio.CancelledError:
@@ -410,37 +491,59 @@ def _row_parameters(row: ManifestRow, common: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def run_as_subflow(row: ManifestRow, common: dict[str, Any]) -> RowRun:
-    """One row as a ``generate_video`` subflow run in this process."""
+async def run_as_subflow(row: ManifestRow, common: dict[str, Any], started: RunStarted) -> RowRun:
+    """One row as a ``generate_video`` subflow run in this process (which cannot lose it)."""
     request = row.request
     # Created with its tags, so the run does not have to add them (one write less per video).
     with tags("omniflash", request.resolution, f"{request.duration}s"):
         state = await agenerate_video(**_row_parameters(row, common), return_state=True)
     run_id = state.state_details.flow_run_id
+    if run_id is not None:
+        started(str(run_id))
     outcome: object = await state.aresult(raise_on_failure=False)
     if not isinstance(outcome, ArchivedVideo | BaseException):
         outcome = TypeError(f"generate_video returned {type(outcome).__name__}")
     return outcome, str(run_id) if run_id else None
 
 
-def deployment_runner(deployment: str, poll_interval: float = 2.0) -> RowRunner:
-    """Rows as runs of the ``generate-video`` deployment, picked up by its pool's workers."""
+def deployment_runner(deployment: str, row_timeout_seconds: float) -> RowRunner:
+    """Rows as runs of the ``generate-video`` deployment, picked up by its pool's workers.
 
-    async def run(row: ManifestRow, common: dict[str, Any]) -> RowRun:
+    A run set ``Crashed`` (its worker died and the lost-runs automation noticed), or with no
+    final state after ``row_timeout_seconds`` (then set ``Crashed`` here), is a
+    :class:`~omniflash_prefect.errors.VideoRunLostError`: the batch runs the row again.
+    """
+    deployment_env: asyncio.Future[dict[str, str]] | None = None
+
+    async def run(row: ManifestRow, common: dict[str, Any], started: RunStarted) -> RowRun:
+        nonlocal deployment_env
         results = common["result_storage_block"]
-        finished: FlowRun = await run_deployment(  # type: ignore[misc]
+        job_variables = None
+        if results:
+            # The run's own result (read back below) must land where this process can read it,
+            # whichever machine runs it; an ``env`` replaces the deployment's, so it is merged.
+            deployment_env = deployment_env or asyncio.ensure_future(_env_of(deployment))
+            env = {**await deployment_env, "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": results}
+            job_variables = {"env": env}
+        created: FlowRun = await run_deployment(  # type: ignore[misc]
             deployment,
             parameters=_row_parameters(row, common),
-            poll_interval=poll_interval,
+            timeout=0,  # created, not awaited: awaited below, with the row's deadline
             as_subflow=True,
             tags=["omniflash", "omniflash-batch"],
-            # The run's own result (read back below) must land where this process can read it,
-            # whichever machine runs it. Note: this replaces an ``env`` set on the deployment.
-            job_variables=(
-                {"env": {"PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": results}} if results else None
-            ),
+            job_variables=job_variables,
         )
+        started(str(created.id))
+        try:
+            finished: FlowRun = await wait_for_flow_run(
+                created.id, timeout=math.ceil(row_timeout_seconds)
+            )
+        except FlowRunWaitTimeout:
+            return await _give_up_on(created, row_timeout_seconds), str(created.id)
         state = finished.state
+        if state is not None and state.is_crashed():
+            lost = errors.VideoRunLostError(f"run {finished.name} crashed: {state.message}")
+            return lost, str(finished.id)
         if state is None or not state.is_completed():
             return await _remote_failure(finished), str(finished.id)
         archived = await state.aresult()
@@ -451,6 +554,26 @@ def deployment_runner(deployment: str, poll_interval: float = 2.0) -> RowRunner:
         return archived, str(finished.id)
 
     return run
+
+
+async def _env_of(deployment: str) -> dict[str, str]:
+    """The ``env`` job variable of a deployment (e.g. its heartbeat frequency)."""
+    async with get_client() as client:
+        found = await client.read_deployment_by_name(deployment)
+    env = (found.job_variables or {}).get("env") or {}
+    return {str(name): str(value) for name, value in dict(env).items()}
+
+
+async def _give_up_on(run: FlowRun, row_timeout_seconds: float) -> errors.VideoRunLostError:
+    """Set a run that outlived its row's deadline ``Crashed``: whatever it still does, the
+    batch no longer waits for it (a late run that goes on cannot pay or download twice)."""
+    message = (
+        f"no final state within {row_timeout_seconds:g} s (the row's deadline); the batch "
+        "gave up on it"
+    )
+    async with get_client() as client:
+        await client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+    return errors.VideoRunLostError(f"run {run.name}: {message}")
 
 
 async def _remote_failure(finished: FlowRun) -> RemoteRunError:
@@ -535,6 +658,7 @@ async def agenerate_video_batch(
     storage_block: str | None = None,
     archive_prefix: str = "omniflash",
     result_storage_block: str | None = None,
+    row_timeout_seconds: float | None = None,
 ) -> State[BatchReport]:
     """Generate every video of a manifest; returns the report, Completed only if all archived.
 
@@ -557,6 +681,9 @@ async def agenerate_video_batch(
         archive_prefix: Key prefix of the archived videos.
         result_storage_block: Writable filesystem block for task ids and batch records (share
             one, e.g. S3, between workers); default: Prefect's result storage.
+        row_timeout_seconds: With fan_out="deployments", how long to wait for one video run
+            before it counts as lost and the row runs again (default: the poll deadline,
+            OMNIFLASH_POLL_TIMEOUT_SECONDS, plus 900 s to wait for a worker and archive).
     """
     started = time.monotonic()
     logger = get_run_logger()
@@ -574,7 +701,13 @@ async def agenerate_video_batch(
     logger.info(
         "Batch %s: %d videos, %d invalid rows skipped", batch_id, len(rows.rows), len(rows.problems)
     )
-    runner = run_as_subflow if fan_out == "subflows" else deployment_runner(deployment_name)
+    if row_timeout_seconds is not None and row_timeout_seconds <= 0:
+        raise ValueError("row_timeout_seconds must be positive")
+    runner: RowRunner = run_as_subflow
+    if fan_out == "deployments":
+        if row_timeout_seconds is None:
+            row_timeout_seconds = OmniFlashSettings().poll_timeout_seconds + ROW_MARGIN_SECONDS
+        runner = deployment_runner(deployment_name, row_timeout_seconds)
     batch = _Batch(
         batch_id=batch_id,
         rows=rows.rows,

@@ -229,6 +229,13 @@ class SubmissionReleaseError(OmniFlashError):
     or the key is not a submission key)."""
 
 
+class VideoRunLostError(OmniFlashError):
+    """A video run of a batch ended without an outcome: its process or worker died (the run was
+    set ``Crashed``, e.g. by the ``omniflash-crash-lost-runs`` automation) or it reached no final
+    state by the row's deadline. The batch runs the row again; the row's submission record makes
+    the new run resume the task already paid for instead of paying again."""
+
+
 class InsufficientBalanceError(OmniFlashError):
     """A batch's preflight balance check found too little credit; nothing was submitted."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,18 +15,21 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import State
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+from prefect.events.worker import EventsWorker
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
 
 from omniflash_prefect import batch_flow
-from omniflash_prefect.batch import BatchReport
-from omniflash_prefect.batch_flow import RowRun, generate_video_batch, run_as_subflow
+from omniflash_prefect.batch import BatchReport, report_table
+from omniflash_prefect.batch_flow import RowRun, RunStarted, generate_video_batch, run_as_subflow
 from omniflash_prefect.blocks import OmniFlashCredentials
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.emulator.validation import price_of
-from omniflash_prefect.errors import InsufficientBalanceError
+from omniflash_prefect.errors import InsufficientBalanceError, VideoRunLostError
 from omniflash_prefect.manifest import InvalidManifestError, ManifestRow
 from omniflash_prefect.observability import artifact_key
+from omniflash_prefect.tasks import asubmit_video
 from tests.prefect.helpers import run_artifacts
 
 
@@ -293,7 +297,9 @@ async def test_an_overloaded_prefect_api_delays_rows_but_fails_none(
     the row runs again; every row is archived and submitted once."""
     refused: set[str] = set()
 
-    async def busy_then_fine(row: ManifestRow, common: dict[str, Any]) -> RowRun:
+    async def busy_then_fine(
+        row: ManifestRow, common: dict[str, Any], started: RunStarted
+    ) -> RowRun:
         if row.id not in refused:
             refused.add(row.id)
             request = httpx.Request("POST", "http://127.0.0.1/api/task_runs/")
@@ -301,7 +307,7 @@ async def test_an_overloaded_prefect_api_delays_rows_but_fails_none(
             raise PrefectHTTPStatusError.from_httpx_error(
                 httpx.HTTPStatusError("busy", request=request, response=response)
             )
-        return await run_as_subflow(row, common)
+        return await run_as_subflow(row, common, started)
 
     monkeypatch.setattr(batch_flow, "run_as_subflow", busy_then_fine)
     state = await generate_video_batch(
@@ -392,3 +398,92 @@ async def test_two_batches_with_one_batch_id_at_once_pay_once_per_row(
     for item in one.items:
         assert item.task_id is not None
         assert emulator.state.downloads(item.task_id) == 1
+
+
+async def rerun_events(batch_id: str, count: int) -> list[Any]:
+    """The ``omniflash.video.rerun`` events of a batch, once ``count`` of them are stored (events
+    go through a background worker and the server's persister: read until they are there)."""
+    drained = EventsWorker.drain_all(timeout=30, at_exit=False)
+    if inspect.isawaitable(drained):
+        await drained
+    async with get_client() as client:
+        for _ in range(150):
+            page = await client.read_events(
+                EventFilter(
+                    occurred=EventOccurredFilter(),
+                    event=EventNameFilter(name=["omniflash.video.rerun"]),
+                ),
+                limit=50,
+            )
+            found = [e for e in page.events if e.payload.get("batch_id") == batch_id]
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.2)
+    return found
+
+
+def paid_then_lost(lost: dict[str, str], always: bool = False) -> Any:
+    """A row runner whose run pays for its video (the real submit task, with the row's key),
+    then is lost as if its worker died; the next run of the row is a real subflow."""
+
+    async def run(row: ManifestRow, common: dict[str, Any], started: RunStarted) -> RowRun:
+        if row.id in lost and not always:
+            return await run_as_subflow(row, common, started)
+        await asubmit_video(
+            row.request,
+            credentials_block=common["credentials_block"],
+            idempotency_key=common["key"],
+        )
+        lost_run = str(uuid.uuid4())
+        started(lost_run)
+        lost[row.id] = lost_run
+        return VideoRunLostError(f"run {lost_run} crashed: no heartbeat"), lost_run
+
+    return run
+
+
+async def test_a_lost_run_runs_its_row_again_which_resumes_the_paid_task(
+    emulator: EmulatorServer, credentials_block: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each row's first run pays and is lost: the row runs again, the new run polls and archives
+    the task already paid for (one submission a row), the report counts two runs a row, and an
+    ``omniflash.video.rerun`` event names the row, the lost run and the new one."""
+    lost: dict[str, str] = {}
+    monkeypatch.setattr(batch_flow, "run_as_subflow", paid_then_lost(lost))
+    batch_id = f"lost-{uuid.uuid4().hex[:8]}"
+    state = await generate_video_batch(
+        requests=rows(3), batch_id=batch_id, credentials_block=credentials_block, return_state=True
+    )
+    report = await report_of(state)
+
+    assert [item.status for item in report.items] == ["archived"] * 3, report.items
+    assert emulator.state.submission_count == 3
+    assert [item.runs for item in report.items] == [2, 2, 2]
+    assert {item.flow_run_id for item in report.items}.isdisjoint(lost.values())
+    events = await rerun_events(batch_id, 3)
+    assert sorted(
+        (e.payload["row"], e.payload["lost_flow_run_id"], e.payload["new_flow_run_id"])
+        for e in events
+    ) == sorted((item.id, lost[item.id], item.flow_run_id) for item in report.items)
+    assert report_table(report)[0]["runs"] == 2
+
+
+async def test_a_row_lost_again_and_again_is_reported_with_its_task_id(
+    emulator: EmulatorServer, credentials_block: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row whose runs are always lost is reported failed after MAX_LOST_RUNS runs, with the
+    task id it paid for (to fetch later); the batch ends and never pays for it twice."""
+    lost: dict[str, str] = {}
+    monkeypatch.setattr(batch_flow, "run_as_subflow", paid_then_lost(lost, always=True))
+    state = await generate_video_batch(
+        requests=rows(1), credentials_block=credentials_block, return_state=True
+    )
+    report = await report_of(state)
+
+    (item,) = report.items
+    assert item.status == "failed"
+    assert (item.error or "").startswith("VideoRunLostError: ")
+    assert item.runs == batch_flow.MAX_LOST_RUNS
+    assert item.flow_run_id == lost[item.id]
+    assert emulator.state.submission_count == 1
+    assert item.task_id in emulator.state.snapshot()["tasks"]
