@@ -135,6 +135,33 @@ class Background:
         self.stop()
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, read from /proc (a process worker starts each flow run in a
+    session of its own, so its process group does not hold them)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, ValueError, IndexError):
+            # The command name may hold spaces and parentheses: the fields follow the last ')'.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
+def kill_with_its_runs(process: Background) -> list[int]:
+    """SIGKILL a worker and every process it started, as a lost machine would lose them."""
+    pids = [process.process.pid, *descendants(process.process.pid)]
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.process.wait(10)
+    return pids
+
+
 @dataclass
 class PrefectServer:
     """A running ``prefect server start`` and how to reach it."""

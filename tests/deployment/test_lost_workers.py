@@ -1,0 +1,321 @@
+"""A worker killed mid-batch, for real: its runs are crashed by the automation, their rows run
+again on the other worker, and every video is archived once, paid once.
+
+A real ``prefect server start``, both deployments of ``prefect.yaml`` (its heartbeat frequency
+tuned down to Prefect's minimum, 30 s, as the README says to tune it), the lost-runs automation
+installed by ``omniflash automations install --silence-seconds 40``, and two process workers. The
+batch run lands on the first worker; the second starts once it runs and takes most of the videos;
+it is then killed with SIGKILL together with the video runs it holds, either while their videos
+are being generated or while they are being downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+from prefect.filesystems import LocalFileSystem
+
+from omniflash_prefect import OmniFlashCredentials
+from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, video_sha256
+from omniflash_prefect.observability import artifact_key
+from tests.deployment.processes import (
+    BIN,
+    Background,
+    PrefectServer,
+    argv_of,
+    kill_with_its_runs,
+    run,
+)
+from tests.deployment.test_batch_fan_out import table_of
+from tests.deployment.test_walkthrough import api, checkout, fast_worker_env, on_server
+
+pytestmark = pytest.mark.slow
+
+BATCH_DEPLOYMENT = "generate-video-batch/generate-video-batch"
+VIDEO_DEPLOYMENT = "generate-video/generate-video"
+ROWS = 6
+MAX_CONCURRENCY = 4
+#: Slots of each worker: the batch run and two videos on the first, three videos on the second.
+WORKER_LIMIT = 3
+#: Prefect's shortest heartbeat interval, and a silence the automation may call a loss.
+HEARTBEAT_SECONDS = 30
+SILENCE_SECONDS = 40
+#: Bounds of the waits below (each ends as soon as what it waits for is there).
+SETUP_SECONDS = 60.0
+BATCH_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """The checkout whose deployments are applied to the module's server."""
+
+    project: Path
+    video_deployment_id: UUID
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
+    """prefect.yaml with heartbeats every 30 s, deployed; the automation installed."""
+    project = checkout(tmp_path_factory.mktemp("lost-workers") / "checkout")
+    recipe = project / "prefect.yaml"
+    text = recipe.read_text(encoding="utf-8")
+    tuned = text.replace(
+        'PREFECT_FLOWS_HEARTBEAT_FREQUENCY: "60"',
+        f'PREFECT_FLOWS_HEARTBEAT_FREQUENCY: "{HEARTBEAT_SECONDS}"',
+    )
+    assert tuned != text, "prefect.yaml sets the heartbeat frequency of its deployments"
+    recipe.write_text(tuned, encoding="utf-8")
+    env = prefect_server.env()
+    run(argv_of("prefect work-pool create omniflash --type process"), cwd=project, env=env)
+    run(argv_of("prefect deploy --all"), cwd=project, env=env)
+    installed = run(
+        [str(BIN / "omniflash"), "automations", "install", "--silence-seconds", "40", "--json"],
+        cwd=project,
+        env=env,
+    )
+    (automation,) = json.loads(installed.splitlines()[-1])["automations"]
+    assert automation["action"] == "created"
+    with api(prefect_server) as client:
+        video = client.read_deployment_by_name(VIDEO_DEPLOYMENT)
+        batch = client.read_deployment_by_name(BATCH_DEPLOYMENT)
+    for deployment in (video, batch):
+        assert deployment.job_variables["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
+    return Deployed(project, video.id)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Where the videos are when the worker dies."""
+
+    config: EmulatorConfig
+    #: True once every video in flight has reached the stage the worker dies in.
+    reached: Callable[[EmulatorServer], bool]
+    #: What changes in the provider once the worker is dead.
+    after_kill: Callable[[EmulatorServer], None]
+
+
+def _downloads_started(emulator: EmulatorServer) -> int:
+    return sum(1 for task in emulator.state.snapshot()["tasks"].values() if task["downloads"])
+
+
+def _no_more_stalls(emulator: EmulatorServer) -> None:
+    emulator.config.download_stall_seconds = 0
+
+
+SCENARIOS = {
+    # Every video in flight paid for and still being generated.
+    "mid-generation": Scenario(
+        EmulatorConfig(job_seconds=15),
+        reached=lambda emulator: emulator.state.submission_count >= MAX_CONCURRENCY,
+        after_kill=lambda emulator: None,
+    ),
+    # Every video in flight generated, half downloaded, the rest held back by the provider.
+    "mid-download": Scenario(
+        EmulatorConfig(job_seconds=0.5, download_stall_seconds=25),
+        reached=lambda emulator: _downloads_started(emulator) >= MAX_CONCURRENCY,
+        after_kill=_no_more_stalls,
+    ),
+}
+
+
+@pytest.fixture(params=sorted(SCENARIOS))
+def scenario(request: pytest.FixtureRequest) -> Iterator[tuple[Scenario, EmulatorServer]]:
+    chosen = SCENARIOS[request.param]
+    config = chosen.config.model_copy(update={"api_key": f"sk-lost-{uuid.uuid4().hex}"})
+    with EmulatorServer(config) as emulator:
+        yield chosen, emulator
+
+
+def wait_for(what: str, condition: Callable[[], Any], timeout: float, *logs: Background) -> Any:
+    """Poll ``condition`` until it returns something truthy (bounded): other processes' progress
+    cannot be awaited from here. Fails with the workers' output."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            outputs = "\n\n".join(log.output(4000) for log in logs)
+            pytest.fail(f"{what}: not within {timeout:.0f} s\n{outputs}")
+        time.sleep(0.25)
+    return found
+
+
+def read_run(server: PrefectServer, run_id: UUID) -> FlowRun:
+    with api(server) as client:
+        return client.read_flow_run(run_id)
+
+
+def videos_held_by(server: PrefectServer, deployed: Deployed, worker: str) -> list[FlowRun]:
+    """The video runs ``worker`` holds, once it holds at least two and every one is Running (a
+    run killed before it runs sends no heartbeat: only the row's deadline would end it)."""
+    with api(server) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(
+                id=DeploymentFilterId(any_=[deployed.video_deployment_id])
+            )
+        )
+    held = [
+        run
+        for run in runs
+        if run.labels.get("prefect.worker.name") == worker
+        and run.state is not None
+        and not run.state.is_final()
+    ]
+    if len(held) < 2 or any(run.state_type != StateType.RUNNING for run in held):
+        return []
+    return held
+
+
+def rerun_events(server: PrefectServer, batch_id: str, count: int) -> list[Any]:
+    """The batch's ``omniflash.video.rerun`` events, once ``count`` are stored (the server's
+    event persister batches its writes; this reads until they are there, within a bound)."""
+
+    def stored() -> list[Any]:
+        with api(server) as client:
+            page = client.read_events(
+                EventFilter(
+                    occurred=EventOccurredFilter(),
+                    event=EventNameFilter(name=["omniflash.video.rerun"]),
+                ),
+                limit=50,
+            )
+        found = [event for event in page.events if event.payload.get("batch_id") == batch_id]
+        return found if len(found) >= count else []
+
+    found: list[Any] = wait_for(f"{count} rerun events", stored, SETUP_SECONDS)
+    return found
+
+
+def test_a_worker_killed_mid_batch_loses_no_video_and_pays_once(
+    prefect_server: PrefectServer,
+    deployed: Deployed,
+    scenario: tuple[Scenario, EmulatorServer],
+    tmp_path: Path,
+) -> None:
+    """The batch ends by itself: every row archived byte-exact, one submission per row, the
+    killed runs Crashed by the automation, their rows run again and say so."""
+    chosen, emulator = scenario
+    server = prefect_server
+    with on_server(server):
+        OmniFlashCredentials(api_key=emulator.api_key, base_url=emulator.base_url).save(
+            "omniflash", overwrite=True
+        )
+        LocalFileSystem(basepath=str(tmp_path / "shared-results")).save(
+            "omniflash-results", overwrite=True
+        )
+    batch_id = f"lost-{uuid.uuid4().hex[:12]}"
+    rows = [
+        {"id": f"clip-{n}", "prompt": f"Harbour at dawn, shot {n} of {ROWS}", "duration": 4}
+        for n in range(1, ROWS + 1)
+    ]
+    archive = tmp_path / "videos"
+    env = {**fast_worker_env(server, archive), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+
+    def worker(name: str) -> Background:
+        command = f"prefect worker start --pool omniflash --limit {WORKER_LIMIT} --name {name}"
+        return Background(
+            argv_of(command), cwd=deployed.project, env=env, log=tmp_path / f"{name}.log"
+        )
+
+    with ExitStack() as stack:
+        keeper = stack.enter_context(worker(f"keeper-{batch_id}"))
+        output = run(
+            [
+                *argv_of(f"prefect deployment run {BATCH_DEPLOYMENT}"),
+                *("--param", "fan_out=deployments"),
+                *("--param", f"requests={json.dumps(rows)}"),
+                *("--param", f"batch_id={batch_id}"),
+                *("--param", f"max_concurrency={MAX_CONCURRENCY}"),
+                *("--param", "result_storage_block=local-file-system/omniflash-results"),
+            ],
+            cwd=deployed.project,
+            env=server.env(),
+        )
+        match = re.search(r"UUID: ([0-9a-f-]{36})", output)
+        assert match, output
+        batch_run_id = UUID(match.group(1))
+        wait_for(
+            "the batch run running on the first worker",
+            lambda: read_run(server, batch_run_id).state_type == StateType.RUNNING,
+            SETUP_SECONDS,
+            keeper,
+        )
+        victim_name = f"victim-{batch_id}"
+        victim = stack.enter_context(worker(victim_name))
+        held: list[FlowRun] = wait_for(
+            "videos in flight on the second worker, at the stage it dies in",
+            lambda: chosen.reached(emulator) and videos_held_by(server, deployed, victim_name),
+            SETUP_SECONDS,
+            keeper,
+            victim,
+        )
+        kill_with_its_runs(victim)
+        chosen.after_kill(emulator)
+
+        def batch_ended() -> FlowRun | None:
+            found = read_run(server, batch_run_id)
+            return found if found.state is not None and found.state.is_final() else None
+
+        batch_run: FlowRun = wait_for(
+            "the batch run ending by itself", batch_ended, BATCH_SECONDS, keeper
+        )
+        outputs = keeper.output(8000)
+
+    assert batch_run.state_type == StateType.COMPLETED, outputs
+    with api(server) as client:
+        (table,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[artifact_key("batch", batch_id)])
+            )
+        )
+        lost = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id for run in held]))
+        )
+
+    # The killed runs were crashed by the automation, not left Running.
+    assert len(lost) == len(held)
+    for run_of_victim in lost:
+        assert run_of_victim.state is not None
+        assert run_of_victim.state_type == StateType.CRASHED, run_of_victim.state
+        assert "heartbeat" in (run_of_victim.state.message or ""), run_of_victim.state
+
+    # Every row archived byte-exact; one submission per row.
+    report = {row["id"]: row for row in table_of(table.data)}
+    assert sorted(report) == [row["id"] for row in rows]
+    for row in report.values():
+        assert row["status"] == "archived", row
+        video = Path(row["location_or_error"])
+        assert hashlib.sha256(video.read_bytes()).hexdigest() == video_sha256(row["task_id"], None)
+    assert emulator.state.submission_count == ROWS
+
+    # Each lost run's row ran twice, and an event names the row, the lost run and the new one.
+    lost_ids = {str(run.id) for run in held}
+    rerun_of = {
+        event.payload["lost_flow_run_id"]: event.payload
+        for event in rerun_events(server, batch_id, len(lost_ids))
+    }
+    assert set(rerun_of) == lost_ids
+    for payload in rerun_of.values():
+        row = report[payload["row"]]
+        assert row["runs"] == 2, row
+        assert row["flow_run"] == payload["new_flow_run_id"], (row, payload)
+    assert sum(row["runs"] for row in report.values()) == ROWS + len(lost_ids)
