@@ -6,7 +6,8 @@ tuned down to Prefect's minimum, 30 s, as the README says to tune it), the lost-
 installed by ``omniflash automations install --silence-seconds 40``, and two process workers. The
 batch run lands on the first worker; the second starts once it runs and takes most of the videos;
 it is then killed with SIGKILL together with the video runs it holds, either while their videos
-are being generated or while they are being downloaded.
+are being generated or while they are being downloaded. Last, the worker holding the batch run
+itself is killed, and the batch is run again with its id.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -159,11 +160,6 @@ def wait_for(what: str, condition: Callable[[], Any], timeout: float, *logs: Bac
     return found
 
 
-def read_run(server: PrefectServer, run_id: UUID) -> FlowRun:
-    with api(server) as client:
-        return client.read_flow_run(run_id)
-
-
 def videos_held_by(server: PrefectServer, deployed: Deployed, worker: str) -> list[FlowRun]:
     """The video runs ``worker`` holds, once it holds at least two and every one is Running (a
     run killed before it runs sends no heartbeat: only the row's deadline would end it)."""
@@ -205,6 +201,126 @@ def rerun_events(server: PrefectServer, batch_id: str, count: int) -> list[Any]:
     return found
 
 
+@dataclass
+class Fleet:
+    """One batch of ``ROWS`` videos on the module's deployments, and the workers it runs on."""
+
+    server: PrefectServer
+    deployed: Deployed
+    emulator: EmulatorServer
+    root: Path
+    batch_id: str = field(default_factory=lambda: f"lost-{uuid.uuid4().hex[:12]}")
+
+    def __post_init__(self) -> None:
+        with on_server(self.server):
+            OmniFlashCredentials(
+                api_key=self.emulator.api_key, base_url=self.emulator.base_url
+            ).save("omniflash", overwrite=True)
+            LocalFileSystem(basepath=str(self.root / "shared-results")).save(
+                "omniflash-results", overwrite=True
+            )
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {"id": f"clip-{n}", "prompt": f"Harbour at dawn, shot {n} of {ROWS}", "duration": 4}
+            for n in range(1, ROWS + 1)
+        ]
+
+    def worker(self, name: str) -> Background:
+        """``prefect worker start`` on the pool, polling fast, archiving under ``root``."""
+        env = {
+            **fast_worker_env(self.server, self.root / "videos"),
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+        }
+        command = f"prefect worker start --pool omniflash --limit {WORKER_LIMIT} --name {name}"
+        return Background(
+            argv_of(command), cwd=self.deployed.project, env=env, log=self.root / f"{name}.log"
+        )
+
+    def start_batch(self) -> UUID:
+        """``prefect deployment run`` of the batch, fanned out, with its id and shared results."""
+        output = run(
+            [
+                *argv_of(f"prefect deployment run {BATCH_DEPLOYMENT}"),
+                *("--param", "fan_out=deployments"),
+                *("--param", f"requests={json.dumps(self.rows)}"),
+                *("--param", f"batch_id={self.batch_id}"),
+                *("--param", f"max_concurrency={MAX_CONCURRENCY}"),
+                *("--param", "result_storage_block=local-file-system/omniflash-results"),
+            ],
+            cwd=self.deployed.project,
+            env=self.server.env(),
+        )
+        match = re.search(r"UUID: ([0-9a-f-]{36})", output)
+        assert match, output
+        return UUID(match.group(1))
+
+    def read_run(self, run_id: UUID) -> FlowRun:
+        with api(self.server) as client:
+            return client.read_flow_run(run_id)
+
+    def wait_running(self, run_id: UUID, *logs: Background) -> None:
+        wait_for(
+            f"run {run_id} running",
+            lambda: self.read_run(run_id).state_type == StateType.RUNNING,
+            SETUP_SECONDS,
+            *logs,
+        )
+
+    def wait_final(self, run_id: UUID, *logs: Background) -> FlowRun:
+        def ended() -> FlowRun | None:
+            found = self.read_run(run_id)
+            return found if found.state is not None and found.state.is_final() else None
+
+        final: FlowRun = wait_for(f"run {run_id} ending by itself", ended, BATCH_SECONDS, *logs)
+        return final
+
+    def videos_in_flight_on(self, worker: str, reached: Callable[[EmulatorServer], bool]) -> Any:
+        """Wait until the videos in flight reached their stage and ``worker`` runs two or more."""
+        return wait_for(
+            f"videos in flight on {worker}, at the stage it dies in",
+            lambda: reached(self.emulator) and videos_held_by(self.server, self.deployed, worker),
+            SETUP_SECONDS,
+        )
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        """The rows of the batch's table artifact (of its last run), by row id."""
+        with api(self.server) as client:
+            (table,) = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=[artifact_key("batch", self.batch_id)])
+                )
+            )
+        return {row["id"]: row for row in table_of(table.data)}
+
+    def assert_archived_once(self, report: dict[str, dict[str, Any]]) -> None:
+        """Every row archived byte-exact, one submission per row, one download per video."""
+        assert sorted(report) == [row["id"] for row in self.rows]
+        for row in report.values():
+            assert row["status"] == "archived", row
+            video = Path(row["location_or_error"])
+            digest = hashlib.sha256(video.read_bytes()).hexdigest()
+            assert digest == video_sha256(row["task_id"], None), row
+        assert self.emulator.state.submission_count == ROWS
+
+    def crashed_by_the_automation(self, run_ids: list[UUID]) -> None:
+        """Each run ends Crashed by the automation (each is judged on its own heartbeats)."""
+
+        def all_ended() -> list[FlowRun]:
+            with api(self.server) as client:
+                found = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids))
+                )
+            final = [run for run in found if run.state is not None and run.state.is_final()]
+            return final if len(final) == len(run_ids) else []
+
+        for lost in wait_for("the lost runs ending", all_ended, BATCH_SECONDS):
+            assert lost.state is not None
+            assert lost.state_type == StateType.CRASHED, lost.state
+            assert "heartbeat" in (lost.state.message or ""), lost.state
+
+
 def test_a_worker_killed_mid_batch_loses_no_video_and_pays_once(
     prefect_server: PrefectServer,
     deployed: Deployed,
@@ -214,104 +330,29 @@ def test_a_worker_killed_mid_batch_loses_no_video_and_pays_once(
     """The batch ends by itself: every row archived byte-exact, one submission per row, the
     killed runs Crashed by the automation, their rows run again and say so."""
     chosen, emulator = scenario
-    server = prefect_server
-    with on_server(server):
-        OmniFlashCredentials(api_key=emulator.api_key, base_url=emulator.base_url).save(
-            "omniflash", overwrite=True
-        )
-        LocalFileSystem(basepath=str(tmp_path / "shared-results")).save(
-            "omniflash-results", overwrite=True
-        )
-    batch_id = f"lost-{uuid.uuid4().hex[:12]}"
-    rows = [
-        {"id": f"clip-{n}", "prompt": f"Harbour at dawn, shot {n} of {ROWS}", "duration": 4}
-        for n in range(1, ROWS + 1)
-    ]
-    archive = tmp_path / "videos"
-    env = {**fast_worker_env(server, archive), "PREFECT_WORKER_QUERY_SECONDS": "1"}
-
-    def worker(name: str) -> Background:
-        command = f"prefect worker start --pool omniflash --limit {WORKER_LIMIT} --name {name}"
-        return Background(
-            argv_of(command), cwd=deployed.project, env=env, log=tmp_path / f"{name}.log"
-        )
-
+    fleet = Fleet(prefect_server, deployed, emulator, tmp_path)
     with ExitStack() as stack:
-        keeper = stack.enter_context(worker(f"keeper-{batch_id}"))
-        output = run(
-            [
-                *argv_of(f"prefect deployment run {BATCH_DEPLOYMENT}"),
-                *("--param", "fan_out=deployments"),
-                *("--param", f"requests={json.dumps(rows)}"),
-                *("--param", f"batch_id={batch_id}"),
-                *("--param", f"max_concurrency={MAX_CONCURRENCY}"),
-                *("--param", "result_storage_block=local-file-system/omniflash-results"),
-            ],
-            cwd=deployed.project,
-            env=server.env(),
-        )
-        match = re.search(r"UUID: ([0-9a-f-]{36})", output)
-        assert match, output
-        batch_run_id = UUID(match.group(1))
-        wait_for(
-            "the batch run running on the first worker",
-            lambda: read_run(server, batch_run_id).state_type == StateType.RUNNING,
-            SETUP_SECONDS,
-            keeper,
-        )
-        victim_name = f"victim-{batch_id}"
-        victim = stack.enter_context(worker(victim_name))
-        held: list[FlowRun] = wait_for(
-            "videos in flight on the second worker, at the stage it dies in",
-            lambda: chosen.reached(emulator) and videos_held_by(server, deployed, victim_name),
-            SETUP_SECONDS,
-            keeper,
-            victim,
-        )
+        keeper = stack.enter_context(fleet.worker(f"keeper-{fleet.batch_id}"))
+        batch_run_id = fleet.start_batch()
+        fleet.wait_running(batch_run_id, keeper)
+        victim_name = f"victim-{fleet.batch_id}"
+        victim = stack.enter_context(fleet.worker(victim_name))
+        held: list[FlowRun] = fleet.videos_in_flight_on(victim_name, chosen.reached)
         kill_with_its_runs(victim)
         chosen.after_kill(emulator)
-
-        def batch_ended() -> FlowRun | None:
-            found = read_run(server, batch_run_id)
-            return found if found.state is not None and found.state.is_final() else None
-
-        batch_run: FlowRun = wait_for(
-            "the batch run ending by itself", batch_ended, BATCH_SECONDS, keeper
-        )
+        batch_run = fleet.wait_final(batch_run_id, keeper)
         outputs = keeper.output(8000)
 
     assert batch_run.state_type == StateType.COMPLETED, outputs
-    with api(server) as client:
-        (table,) = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[artifact_key("batch", batch_id)])
-            )
-        )
-        lost = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id for run in held]))
-        )
-
-    # The killed runs were crashed by the automation, not left Running.
-    assert len(lost) == len(held)
-    for run_of_victim in lost:
-        assert run_of_victim.state is not None
-        assert run_of_victim.state_type == StateType.CRASHED, run_of_victim.state
-        assert "heartbeat" in (run_of_victim.state.message or ""), run_of_victim.state
-
-    # Every row archived byte-exact; one submission per row.
-    report = {row["id"]: row for row in table_of(table.data)}
-    assert sorted(report) == [row["id"] for row in rows]
-    for row in report.values():
-        assert row["status"] == "archived", row
-        video = Path(row["location_or_error"])
-        assert hashlib.sha256(video.read_bytes()).hexdigest() == video_sha256(row["task_id"], None)
-    assert emulator.state.submission_count == ROWS
+    fleet.crashed_by_the_automation([run.id for run in held])
+    report = fleet.report()
+    fleet.assert_archived_once(report)
 
     # Each lost run's row ran twice, and an event names the row, the lost run and the new one.
     lost_ids = {str(run.id) for run in held}
     rerun_of = {
         event.payload["lost_flow_run_id"]: event.payload
-        for event in rerun_events(server, batch_id, len(lost_ids))
+        for event in rerun_events(prefect_server, fleet.batch_id, len(lost_ids))
     }
     assert set(rerun_of) == lost_ids
     for payload in rerun_of.values():
@@ -319,3 +360,39 @@ def test_a_worker_killed_mid_batch_loses_no_video_and_pays_once(
         assert row["runs"] == 2, row
         assert row["flow_run"] == payload["new_flow_run_id"], (row, payload)
     assert sum(row["runs"] for row in report.values()) == ROWS + len(lost_ids)
+
+
+def test_the_batch_runs_worker_killed_then_the_batch_run_again_pays_once(
+    prefect_server: PrefectServer, deployed: Deployed, tmp_path: Path
+) -> None:
+    """The worker holding the batch run dies with it mid-batch: the automation crashes the batch
+    run and the videos it held; the batch run again with its id finishes every row, none paid
+    twice, none downloaded twice (videos the other worker finished meanwhile are reused)."""
+    config = SCENARIOS["mid-generation"].config.model_copy(
+        update={"api_key": f"sk-lost-{uuid.uuid4().hex}"}
+    )
+    with EmulatorServer(config) as emulator, ExitStack() as stack:
+        fleet = Fleet(prefect_server, deployed, emulator, tmp_path)
+        doomed_name = f"doomed-{fleet.batch_id}"
+        doomed = stack.enter_context(fleet.worker(doomed_name))
+        first_run_id = fleet.start_batch()
+        fleet.wait_running(first_run_id, doomed)
+        # The batch run and two videos fill the doomed worker, which dies once both are paid;
+        # the survivor then takes the other videos in flight, and the batch's second run.
+        held: list[FlowRun] = fleet.videos_in_flight_on(
+            doomed_name, lambda emulator: emulator.state.submission_count >= 2
+        )
+        kill_with_its_runs(doomed)
+        survivor = stack.enter_context(fleet.worker(f"survivor-{fleet.batch_id}"))
+        first_run = fleet.wait_final(first_run_id, survivor)
+        assert first_run.state_type == StateType.CRASHED, first_run.state
+        fleet.crashed_by_the_automation([first_run_id, *(run.id for run in held)])
+
+        second_run_id = fleet.start_batch()
+        second_run = fleet.wait_final(second_run_id, survivor)
+        outputs = survivor.output(8000)
+
+        assert second_run.state_type == StateType.COMPLETED, outputs
+        fleet.assert_archived_once(fleet.report())
+        snapshot = emulator.state.snapshot()["tasks"]
+        assert all(task["downloads"] == 1 for task in snapshot.values()), snapshot

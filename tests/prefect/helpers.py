@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -22,10 +23,11 @@ async def run_artifacts(flow_run_id: UUID) -> list[Artifact]:
         )
 
 
-async def omniflash_events(
-    task_id: str, expected: set[str], within: float = 30
+async def stored_events(
+    prefix: str, enough: Callable[[list[ReceivedEvent]], bool], within: float = 30
 ) -> list[ReceivedEvent]:
-    """The ``omniflash.video.*`` events about ``task_id`` once all ``expected`` names are stored.
+    """The stored events whose names start with ``prefix`` (newest first, 50 at most), once
+    ``enough`` says they are all there, or when ``within`` seconds have passed.
 
     Events travel through a background worker and the server's batching persister, neither of
     which can be awaited directly: drain the worker, then read until they are all there.
@@ -38,15 +40,24 @@ async def omniflash_events(
     async with get_client() as client:
         while True:
             page = await client.read_events(
-                EventFilter(
-                    occurred=EventOccurredFilter(),
-                    event=EventNameFilter(prefix=["omniflash.video."]),
-                ),
+                EventFilter(occurred=EventOccurredFilter(), event=EventNameFilter(prefix=[prefix])),
                 limit=50,
             )
-            events = [e for e in page.events if e.resource.get("omniflash.task-id") == task_id]
-            if expected <= {e.event.removeprefix("omniflash.video.") for e in events}:
-                return events
-            if loop.time() > deadline:
-                return events
+            if enough(page.events) or loop.time() > deadline:
+                return page.events
             await asyncio.sleep(0.2)
+
+
+async def omniflash_events(
+    task_id: str, expected: set[str], within: float = 30
+) -> list[ReceivedEvent]:
+    """The ``omniflash.video.*`` events about ``task_id`` once all ``expected`` names are stored."""
+
+    def about_the_task(events: list[ReceivedEvent]) -> list[ReceivedEvent]:
+        return [e for e in events if e.resource.get("omniflash.task-id") == task_id]
+
+    def enough(events: list[ReceivedEvent]) -> bool:
+        names = {e.event.removeprefix("omniflash.video.") for e in about_the_task(events)}
+        return expected <= names
+
+    return about_the_task(await stored_events("omniflash.video.", enough, within))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import State
-from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
-from prefect.events.worker import EventsWorker
+from prefect.events.schemas.events import ReceivedEvent
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
 
@@ -26,11 +24,16 @@ from omniflash_prefect.batch_flow import RowRun, RunStarted, generate_video_batc
 from omniflash_prefect.blocks import OmniFlashCredentials
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.emulator.validation import price_of
-from omniflash_prefect.errors import InsufficientBalanceError, VideoRunLostError
+from omniflash_prefect.errors import (
+    InsufficientBalanceError,
+    SubmissionOutcomeUnknownError,
+    VideoRunLostError,
+)
 from omniflash_prefect.manifest import InvalidManifestError, ManifestRow
+from omniflash_prefect.models import VideoRequest
 from omniflash_prefect.observability import artifact_key
 from omniflash_prefect.tasks import asubmit_video
-from tests.prefect.helpers import run_artifacts
+from tests.prefect.helpers import run_artifacts, stored_events
 
 
 def rows(count: int, **fields: Any) -> list[dict[str, Any]]:
@@ -400,26 +403,16 @@ async def test_two_batches_with_one_batch_id_at_once_pay_once_per_row(
         assert emulator.state.downloads(item.task_id) == 1
 
 
-async def rerun_events(batch_id: str, count: int) -> list[Any]:
-    """The ``omniflash.video.rerun`` events of a batch, once ``count`` of them are stored (events
-    go through a background worker and the server's persister: read until they are there)."""
-    drained = EventsWorker.drain_all(timeout=30, at_exit=False)
-    if inspect.isawaitable(drained):
-        await drained
-    async with get_client() as client:
-        for _ in range(150):
-            page = await client.read_events(
-                EventFilter(
-                    occurred=EventOccurredFilter(),
-                    event=EventNameFilter(name=["omniflash.video.rerun"]),
-                ),
-                limit=50,
-            )
-            found = [e for e in page.events if e.payload.get("batch_id") == batch_id]
-            if len(found) >= count:
-                return found
-            await asyncio.sleep(0.2)
-    return found
+async def rerun_events(batch_id: str, count: int) -> list[ReceivedEvent]:
+    """The ``omniflash.video.rerun`` events of a batch, once ``count`` of them are stored."""
+
+    def of_the_batch(events: list[ReceivedEvent]) -> list[ReceivedEvent]:
+        return [e for e in events if e.payload.get("batch_id") == batch_id]
+
+    events = await stored_events(
+        "omniflash.video.rerun", lambda events: len(of_the_batch(events)) >= count
+    )
+    return of_the_batch(events)
 
 
 def paid_then_lost(lost: dict[str, str], always: bool = False) -> Any:
@@ -487,3 +480,46 @@ async def test_a_row_lost_again_and_again_is_reported_with_its_task_id(
     assert item.flow_run_id == lost[item.id]
     assert emulator.state.submission_count == 1
     assert item.task_id in emulator.state.snapshot()["tasks"]
+
+
+async def test_a_row_lost_during_its_submission_is_reported_and_never_resent(
+    emulator: EmulatorServer, credentials_block: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run dies while its submission's outcome is unknown (the answer was a 502):
+    the row's next run reports SubmissionOutcomeUnknownError with the request's fingerprint
+    instead of sending it again."""
+    lost: dict[str, str] = {}
+
+    async def unknown_then_lost(
+        row: ManifestRow, common: dict[str, Any], started: RunStarted
+    ) -> RowRun:
+        if row.id in lost:
+            return await run_as_subflow(row, common, started)
+        emulator.config.server_error_rate = 1.0
+        with pytest.raises(SubmissionOutcomeUnknownError):
+            await asubmit_video(
+                row.request,
+                credentials_block=common["credentials_block"],
+                idempotency_key=common["key"],
+            )
+        emulator.config.server_error_rate = 0.0
+        lost[row.id] = str(uuid.uuid4())
+        started(lost[row.id])
+        return VideoRunLostError("crashed: no heartbeat"), lost[row.id]
+
+    monkeypatch.setattr(batch_flow, "run_as_subflow", unknown_then_lost)
+    request = rows(1)
+    state = await generate_video_batch(
+        requests=request, credentials_block=credentials_block, return_state=True
+    )
+    report = await report_of(state)
+
+    (item,) = report.items
+    assert item.status == "failed"
+    assert (item.error or "").startswith("SubmissionOutcomeUnknownError: ")
+    fingerprint = VideoRequest.model_validate(
+        {k: v for k, v in request[0].items() if k != "id"}
+    ).fingerprint()
+    assert fingerprint[:16] in (item.error or "")
+    assert item.runs == 2
+    assert emulator.state.submission_attempts == 1
