@@ -361,6 +361,7 @@ def _items() -> list[BatchItem]:
             location="s3://videos/fox.mp4",
             cost=1.5,
             seconds=12.34,
+            runs=2,
         ),
         BatchItem(
             id="kite",
@@ -432,6 +433,7 @@ def test_report_table_has_one_row_per_item() -> None:
         "task_id": "task_1",
         "cost": "1.5",
         "seconds": "12.3",
+        "runs": 2,
         "location_or_error": "s3://videos/fox.mp4",
         "flow_run": "",
     }
