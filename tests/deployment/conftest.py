@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
-from tests.deployment.processes import PrefectServer, readme_walkthrough, start_prefect_server
+from tests.support.processes import PrefectServer, readme_walkthrough, start_prefect_server
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -38,8 +38,17 @@ from omniflash_prefect.archive import ArchivedVideo
 from omniflash_prefect.batch_flow import row_idempotency_key
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.observability import artifact_key
-from tests.deployment.processes import Background, PrefectServer, argv_of, run
-from tests.deployment.test_walkthrough import api, checkout, fast_worker_env, on_server
+from tests.support.processes import (
+    Background,
+    PrefectServer,
+    api,
+    argv_of,
+    checkout,
+    fast_worker_env,
+    on_server,
+    run,
+    table_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -83,13 +92,6 @@ def wait_for_final_state(
                     f"{BATCH_SECONDS:.0f} s:\n{outputs}"
                 )
             time.sleep(0.5)
-
-
-def table_of(data: Any) -> list[dict[str, Any]]:
-    """A table artifact's rows (the API keeps the table as a JSON string)."""
-    table = json.loads(data) if isinstance(data, str) else data
-    assert isinstance(table, list), data
-    return table
 
 
 def submitted_runs(worker: Background) -> set[str]:

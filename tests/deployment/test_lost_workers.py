@@ -40,16 +40,19 @@ from prefect.filesystems import LocalFileSystem
 from omniflash_prefect import OmniFlashCredentials
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, video_sha256
 from omniflash_prefect.observability import artifact_key
-from tests.deployment.processes import (
+from tests.support.processes import (
     BIN,
     Background,
     PrefectServer,
+    api,
     argv_of,
+    checkout,
+    fast_worker_env,
     kill_with_its_runs,
+    on_server,
     run,
+    table_of,
 )
-from tests.deployment.test_batch_fan_out import table_of
-from tests.deployment.test_walkthrough import api, checkout, fast_worker_env, on_server
 
 pytestmark = pytest.mark.slow
 

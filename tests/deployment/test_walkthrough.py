@@ -12,16 +12,12 @@ import hashlib
 import json
 import re
 import shlex
-import shutil
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
 
 import pytest
-from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
@@ -30,20 +26,22 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
-from prefect.events.worker import EventsWorker
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from omniflash_prefect import OmniFlashCredentials
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.observability import artifact_key, short_prompt
-from tests.deployment.processes import (
+from tests.support.processes import (
     README_API_URL,
     REPO,
     Background,
     PrefectServer,
+    api,
     argv_of,
+    checkout,
     clean_env,
+    fast_worker_env,
+    on_server,
     readme_walkthrough,
     run,
 )
@@ -65,50 +63,6 @@ COMMANDS = [
 ]
 FLOW_RUN_SECONDS = 120.0
 EVENT_SECONDS = 30.0
-
-
-@contextmanager
-def on_server(server: PrefectServer) -> Iterator[None]:
-    """In-process Prefect calls go to ``server`` within this block.
-
-    Prefect's background events worker is a process-wide singleton bound to the API URL current
-    when it starts (a block load emits an event): it is drained before and after, so none stays
-    bound to this server once it is stopped, nor carries other tests' events here.
-    """
-    EventsWorker.drain_all(timeout=30, at_exit=False)
-    with temporary_settings({PREFECT_API_URL: server.api_url}):
-        try:
-            yield
-        finally:
-            EventsWorker.drain_all(timeout=30, at_exit=False)
-
-
-@contextmanager
-def api(server: PrefectServer) -> Iterator[SyncPrefectClient]:
-    """An in-process client of the walkthrough's server."""
-    with on_server(server), get_client(sync_client=True) as client:
-        yield client
-
-
-def fast_worker_env(server: PrefectServer, archive: Path) -> dict[str, str]:
-    """A child environment with quick polling and its own archive directory."""
-    return server.env(
-        OMNIFLASH_FIRST_POLL_DELAY_SECONDS="0.1",
-        OMNIFLASH_POLL_MIN_SECONDS="0.1",
-        OMNIFLASH_POLL_MAX_SECONDS="0.2",
-        OMNIFLASH_POLL_TIMEOUT_SECONDS="60",
-        OMNIFLASH_ARCHIVE_DIR=str(archive),
-    )
-
-
-def checkout(destination: Path) -> Path:
-    """A copy of what a deployment needs from the repository: prefect.yaml and flows/."""
-    destination.mkdir()
-    shutil.copy2(REPO / "prefect.yaml", destination / "prefect.yaml")
-    shutil.copytree(
-        REPO / "flows", destination / "flows", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    return destination
 
 
 def tree(root: Path) -> dict[str, str]:

@@ -6,16 +6,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from omniflash_prefect import OmniFlashClient, PollSchedule, RetryPolicy
+from omniflash_prefect import OmniFlashClient
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
-
-FAST_SCHEDULE = PollSchedule(
-    first_delay_seconds=0.05,
-    min_interval_seconds=0.02,
-    max_interval_seconds=0.05,
-    timeout_seconds=30,
-)
-FAST_RETRIES = RetryPolicy(max_attempts=5, backoff_base_seconds=0.01, backoff_max_seconds=0.05)
+from tests.support.fast_client import FAST_RETRIES, FAST_SCHEDULE
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from omniflash_prefect import (
 )
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.protocol import error_from_response
-from tests.integration.conftest import FAST_RETRIES
+from tests.support.fast_client import FAST_RETRIES
 
 REQUEST = VideoRequest(prompt="a lighthouse in a storm, waves crashing, slow aerial orbit")
 

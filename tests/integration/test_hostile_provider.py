@@ -49,9 +49,9 @@ from omniflash_prefect import (
 from omniflash_prefect.client import MAX_API_ANSWER_BYTES, resolve_host
 from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.tasks import _download_fresh
-from tests.conftest import FakeClock
-from tests.integration.conftest import FAST_RETRIES, FAST_SCHEDULE
-from tests.integration.hostile_server import Exchange, Handler, HostileServer, Reply
+from tests.support.clock import FakeClock
+from tests.support.fast_client import FAST_RETRIES, FAST_SCHEDULE
+from tests.support.hostile_server import Exchange, Handler, HostileServer, Reply
 
 KEY = "sk-hostile-provider-test"
 TASK_ID = "task_01HOSTILEPROVIDER"

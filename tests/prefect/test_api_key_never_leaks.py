@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from omniflash_prefect import OmniFlashCredentials, OmniFlashError, generate_video
 from omniflash_prefect.cli import app
 from omniflash_prefect.emulator import EmulatorServer
-from tests.prefect.helpers import omniflash_events, run_artifacts
+from tests.support.server_reads import omniflash_events, run_artifacts
 
 SECRET = "sk-omniflash-" + uuid.uuid4().hex
 WRONG = "sk-wrong-" + uuid.uuid4().hex

@@ -24,8 +24,8 @@ from omniflash_prefect import (
 )
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, video_sha256
 from omniflash_prefect.tasks import load_client
-from tests.prefect.helpers import omniflash_events
 from tests.support.s3 import Bucket
+from tests.support.server_reads import omniflash_events
 
 PROMPT = "Rain on a tin roof, macro shot, shallow depth of field"
 

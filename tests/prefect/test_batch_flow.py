@@ -33,7 +33,7 @@ from omniflash_prefect.manifest import InvalidManifestError, ManifestRow
 from omniflash_prefect.models import VideoRequest
 from omniflash_prefect.observability import artifact_key
 from omniflash_prefect.tasks import asubmit_video
-from tests.prefect.helpers import run_artifacts, stored_events
+from tests.support.server_reads import run_artifacts, stored_events
 
 
 def rows(count: int, **fields: Any) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 from omniflash_prefect import ArchivedVideo, OmniFlashClient, VideoRequest, generate_video, tasks
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.observability import artifact_key
-from tests.prefect.helpers import omniflash_events, run_artifacts
+from tests.support.server_reads import omniflash_events, run_artifacts
 
 
 async def test_one_video_end_to_end_is_observable(

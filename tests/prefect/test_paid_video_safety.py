@@ -22,7 +22,7 @@ from omniflash_prefect import (
 )
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.submissions import submission_key
-from tests.prefect.helpers import omniflash_events
+from tests.support.server_reads import omniflash_events
 
 PROMPT = "A lighthouse at dusk, waves below, slow dolly in"
 

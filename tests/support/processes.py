@@ -1,4 +1,5 @@
-"""Child processes of the walkthrough: the README's commands, a Prefect server and a worker.
+"""Child processes of the end-to-end tests: the README's commands, a Prefect server, workers,
+and the in-process view of that server (its client, a copy of the checkout to deploy).
 
 The commands are read out of the README's "Running on a Prefect server" section, so a command
 written there is a command these tests run. Every child gets a temporary PREFECT_HOME (profile,
@@ -9,8 +10,10 @@ whatever happens.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,10 +23,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Self
+from typing import IO, Any, Self
 
 import httpx
 import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.events.worker import EventsWorker
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tests.support.readme import Section, readme_section
 
@@ -210,3 +216,54 @@ def start_prefect_server(command: str, home: Path) -> Iterator[PrefectServer]:
     with Background(argv, cwd=home, env=clean_env(home), log=home / "server.log") as process:
         seconds = wait_until_healthy(api_url, process, SERVER_START_SECONDS)
         yield PrefectServer(home, api_url, process, seconds)
+
+
+@contextmanager
+def on_server(server: PrefectServer) -> Iterator[None]:
+    """In-process Prefect calls go to ``server`` within this block.
+
+    Prefect's background events worker is a process-wide singleton bound to the API URL current
+    when it starts (a block load emits an event): it is drained before and after, so none stays
+    bound to this server once it is stopped, nor carries other tests' events here.
+    """
+    EventsWorker.drain_all(timeout=30, at_exit=False)
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        try:
+            yield
+        finally:
+            EventsWorker.drain_all(timeout=30, at_exit=False)
+
+
+@contextmanager
+def api(server: PrefectServer) -> Iterator[SyncPrefectClient]:
+    """An in-process client of the walkthrough's server."""
+    with on_server(server), get_client(sync_client=True) as client:
+        yield client
+
+
+def fast_worker_env(server: PrefectServer, archive: Path) -> dict[str, str]:
+    """A child environment with quick polling and its own archive directory."""
+    return server.env(
+        OMNIFLASH_FIRST_POLL_DELAY_SECONDS="0.1",
+        OMNIFLASH_POLL_MIN_SECONDS="0.1",
+        OMNIFLASH_POLL_MAX_SECONDS="0.2",
+        OMNIFLASH_POLL_TIMEOUT_SECONDS="60",
+        OMNIFLASH_ARCHIVE_DIR=str(archive),
+    )
+
+
+def checkout(destination: Path) -> Path:
+    """A copy of what a deployment needs from the repository: prefect.yaml and flows/."""
+    destination.mkdir()
+    shutil.copy2(REPO / "prefect.yaml", destination / "prefect.yaml")
+    shutil.copytree(
+        REPO / "flows", destination / "flows", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return destination
+
+
+def table_of(data: Any) -> list[dict[str, Any]]:
+    """A table artifact's rows (the API keeps the table as a JSON string)."""
+    table = json.loads(data) if isinstance(data, str) else data
+    assert isinstance(table, list), data
+    return table

@@ -32,7 +32,7 @@ from omniflash_prefect import (
 )
 from omniflash_prefect.client import SOCKET_READ_BYTES
 from omniflash_prefect.errors import APIConnectionError
-from tests.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 KEY = "sk-unit-test-key"
 TASK_ID = "task_01KS1H7ZYSJWH1N779S2FSHTKA"
