@@ -21,6 +21,8 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger
 DEFINITIONS: Final = Path(__file__).with_name("automations.yaml")
 #: The automation that sets a run whose heartbeats stopped Crashed.
 LOST_RUNS: Final = "omniflash-crash-lost-runs"
+#: The automation that sets a run taken by a worker that never started it Crashed.
+STUCK_PENDING_RUNS: Final = "omniflash-crash-stuck-pending-runs"
 #: Silences shorter than this would crash live runs: Prefect sends a heartbeat every 30 s at
 #: the most often (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` is raised to 30 below that).
 MIN_SILENCE_SECONDS: Final = 35.0
@@ -37,29 +39,36 @@ class InstalledAutomation:
     action: InstallAction
 
 
-def automation_definitions(silence_seconds: float | None = None) -> list[AutomationCore]:
-    """The shipped automations; ``silence_seconds`` replaces how long a run may stay silent
-    (the lost-runs trigger's ``within``, 180 s in the file) before it is crashed."""
+def automation_definitions(
+    silence_seconds: float | None = None, pending_seconds: float | None = None
+) -> list[AutomationCore]:
+    """The shipped automations, optionally tuned: ``silence_seconds`` replaces how long a
+    running run may send no heartbeat (180 s in the file), ``pending_seconds`` how long a run
+    taken by a worker may take to start running (600 s), before either is crashed."""
     if silence_seconds is not None and silence_seconds < MIN_SILENCE_SECONDS:
         raise ValueError(
             f"a silence of {silence_seconds:g} s would crash live runs: heartbeats come at most "
             f"every 30 s, so use at least {MIN_SILENCE_SECONDS:g} s"
         )
+    if pending_seconds is not None and pending_seconds <= 0:
+        raise ValueError("pending_seconds must be positive")
     document = yaml.safe_load(DEFINITIONS.read_text(encoding="utf-8"))
     definitions = [AutomationCore.model_validate(item) for item in document["automations"]]
-    if silence_seconds is None:
-        return definitions
+    tuned = {LOST_RUNS: silence_seconds, STUCK_PENDING_RUNS: pending_seconds}
     return [
-        _with_silence(definition, silence_seconds) if definition.name == LOST_RUNS else definition
+        _within(definition, seconds)
+        if (seconds := tuned.get(definition.name)) is not None
+        else definition
         for definition in definitions
     ]
 
 
-def _with_silence(definition: AutomationCore, silence_seconds: float) -> AutomationCore:
+def _within(definition: AutomationCore, seconds: float) -> AutomationCore:
+    """The automation with its trigger's ``within`` replaced."""
     trigger = definition.trigger
     if not isinstance(trigger, EventTrigger):  # the file says otherwise: a packaging mistake
         raise TypeError(f"automation {definition.name!r} has no event trigger")
-    within = timedelta(seconds=silence_seconds)
+    within = timedelta(seconds=seconds)
     return definition.model_copy(update={"trigger": trigger.model_copy(update={"within": within})})
 
 

@@ -545,6 +545,14 @@ def install(
             min=MIN_SILENCE_SECONDS,
         ),
     ] = None,
+    pending_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Crash a run this long after a worker took it if it has not started running "
+            "(default: 600, as in automations.yaml).",
+            min=1,
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create or update omniflash's Automations on the Prefect server (by name); idempotent."""
@@ -554,7 +562,8 @@ def install(
             "(for example `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`)"
         )
         raise typer.Exit(EXIT_INVALID)
-    installed = asyncio.run(install_automations(automation_definitions(silence_seconds)))
+    definitions = automation_definitions(silence_seconds, pending_seconds)
+    installed = asyncio.run(install_automations(definitions))
     if json_output:
         typer.echo(json.dumps({"automations": [vars(each) for each in installed]}))
         return

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
+from tests.support.fleet import Deployed, deploy_with_heartbeats
 from tests.support.processes import PrefectServer, readme_walkthrough, start_prefect_server
 
 
@@ -36,3 +37,9 @@ def emulator() -> Iterator[EmulatorServer]:
     config = EmulatorConfig(job_seconds=0.5, api_key=f"sk-walkthrough-{uuid.uuid4().hex}")
     with EmulatorServer(config) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
+    """Both deployments with heartbeats every 30 s, and the lost-runs automation installed."""
+    return deploy_with_heartbeats(prefect_server, tmp_path_factory.mktemp("lost-workers"))

@@ -14,18 +14,19 @@ from prefect.events.schemas.automations import EventTrigger
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
 
-from omniflash_prefect.automations import LOST_RUNS
+from omniflash_prefect.automations import LOST_RUNS, STUCK_PENDING_RUNS
 from omniflash_prefect.cli import app
 
 
 @pytest.fixture
 def no_automation() -> Iterator[None]:
-    """The server holds no automation of that name before and after the test."""
+    """The server holds none of the shipped automations before and after the test."""
 
     def delete() -> None:
         with get_client(sync_client=True) as client:
-            for automation in client.read_automations_by_name(LOST_RUNS):
-                client.delete_automation(automation.id)
+            for name in (LOST_RUNS, STUCK_PENDING_RUNS):
+                for automation in client.read_automations_by_name(name):
+                    client.delete_automation(automation.id)
 
     delete()
     yield
@@ -37,9 +38,9 @@ def install(*args: str) -> tuple[int, dict[str, Any]]:
     return result.exit_code, json.loads(result.stdout) if result.exit_code == 0 else {}
 
 
-def server_within() -> list[timedelta]:
+def server_within(name: str) -> list[timedelta]:
     with get_client(sync_client=True) as client:
-        found = client.read_automations_by_name(LOST_RUNS)
+        found = client.read_automations_by_name(name)
     triggers = [automation.trigger for automation in found]
     assert all(isinstance(trigger, EventTrigger) for trigger in triggers)
     return [trigger.within for trigger in triggers if isinstance(trigger, EventTrigger)]
@@ -49,18 +50,26 @@ def server_within() -> list[timedelta]:
 def test_install_creates_once_then_updates_only_what_changed() -> None:
     code, first = install()
     assert code == 0
-    ((created),) = first["automations"]
-    assert (created["name"], created["action"]) == (LOST_RUNS, "created")
-    assert server_within() == [timedelta(seconds=180)]
+    created = {each["name"]: each for each in first["automations"]}
+    assert sorted(created) == sorted([LOST_RUNS, STUCK_PENDING_RUNS])
+    assert {each["action"] for each in created.values()} == {"created"}
+    assert server_within(LOST_RUNS) == [timedelta(seconds=180)]
+    assert server_within(STUCK_PENDING_RUNS) == [timedelta(seconds=600)]
 
     code, again = install()
     assert code == 0
-    assert again["automations"] == [{**created, "action": "unchanged"}]
+    assert again["automations"] == [
+        {**created[each["name"]], "action": "unchanged"} for each in again["automations"]
+    ]
 
     code, tuned = install("--silence-seconds", "45")
     assert code == 0
-    assert tuned["automations"] == [{**created, "action": "updated"}]
-    assert server_within() == [timedelta(seconds=45)]
+    actions = {each["name"]: (each["id"], each["action"]) for each in tuned["automations"]}
+    assert actions == {
+        LOST_RUNS: (created[LOST_RUNS]["id"], "updated"),
+        STUCK_PENDING_RUNS: (created[STUCK_PENDING_RUNS]["id"], "unchanged"),
+    }
+    assert server_within(LOST_RUNS) == [timedelta(seconds=45)]
 
 
 def test_install_without_a_server_says_so() -> None:
