@@ -22,6 +22,8 @@ The tree::
     ├── SubmissionOutcomeUnknownError   a submit may or may not have been accepted (never resent)
     ├── SubmissionReleaseError          a submission record that must not be released
     ├── InsufficientBalanceError        a batch's preflight balance check failed, nothing was sent
+    ├── VideoRunLostError               a batch's video run died with its worker, or outlived the
+    │                                   row's deadline: the row runs again (resuming what was paid)
     ├── ManifestError                   a batch manifest cannot be read (in ``manifest``)
     │   └── InvalidManifestError        some rows are invalid (line, id, message, API codes)
     ├── GenerationError                 the task exists but produced no video (task_id)
