@@ -59,7 +59,7 @@ class BatchOptions:
     budget: float | None = None
     cost_estimate: float | None = None
     check_balance: bool = False
-    fan_out: FanOut = "subflows"
+    fan_out: FanOut = FanOut.SUBFLOWS
     credentials_block: str | None = None
     storage_block: str | None = None
     archive_dir: Path | None = None
@@ -149,7 +149,7 @@ def check_batch_options(options: BatchOptions) -> Manifest | None:
         raise CommandUsageError("--max-concurrency must be at least 1")
     if options.archive_dir is not None and options.storage_block:
         raise CommandUsageError("--archive-dir and --storage-block are mutually exclusive")
-    if options.archive_dir is not None and options.fan_out == "deployments":
+    if options.archive_dir is not None and options.fan_out == FanOut.DEPLOYMENTS:
         raise CommandUsageError(
             "--archive-dir is a directory of this machine, and with --fan-out deployments the "
             "videos are archived by the workers: use --storage-block (e.g. s3-bucket/videos)"

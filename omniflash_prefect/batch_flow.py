@@ -31,8 +31,9 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from prefect import flow, get_run_logger, tags
 from prefect.artifacts import (
@@ -84,7 +85,15 @@ from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.submissions import read_submission, submission_key, submission_recorded
 from omniflash_prefect.tasks import credentials_read_once, load_client, prefect_api_unavailable
 
-FanOut = Literal["subflows", "deployments"]
+
+class FanOut(StrEnum):
+    """Where a batch runs its videos: as subflows in its own process, or as runs of the
+    ``generate-video`` deployment, which every worker of its pool can pick up."""
+
+    SUBFLOWS = "subflows"
+    DEPLOYMENTS = "deployments"
+
+
 DEFAULT_DEPLOYMENT: Final = "generate-video/generate-video"
 #: How often one row is tried, when 429s outlive the client's own retries or the Prefect API
 #: is overloaded (503) or unreachable.
@@ -652,7 +661,7 @@ async def agenerate_video_batch(
     budget: float | None = None,
     cost_estimate: float | None = None,
     check_balance: bool = False,
-    fan_out: FanOut = "subflows",
+    fan_out: FanOut = FanOut.SUBFLOWS,
     deployment_name: str = DEFAULT_DEPLOYMENT,
     credentials_block: str | None = None,
     storage_block: str | None = None,
@@ -704,7 +713,7 @@ async def agenerate_video_batch(
     if row_timeout_seconds is not None and row_timeout_seconds <= 0:
         raise ValueError("row_timeout_seconds must be positive")
     runner: RowRunner = run_as_subflow
-    if fan_out == "deployments":
+    if fan_out == FanOut.DEPLOYMENTS:
         if row_timeout_seconds is None:
             row_timeout_seconds = OmniFlashSettings().poll_timeout_seconds + ROW_MARGIN_SECONDS
         runner = deployment_runner(deployment_name, row_timeout_seconds)

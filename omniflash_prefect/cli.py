@@ -28,6 +28,7 @@ from omniflash_prefect.automations import (
     install_automations,
 )
 from omniflash_prefect.batch_commands import BatchOptions, BatchOutcome, run_batch
+from omniflash_prefect.batch_flow import FanOut
 from omniflash_prefect.commands import (
     EXIT_ERROR,
     EXIT_INVALID,
@@ -328,9 +329,9 @@ def batch(
         bool, typer.Option(help="Refuse to start if the balance cannot cover the budget.")
     ] = False,
     fan_out: Annotated[
-        str,
+        FanOut,
         typer.Option(help="'subflows' (this process) or 'deployments' (the pool's workers)."),
-    ] = "subflows",
+    ] = FanOut.SUBFLOWS,
     storage_block: StorageBlockOption = None,
     archive_dir: ArchiveDirOption = None,
     credentials_block: CredentialsBlockOption = None,
@@ -345,9 +346,6 @@ def batch(
     cannot cover the budget (nothing sent); 4 some rows were not archived (see the report);
     1 anything else.
     """
-    if fan_out not in ("subflows", "deployments"):
-        errors.print("[red]--fan-out must be 'subflows' or 'deployments'[/red]")
-        raise typer.Exit(2)
     options = BatchOptions(
         manifest=manifest,
         manifest_block=manifest_block,
@@ -358,7 +356,7 @@ def batch(
         budget=budget,
         cost_estimate=cost_estimate,
         check_balance=check_balance,
-        fan_out="deployments" if fan_out == "deployments" else "subflows",
+        fan_out=fan_out,
         credentials_block=credentials_block,
         storage_block=storage_block,
         archive_dir=archive_dir,
