@@ -4,7 +4,9 @@ again on the other worker, and every video is archived once, paid once.
 Two process workers of a real server (see :mod:`tests.support.fleet`): the batch run lands on the
 first; the second starts once it runs and takes most of the videos; it is then killed with
 SIGKILL together with the video runs it holds, either while their videos are being generated or
-while they are being downloaded.
+while they are being downloaded. The batch's rows are runs of the ``generate-video``
+deployment, children of the batch run, and persist their results in a result-storage block that
+stands in for a bucket shared by every machine.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def _no_more_stalls(emulator: EmulatorServer) -> None:
 SCENARIOS = {
     # Every video in flight paid for and still being generated.
     "mid-generation": Scenario(
-        EmulatorConfig(job_seconds=15),
+        EmulatorConfig(job_seconds=8),
         reached=lambda emulator: emulator.state.submission_count >= MAX_CONCURRENCY,
         after_kill=lambda emulator: None,
     ),
@@ -104,6 +106,8 @@ def test_a_worker_killed_mid_batch_loses_no_video_and_pays_once(
     fleet.crashed_by_the_automation(sorted(lost))
     report = fleet.report()
     fleet.assert_archived_once(report)
+    assert batch_run.parameters["fan_out"] == "deployments"
+    fleet.assert_results_in_shared_storage(report, batch_run)
 
     # Each lost run's row ran again, and an event names the row, the lost run and the new one.
     lost_ids = {str(run_id) for run_id in lost}

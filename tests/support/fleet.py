@@ -1,9 +1,9 @@
 """A batch on two process workers of a real server, for the lost-worker tests.
 
 The module's ``prefect server start`` gets both deployments of ``prefect.yaml`` with heartbeats
-tuned down to Prefect's minimum (30 s, as the README says to tune them) and the lost-runs
-automation installed by the command line with a 40 s silence; a :class:`Fleet` is one batch of
-``ROWS`` videos, fanned out over the workers it starts.
+tuned down to Prefect's minimum (30 s, as the README says to tune them) and the automations
+installed by the command line (a 40 s silence, 60 s to start a taken run); a :class:`Fleet` is
+one batch of ``ROWS`` videos, fanned out over the workers it starts.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from prefect._internal.result_records import ResultRecordMetadata
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterKey,
@@ -31,8 +32,10 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from prefect.filesystems import LocalFileSystem
+from prefect.serializers import JSONSerializer
 
 from omniflash_prefect import OmniFlashCredentials
+from omniflash_prefect.archive import ArchivedVideo
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.observability import artifact_key
 from tests.support.processes import (
@@ -172,14 +175,23 @@ class Fleet:
     root: Path
     batch_id: str = field(default_factory=lambda: f"lost-{uuid.uuid4().hex[:12]}")
 
+    results_block_id: UUID | None = None
+
     def __post_init__(self) -> None:
         with on_server(self.server):
             OmniFlashCredentials(
                 api_key=self.emulator.api_key, base_url=self.emulator.base_url
             ).save("omniflash", overwrite=True)
-            LocalFileSystem(basepath=str(self.root / "shared-results")).save(
+            saved = LocalFileSystem(basepath=str(self.shared_results)).save(
                 "omniflash-results", overwrite=True
             )
+            assert isinstance(saved, UUID), saved
+            self.results_block_id = saved
+
+    @property
+    def shared_results(self) -> Path:
+        """The result-storage block's folder, standing in for a bucket every machine shares."""
+        return self.root / "shared-results"
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -264,6 +276,32 @@ class Fleet:
             digest = hashlib.sha256(video.read_bytes()).hexdigest()
             assert digest == video_sha256(row["task_id"], None), row
         assert self.emulator.state.submission_count == ROWS
+
+    def assert_results_in_shared_storage(
+        self, report: dict[str, dict[str, Any]], batch_run: FlowRun
+    ) -> None:
+        """Each archived row's video run is a child of the batch run and persisted its result in
+        the shared result-storage block (not the worker's default storage), where the batch
+        read it back: the same video as the report's."""
+        with api(self.server) as client:
+            for row in report.values():
+                child = client.read_flow_run(UUID(row["flow_run"]))
+                assert child.deployment_id == self.deployed.video_deployment_id
+                assert child.parent_task_run_id is not None
+                parent = client.read_task_run(child.parent_task_run_id).flow_run_id
+                assert parent == batch_run.id, child.name
+                assert child.state is not None
+                assert child.state.is_completed(), child.state
+                metadata = child.state.data
+                assert isinstance(metadata, ResultRecordMetadata), metadata
+                assert metadata.storage_block_id == self.results_block_id
+                stored = (self.shared_results / str(metadata.storage_key)).read_bytes()
+                persisted = JSONSerializer().loads(stored)
+                assert isinstance(persisted, ArchivedVideo), persisted
+                assert (persisted.task_id, persisted.location) == (
+                    row["task_id"],
+                    row["location_or_error"],
+                )
 
     def crashed_by_the_automation(self, run_ids: list[UUID]) -> None:
         """Each run ends Crashed by one of the automations (each run is judged on its own)."""
