@@ -27,7 +27,7 @@ def test_the_batch_runs_worker_killed_then_the_batch_run_again_pays_once(
     """The worker holding the batch run dies with it mid-batch: the automation crashes the batch
     run and the videos it held; the batch run again with its id finishes every row, none paid
     twice, none downloaded twice (videos the other worker finished meanwhile are reused)."""
-    config = EmulatorConfig(job_seconds=8, api_key=f"sk-lost-{uuid.uuid4().hex}")
+    config = EmulatorConfig(job_seconds=15, api_key=f"sk-lost-{uuid.uuid4().hex}")
     with EmulatorServer(config) as emulator, ExitStack() as stack:
         fleet = Fleet(prefect_server, deployed, emulator, tmp_path)
         doomed_name = f"doomed-{fleet.batch_id}"

@@ -55,7 +55,7 @@ def _no_more_stalls(emulator: EmulatorServer) -> None:
 SCENARIOS = {
     # Every video in flight paid for and still being generated.
     "mid-generation": Scenario(
-        EmulatorConfig(job_seconds=8),
+        EmulatorConfig(job_seconds=15),
         reached=lambda emulator: emulator.state.submission_count >= MAX_CONCURRENCY,
         after_kill=lambda emulator: None,
     ),
