@@ -378,6 +378,11 @@ async def test_state_records_submissions_polls_and_downloads(
     assert emulator.state.submission_count == 1
     assert emulator.state.polls(task_id) == 2
     assert emulator.state.downloads(task_id) == 1
+    # The server counts a download complete once its last chunk is handed over, which may be
+    # just after the client has read it: wait for the count (bounded), do not race it.
+    assert await asyncio.to_thread(
+        emulator.state.wait_until, lambda state: state.task(task_id).completed_downloads == 1, 10
+    )
     record = emulator.state.task(task_id)
     assert record.first_poll_at == START + 5.0
     assert record.completed_downloads == 1

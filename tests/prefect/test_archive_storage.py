@@ -82,7 +82,10 @@ def test_archive_renews_a_url_that_expired_while_waiting(
         assert archived.source_expires_at is not None
         assert archived.source_expires_at > done.video_expires_at + 86400
         assert archived.sha256 == video_sha256(archived.task_id, None)
-        assert emu.state.task(archived.task_id).completed_downloads == 1
+        # Counted by the server once its last chunk is handed over, maybe just after the read.
+        assert emu.state.wait_until(
+            lambda state: state.task(archived.task_id).completed_downloads == 1, 10
+        )
 
 
 async def test_archive_to_s3_block_is_byte_exact_and_multipart(
