@@ -20,7 +20,8 @@ from prefect.filesystems import LocalFileSystem
 
 from omniflash_prefect import batch_flow
 from omniflash_prefect.batch import BatchReport, report_table
-from omniflash_prefect.batch_flow import RowRun, RunStarted, generate_video_batch, run_as_subflow
+from omniflash_prefect.batch_flow import generate_video_batch
+from omniflash_prefect.batch_runners import RowRun, RunStarted, run_as_subflow
 from omniflash_prefect.blocks import OmniFlashCredentials
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.emulator.validation import price_of
