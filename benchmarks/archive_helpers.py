@@ -303,8 +303,8 @@ async def library_local(spec: Spec) -> dict[str, Any]:
     """``archive_video``'s steps for a local directory, called directly (no Prefect run)."""
     from prefect.filesystems import LocalFileSystem
 
-    from omniflash_prefect.archive import check_is_mp4, staging_path, store_video, video_key
     from omniflash_prefect.client import OmniFlashClient
+    from omniflash_prefect.video.archive import check_is_mp4, staging_path, store_video, video_key
 
     storage = LocalFileSystem(basepath=str(Path(spec.workdir) / "archive"))
     phases = Phases()
@@ -340,8 +340,8 @@ async def archive_task(spec: Spec) -> dict[str, Any]:
     from prefect.filesystems import LocalFileSystem, WritableFileSystem
     from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
 
-    from omniflash_prefect import tasks as omni_tasks
     from omniflash_prefect.client import OmniFlashClient
+    from omniflash_prefect.video import tasks as omni_tasks
 
     async with OmniFlashClient.from_settings() as client:
         task = await client.get_task(spec.task_id)  # setup: what poll_video would hand over

@@ -67,8 +67,8 @@ from benchlib import (
 )
 
 from omniflash_prefect.client import OmniFlashClient
+from omniflash_prefect.core.models import VideoRequest, VideoTask
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, video_sha256
-from omniflash_prefect.models import VideoRequest, VideoTask
 
 MOTO_START_SECONDS = 60.0
 GOAL_RSS_ABOVE_IDLE_MIB = 200.0

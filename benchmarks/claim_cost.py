@@ -40,8 +40,8 @@ from benchlib import REPO, clean_env, emit, parse_result, prefect_server
 from prefect.filesystems import LocalFileSystem
 
 from omniflash_prefect import OmniFlashClient, VideoRequest
-from omniflash_prefect.claims import record_store
-from omniflash_prefect.submissions import IN_FLIGHT, intent_key, submit_once
+from omniflash_prefect.video.claims import record_store
+from omniflash_prefect.video.submissions import IN_FLIGHT, intent_key, submit_once
 
 REQUEST = VideoRequest(prompt="A benchmark of claims", duration=4)
 _TASK_NUMBERS = count()

@@ -25,8 +25,8 @@ from benchlib import cpu_seconds, emit, peak_rss_kib
 from prefect.settings import PREFECT_API_URL
 
 from omniflash_prefect import OmniFlashCredentials
-from omniflash_prefect.batch import BatchReport
-from omniflash_prefect.batch_flow import generate_video_batch
+from omniflash_prefect.batches.flow import generate_video_batch
+from omniflash_prefect.batches.report import BatchReport
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

@@ -29,7 +29,7 @@ MARKERS = {
     "pydantic": "pydantic/",
     "flow_engine": "prefect/flow_engine.py",
     "task_engine": "prefect/task_engine.py",
-    "omniflash_client": "omniflash_prefect/client.py",
+    "omniflash_client": "omniflash_prefect/client/",
     "event_loop_select": "select (selectors.py",
 }
 _FRAME_FILE = re.compile(r"\((?:.*?/(?:site-packages|lib/python3\.\d+)/)?(.*?)\)$")

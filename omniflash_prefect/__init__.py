@@ -1,26 +1,23 @@
 """omniflash-prefect: run Omni-Flash-Ext video generation inside Prefect pipelines.
 
-Layers, bottom up (each module imports only the ones before it):
+Subpackages by layer, bottom up (each imports only the ones before it; ``ARCHITECTURE.md``):
 
-* ``errors``, ``models``, ``retry``, ``polling``, ``protocol``: the pure protocol (no I/O);
+* ``core``: the pure protocol (requests and their rules, answers, errors, retry, polling); no I/O;
 * ``settings``: ``OMNIFLASH_*`` configuration;
 * ``client``: the thin async client that does the network I/O;
-* ``blocks``, ``archive``, ``observability``, ``locks``, ``claims``, ``submissions``,
-  ``dispatch``, ``tasks``: the Prefect layer (credentials block, storage, what the UI shows,
-  who may act on a key, what a submission key is, sync and async calling, and the
-  submit/poll/archive tasks);
-* ``flows``: the ``generate_video`` and ``fetch_video`` flows, thin on top of the tasks;
-* ``manifest`` and ``batch`` (pure: manifests, budget, report), then ``batch_flow``: the
-  ``generate_video_batch`` flow, each row a ``generate_video`` run;
+* ``video``: one video in Prefect (credentials block, submission keys and claims, storage, what
+  the UI shows, the submit/poll/archive tasks, the ``generate_video`` and ``fetch_video`` flows);
+* ``batches``: manifests, the spend ledger, the report and the ``generate_video_batch`` flow;
+* ``cli``: the ``omniflash`` command;
 * ``emulator``: a local stand-in for the provider, for demos, tests and dry runs.
 """
 
-from omniflash_prefect.archive import ArchivedVideo
-from omniflash_prefect.batch import BatchItem, BatchReport
-from omniflash_prefect.batch_flow import agenerate_video_batch, generate_video_batch
-from omniflash_prefect.blocks import OmniFlashCredentials
+from omniflash_prefect import _moved
+from omniflash_prefect.batches.flow import agenerate_video_batch, generate_video_batch
+from omniflash_prefect.batches.manifest import InvalidManifestError, ManifestError
+from omniflash_prefect.batches.report import BatchItem, BatchReport
 from omniflash_prefect.client import OmniFlashClient
-from omniflash_prefect.errors import (
+from omniflash_prefect.core.errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
@@ -48,9 +45,7 @@ from omniflash_prefect.errors import (
     VideoRunLostError,
     VideoTooLargeError,
 )
-from omniflash_prefect.flows import afetch_video, agenerate_video, fetch_video, generate_video
-from omniflash_prefect.manifest import InvalidManifestError, ManifestError
-from omniflash_prefect.models import (
+from omniflash_prefect.core.models import (
     Balance,
     DownloadedVideo,
     ResultVideo,
@@ -60,12 +55,15 @@ from omniflash_prefect.models import (
     VideoTask,
     validate_task_id,
 )
-from omniflash_prefect.polling import PollSchedule
-from omniflash_prefect.protocol import package_version as _package_version
-from omniflash_prefect.retry import RetryPolicy
+from omniflash_prefect.core.polling import PollSchedule
+from omniflash_prefect.core.protocol import package_version as _package_version
+from omniflash_prefect.core.retry import RetryPolicy
 from omniflash_prefect.settings import OmniFlashSettings
-from omniflash_prefect.submissions import release_submission
-from omniflash_prefect.tasks import (
+from omniflash_prefect.video.archive import ArchivedVideo
+from omniflash_prefect.video.blocks import OmniFlashCredentials
+from omniflash_prefect.video.flows import afetch_video, agenerate_video, fetch_video, generate_video
+from omniflash_prefect.video.submissions import release_submission
+from omniflash_prefect.video.tasks import (
     aarchive_video,
     apoll_video,
     archive_video,
@@ -75,6 +73,8 @@ from omniflash_prefect.tasks import (
 )
 
 __version__ = _package_version()
+
+_moved.install()
 
 __all__ = [
     "APIConnectionError",

@@ -11,8 +11,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from omniflash_prefect.polling import PollSchedule
-from omniflash_prefect.retry import RetryPolicy
+from omniflash_prefect.core.polling import PollSchedule
+from omniflash_prefect.core.retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.apimart.ai"
 DEFAULT_MAX_DOWNLOAD_BYTES = 4 * 1024**3

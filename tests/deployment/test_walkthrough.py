@@ -30,7 +30,7 @@ from prefect.exceptions import ObjectNotFound
 
 from omniflash_prefect import OmniFlashCredentials
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
-from omniflash_prefect.observability import artifact_key, short_prompt
+from omniflash_prefect.video.observability import artifact_key, short_prompt
 from tests.support.processes import (
     README_API_URL,
     REPO,

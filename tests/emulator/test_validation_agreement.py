@@ -15,9 +15,9 @@ import httpx
 import pytest
 from hypothesis import given, settings
 
+from omniflash_prefect.core.models import MODEL_NAME, VideoRequest
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
 from omniflash_prefect.emulator.validation import price_of
-from omniflash_prefect.models import MODEL_NAME, VideoRequest
 
 from ..unit.test_request_properties import (
     NULLABLE_LOOKING_FIELDS,

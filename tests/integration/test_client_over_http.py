@@ -27,8 +27,8 @@ from omniflash_prefect import (
     VideoRequest,
     VideoTooLargeError,
 )
+from omniflash_prefect.core.protocol import error_from_response
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
-from omniflash_prefect.protocol import error_from_response
 from tests.support.fast_client import FAST_RETRIES
 
 REQUEST = VideoRequest(prompt="a lighthouse in a storm, waves crashing, slow aerial orbit")

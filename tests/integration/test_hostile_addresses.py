@@ -13,12 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from omniflash_prefect import (
-    OmniFlashClient,
-    UnsafeDownloadURLError,
-    protocol,
-)
+from omniflash_prefect import OmniFlashClient, UnsafeDownloadURLError
 from omniflash_prefect.client import resolve_host
+from omniflash_prefect.core import protocol
 from tests.support.hostile_answers import (
     KEY,
     SMALL_VIDEO,

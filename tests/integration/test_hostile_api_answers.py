@@ -31,7 +31,7 @@ from omniflash_prefect import (
     VideoTask,
 )
 from omniflash_prefect.client import MAX_API_ANSWER_BYTES
-from omniflash_prefect.tasks import _download_fresh
+from omniflash_prefect.video.tasks import _download_fresh
 from tests.support.clock import FakeClock
 from tests.support.hostile_answers import (
     ENDLESS,

@@ -20,7 +20,7 @@ import boto3
 import pytest
 from prefect.locking.protocol import LockManager
 
-from omniflash_prefect.locks import FileLockManager, S3LockManager, lease_expired
+from omniflash_prefect.video.locks import FileLockManager, S3LockManager, lease_expired
 from tests.support.s3 import moto_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +79,7 @@ def test_file_locks_exclude_threads_of_separate_managers(tmp_path: Path) -> None
 PROCESS_HAMMER = """
 import sys, uuid
 from pathlib import Path
-from omniflash_prefect.locks import FileLockManager
+from omniflash_prefect.video.locks import FileLockManager
 manager = FileLockManager(Path(sys.argv[1]))
 with open(sys.argv[2], "a", buffering=1) as ledger:
     for _ in range(int(sys.argv[3])):
@@ -117,7 +117,7 @@ def test_file_locks_exclude_processes(tmp_path: Path) -> None:
 HOLD_FOREVER = """
 import sys, time
 from pathlib import Path
-from omniflash_prefect.locks import {manager}
+from omniflash_prefect.video.locks import {manager}
 manager = {make}
 assert manager.acquire_lock("key", "doomed", acquire_timeout=30)
 print("held", flush=True)

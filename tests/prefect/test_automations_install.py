@@ -14,8 +14,8 @@ from prefect.events.schemas.automations import EventTrigger
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
 
-from omniflash_prefect.automations import LOST_RUNS, STUCK_PENDING_RUNS
 from omniflash_prefect.cli import app
+from omniflash_prefect.video.automations import LOST_RUNS, STUCK_PENDING_RUNS
 
 
 @pytest.fixture

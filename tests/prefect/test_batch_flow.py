@@ -18,22 +18,22 @@ from prefect.events.schemas.events import ReceivedEvent
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
 
-from omniflash_prefect import batch_flow
-from omniflash_prefect.batch import BatchReport, report_table
-from omniflash_prefect.batch_flow import generate_video_batch
-from omniflash_prefect.batch_runners import RowRun, RunStarted, run_as_subflow
-from omniflash_prefect.blocks import OmniFlashCredentials
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
-from omniflash_prefect.emulator.validation import price_of
-from omniflash_prefect.errors import (
+from omniflash_prefect.batches import flow as batch_flow
+from omniflash_prefect.batches.flow import generate_video_batch
+from omniflash_prefect.batches.manifest import InvalidManifestError, ManifestRow
+from omniflash_prefect.batches.report import BatchReport, report_table
+from omniflash_prefect.batches.runners import RowRun, RunStarted, run_as_subflow
+from omniflash_prefect.core.errors import (
     InsufficientBalanceError,
     SubmissionOutcomeUnknownError,
     VideoRunLostError,
 )
-from omniflash_prefect.manifest import InvalidManifestError, ManifestRow
-from omniflash_prefect.models import VideoRequest
-from omniflash_prefect.observability import artifact_key
-from omniflash_prefect.tasks import asubmit_video
+from omniflash_prefect.core.models import VideoRequest
+from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator.validation import price_of
+from omniflash_prefect.video.blocks import OmniFlashCredentials
+from omniflash_prefect.video.observability import artifact_key
+from omniflash_prefect.video.tasks import asubmit_video
 from tests.support.server_reads import run_artifacts, stored_events
 
 

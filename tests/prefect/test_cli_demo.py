@@ -22,7 +22,7 @@ from typer.testing import CliRunner, Result
 
 from omniflash_prefect import OmniFlashCredentials
 from omniflash_prefect.cli import app
-from omniflash_prefect.commands import (
+from omniflash_prefect.cli.commands import (
     DEMO_BLOCK_NAME,
     TEMPORARY_SERVER_STARTUP_SECONDS,
     flow_run_ui_url,

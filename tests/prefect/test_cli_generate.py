@@ -25,9 +25,9 @@ from typer.testing import CliRunner, Result
 
 from omniflash_prefect import OmniFlashCredentials, cli
 from omniflash_prefect.cli import app
-from omniflash_prefect.commands import RunProgress, progress_from_artifacts, run_generation
+from omniflash_prefect.cli.commands import RunProgress, progress_from_artifacts, run_generation
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
-from omniflash_prefect.observability import artifact_key
+from omniflash_prefect.video.observability import artifact_key
 
 PROMPT = "A paper lantern rising over a night market, slow upward tilt"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

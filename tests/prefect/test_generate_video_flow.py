@@ -12,9 +12,10 @@ import pytest
 from prefect import artifacts, flow
 from prefect.client.orchestration import get_client
 
-from omniflash_prefect import ArchivedVideo, OmniFlashClient, VideoRequest, generate_video, tasks
+from omniflash_prefect import ArchivedVideo, OmniFlashClient, VideoRequest, generate_video
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
-from omniflash_prefect.observability import artifact_key
+from omniflash_prefect.video import tasks
+from omniflash_prefect.video.observability import artifact_key
 from tests.support.server_reads import omniflash_events, run_artifacts
 
 

@@ -21,7 +21,7 @@ from omniflash_prefect import (
     submit_video,
 )
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
-from omniflash_prefect.submissions import submission_key
+from omniflash_prefect.video.submissions import submission_key
 from tests.support.server_reads import omniflash_events
 
 PROMPT = "A lighthouse at dusk, waves below, slow dolly in"

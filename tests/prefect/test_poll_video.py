@@ -27,9 +27,9 @@ from omniflash_prefect import (
     apoll_video,
     asubmit_video,
     poll_video,
-    tasks,
 )
 from omniflash_prefect.emulator import EmulatorServer
+from omniflash_prefect.video import tasks
 
 
 def prefect_503() -> PrefectHTTPStatusError:

@@ -38,7 +38,7 @@ from omniflash_prefect import (
 )
 from omniflash_prefect.cli import app
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
-from omniflash_prefect.submissions import submission_key
+from omniflash_prefect.video.submissions import submission_key
 from tests.support.s3 import Bucket
 
 REPO = Path(__file__).resolve().parents[2]

@@ -35,9 +35,9 @@ from prefect.filesystems import LocalFileSystem
 from prefect.serializers import JSONSerializer
 
 from omniflash_prefect import OmniFlashCredentials
-from omniflash_prefect.archive import ArchivedVideo
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
-from omniflash_prefect.observability import artifact_key
+from omniflash_prefect.video.archive import ArchivedVideo
+from omniflash_prefect.video.observability import artifact_key
 from tests.support.processes import (
     BIN,
     Background,

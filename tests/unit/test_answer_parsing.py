@@ -14,7 +14,7 @@ from omniflash_prefect import (
     UnexpectedResponseError,
     VideoTask,
 )
-from omniflash_prefect.protocol import (
+from omniflash_prefect.core.protocol import (
     decode_json,
     parse_balance_response,
     parse_submit_response,

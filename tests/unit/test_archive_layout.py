@@ -9,7 +9,7 @@ from prefect.filesystems import LocalFileSystem
 from prefect_aws import S3Bucket
 
 from omniflash_prefect import ArchivedVideo, InvalidTaskIdError, VideoRequest, VideoTask
-from omniflash_prefect.archive import (
+from omniflash_prefect.video.archive import (
     archive_day,
     check_prefix,
     destination_of,
@@ -18,7 +18,12 @@ from omniflash_prefect.archive import (
     staging_path,
     video_key,
 )
-from omniflash_prefect.observability import artifact_key, link_for, render_summary, short_prompt
+from omniflash_prefect.video.observability import (
+    artifact_key,
+    link_for,
+    render_summary,
+    short_prompt,
+)
 
 TASK = VideoTask.model_validate(
     {

@@ -9,7 +9,7 @@ import yaml
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 
-from omniflash_prefect.automations import (
+from omniflash_prefect.video.automations import (
     DEFINITIONS,
     LOST_RUNS,
     STUCK_PENDING_RUNS,

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from omniflash_prefect.batch import (
+from omniflash_prefect.batches.report import (
     ITEM_STATUSES,
     BatchItem,
     BatchReport,
@@ -16,7 +16,7 @@ from omniflash_prefect.batch import (
     report_markdown,
     report_table,
 )
-from omniflash_prefect.errors import (
+from omniflash_prefect.core.errors import (
     AuthenticationError,
     DownloadError,
     GenerationCancelledError,
@@ -28,7 +28,7 @@ from omniflash_prefect.errors import (
     SubmissionOutcomeUnknownError,
     VideoExpiredError,
 )
-from omniflash_prefect.models import VideoRequest
+from omniflash_prefect.core.models import VideoRequest
 
 FOUR = VideoRequest(prompt="a fox in snow", duration=4)
 FOUR_OTHER_PROMPT = VideoRequest(prompt="a kite over a beach", duration=4)

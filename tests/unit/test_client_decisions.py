@@ -31,7 +31,7 @@ from omniflash_prefect import (
     VideoTask,
 )
 from omniflash_prefect.client import SOCKET_READ_BYTES
-from omniflash_prefect.errors import APIConnectionError
+from omniflash_prefect.core.errors import APIConnectionError
 from tests.support.clock import FakeClock
 
 KEY = "sk-unit-test-key"

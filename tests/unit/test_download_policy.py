@@ -19,8 +19,7 @@ from omniflash_prefect import (
     VideoTask,
     validate_task_id,
 )
-from omniflash_prefect.archive import video_key
-from omniflash_prefect.protocol import (
+from omniflash_prefect.core.protocol import (
     check_download_url,
     is_forbidden_address,
     is_loopback_host,
@@ -29,6 +28,7 @@ from omniflash_prefect.protocol import (
     sniff_image_type,
     task_path,
 )
+from omniflash_prefect.video.archive import video_key
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from omniflash_prefect import (
     ServerError,
     UnexpectedResponseError,
 )
-from omniflash_prefect.protocol import error_from_response
+from omniflash_prefect.core.protocol import error_from_response
 
 KEY = "sk-test-secret-key-123"
 

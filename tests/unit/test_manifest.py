@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from omniflash_prefect.manifest import (
+from omniflash_prefect.batches.manifest import (
     MAX_MANIFEST_BYTES,
     InvalidManifestError,
     ManifestError,
@@ -218,7 +218,7 @@ def test_too_large_manifest_file_is_refused_without_reading_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file over the byte limit is refused from its size alone; its bytes are never read."""
-    monkeypatch.setattr("omniflash_prefect.manifest.MAX_MANIFEST_BYTES", 64)
+    monkeypatch.setattr("omniflash_prefect.batches.manifest.MAX_MANIFEST_BYTES", 64)
     small = tmp_path / "small.jsonl"
     small.write_text('{"prompt": "a fox"}\n')
     assert read_manifest_file(small).ok  # under the (patched) limit it is read

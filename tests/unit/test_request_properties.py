@@ -24,10 +24,10 @@ import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
+from omniflash_prefect.core.errors import InvalidVideoRequestError
+from omniflash_prefect.core.models import MODEL_NAME, VideoRequest
 from omniflash_prefect.emulator.errors import ApiError
 from omniflash_prefect.emulator.validation import ValidSubmit, price_of, validate_submit
-from omniflash_prefect.errors import InvalidVideoRequestError
-from omniflash_prefect.models import MODEL_NAME, VideoRequest
 
 #: The fields of ``POST /v1/videos/generations`` (contract, the table under "Submit").
 REQUEST_FIELDS: Final = (

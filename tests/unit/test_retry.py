@@ -20,7 +20,7 @@ from omniflash_prefect import (
     ServerError,
     UnexpectedResponseError,
 )
-from omniflash_prefect.retry import is_retryable, parse_retry_after
+from omniflash_prefect.core.retry import is_retryable, parse_retry_after
 
 NOT_SENT = APIConnectionError("refused", request_sent=False)
 BROKEN = APIConnectionError("reset", request_sent=True)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from omniflash_prefect import InvalidVideoRequestError, VideoRequest
-from omniflash_prefect.models import check_request_fields
+from omniflash_prefect.core.models import check_request_fields
 
 PNG_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 

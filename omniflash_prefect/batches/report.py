@@ -1,0 +1,289 @@
+"""Batches, the pure part: the report, the spend ledger, and what the batch run shows.
+
+No I/O here: :mod:`omniflash_prefect.batches.flow` runs the rows and calls into this module to
+decide whether a row may start (:class:`SpendLedger`), to classify how a row ended
+(:func:`outcome_of_error`) and to render the report (:func:`report_table`, :func:`report_markdown`).
+
+The budget rule, and how far it can be overshot
+-----------------------------------------------
+A row starts only when ``spent + reserved + estimate <= budget``: ``spent`` is the reported cost of
+every finished video, ``reserved`` an estimate for each video in flight. The estimate of a row is
+the explicit ``cost_estimate`` if given, else the highest cost already observed for the same
+duration and resolution. A row with no estimate yet is a *probe*: it starts only when nothing else
+of unknown price is in flight and the known spend is under the budget, so the budget is overshot by
+at most one video's cost (the probe's), and only when the estimates are not below the real prices.
+A probe that ends without a known cost (the provider reported none, or it failed after it may
+have been paid) makes its class unpriceable: its other rows are skipped unless ``cost_estimate``
+is given.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from omniflash_prefect.core.errors import (
+    AuthenticationError,
+    GenerationCancelledError,
+    GenerationFailedError,
+    InvalidRequestError,
+    PaymentRequiredError,
+    RateLimitedError,
+)
+from omniflash_prefect.core.models import VideoRequest
+from omniflash_prefect.video.observability import short_prompt
+
+ItemStatus = Literal["archived", "failed", "skipped_invalid", "skipped_budget", "not_submitted"]
+ITEM_STATUSES: tuple[ItemStatus, ...] = (
+    "archived",
+    "failed",
+    "skipped_invalid",
+    "skipped_budget",
+    "not_submitted",
+)
+Decision = Literal["start", "wait", "skip"]
+
+
+class BatchItem(BaseModel):
+    """How one manifest row ended."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(description="The row id (given, or row-<line>).")
+    line: int | None = Field(default=None, description="Manifest line, when read from a file.")
+    prompt: str | None = Field(default=None, description="The row's prompt.")
+    status: ItemStatus
+    task_id: str | None = Field(default=None, description="Provider task id, once submitted.")
+    location: str | None = Field(default=None, description="Where the video was archived.")
+    sha256: str | None = Field(default=None, description="SHA-256 of the archived video.")
+    cost: float | None = Field(default=None, description="What the provider charged.")
+    seconds: float | None = Field(default=None, description="Wall time of the row in this run.")
+    error: str | None = Field(default=None, description="Why the row did not get archived.")
+    flow_run_id: str | None = Field(default=None, description="The row's generate_video run.")
+    resumed: bool = Field(
+        default=False, description="Already archived by an earlier run of this batch."
+    )
+    runs: int = Field(
+        default=0,
+        description=(
+            "Video runs the row took in this batch run: more than 1 when a run was lost (its "
+            "worker died) and the row ran again."
+        ),
+    )
+
+
+class BatchReport(BaseModel):
+    """What a batch did: one item per row, in manifest order, and the totals."""
+
+    model_config = ConfigDict(frozen=True)
+
+    batch_id: str
+    items: tuple[BatchItem, ...]
+    counts: dict[str, int]
+    total_cost: float
+    wall_seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """True when every row was archived."""
+        return all(item.status == "archived" for item in self.items)
+
+    @classmethod
+    def of(cls, batch_id: str, items: list[BatchItem], wall_seconds: float) -> BatchReport:
+        """The report of these items: counts per status (all statuses listed) and total cost."""
+        tally = Counter(item.status for item in items)
+        return cls(
+            batch_id=batch_id,
+            items=tuple(items),
+            counts={status: tally.get(status, 0) for status in ITEM_STATUSES},
+            total_cost=round(sum(item.cost or 0.0 for item in items), 6),
+            wall_seconds=round(wall_seconds, 3),
+        )
+
+    def headline(self) -> str:
+        """One line: how many rows were archived, the rest by status, and the cost."""
+        rest = ", ".join(
+            f"{count} {status.replace('_', ' ')}"
+            for status, count in self.counts.items()
+            if count and status != "archived"
+        )
+        return (
+            f"{self.counts.get('archived', 0)} of {len(self.items)} videos archived"
+            + (f" ({rest})" if rest else "")
+            + f", total cost {self.total_cost:g}"
+        )
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    """How a row's generation attempt failed, as the batch must act on it."""
+
+    status: ItemStatus
+    retry: bool = False  # refused for now (429): try the row again later
+    stop_submissions: bool = False  # no later submission can succeed (402, 401)
+    paid: bool = False  # the video may have been paid for (count its estimate as spent)
+
+
+def outcome_of_error(error: BaseException | type[BaseException]) -> RowOutcome:
+    """What the batch does after a row's run raised ``error``.
+
+    A 429 that outlived the client's retries is a certain refusal, so the row is tried again after
+    a pause. 402 (balance) and 401 (key) refuse every later submission too. A failed or cancelled
+    generation costs nothing per the API. ``error`` may be an exception or its class (all that is
+    known of a deployment run's failure). Anything else happened after the video may have been
+    paid for (a lost submit answer, a download error, a poll timeout): the row failed, and its
+    estimate counts as spent.
+    """
+    kind = error if isinstance(error, type) else type(error)
+    if issubclass(kind, RateLimitedError):
+        return RowOutcome("not_submitted", retry=True)
+    if issubclass(kind, PaymentRequiredError | AuthenticationError):
+        return RowOutcome("not_submitted", stop_submissions=True)
+    if issubclass(kind, InvalidRequestError | GenerationFailedError | GenerationCancelledError):
+        return RowOutcome("failed")
+    return RowOutcome("failed", paid=True)
+
+
+def price_class(request: VideoRequest) -> tuple[int, str]:
+    """Videos of the same duration and resolution are assumed to cost the same."""
+    return (request.duration, request.resolution)
+
+
+@dataclass
+class SpendLedger:
+    """Spend so far, reservations in flight, and the budget rule (see the module docstring)."""
+
+    budget: float | None = None
+    cost_estimate: float | None = None
+    spent: float = 0.0
+    _reserved: dict[str, float | None] = field(default_factory=dict)
+    _observed: dict[tuple[int, str], float] = field(default_factory=dict)
+    _unpriced: set[tuple[int, str]] = field(default_factory=set)
+
+    def estimate(self, request: VideoRequest) -> float | None:
+        """The expected cost of a request, or None when nothing is known about its price yet."""
+        if self.cost_estimate is not None:
+            return self.cost_estimate
+        return self._observed.get(price_class(request))
+
+    @property
+    def in_flight(self) -> int:
+        """Rows started and not yet settled."""
+        return len(self._reserved)
+
+    @property
+    def committed(self) -> float:
+        """Spent plus the known estimates of the rows in flight."""
+        return self.spent + sum(value or 0.0 for value in self._reserved.values())
+
+    def decide(self, request: VideoRequest) -> Decision:
+        """Start the row now, wait for a row in flight to settle, or skip it for the budget."""
+        if self.budget is None:
+            return "start"
+        estimate = self.estimate(request)
+        if estimate is None and price_class(request) in self._unpriced:
+            return "skip"  # a video of this class was paid and its price never learnt
+        if estimate is None:
+            if any(value is None for value in self._reserved.values()):
+                return "wait"  # one probe of unknown price at a time
+            fits = self.committed < self.budget
+        else:
+            fits = self.committed + estimate <= self.budget
+        if fits:
+            return "start"
+        return "wait" if self._reserved else "skip"
+
+    def reserve(self, row_id: str, request: VideoRequest) -> None:
+        """Hold the row's estimate while it is in flight."""
+        self._reserved[row_id] = self.estimate(request)
+
+    def settle(self, row_id: str, request: VideoRequest, cost: float | None) -> None:
+        """The row finished and was charged ``cost`` (None: unknown, count the estimate)."""
+        estimate = self._reserved.pop(row_id, None)
+        if cost is None:
+            charged = estimate if estimate is not None else self.estimate(request)
+            if charged is None:  # a probe, maybe paid, price still unknown: no more probes
+                self._unpriced.add(price_class(request))
+            self.spent = round(self.spent + (charged or 0.0), 6)
+        else:
+            self.record_cost(request, cost)
+
+    def release(self, row_id: str) -> None:
+        """The row was refused, or its generation failed: nothing was charged, nothing learnt."""
+        self._reserved.pop(row_id, None)
+
+    def record_cost(self, request: VideoRequest, cost: float | None) -> None:
+        """Count a charge (e.g. of a row archived by an earlier run) and learn its price class."""
+        if cost is None:
+            cost = self.estimate(request) or 0.0
+        else:
+            key = price_class(request)
+            self._observed[key] = max(cost, self._observed.get(key, 0.0))
+        self.spent = round(self.spent + cost, 6)
+
+
+def report_table(report: BatchReport) -> list[dict[str, object]]:
+    """The rows of the batch's table artifact: one per video, with the run that made it."""
+    return [
+        {
+            "id": item.id,
+            "prompt": short_prompt(item.prompt or "", 60),
+            "status": item.status + (" (earlier run)" if item.resumed else ""),
+            "task_id": item.task_id or "",
+            "cost": "" if item.cost is None else f"{item.cost:g}",
+            "seconds": "" if item.seconds is None else f"{item.seconds:.1f}",
+            "runs": item.runs,
+            "location_or_error": item.location or item.error or "",
+            "flow_run": item.flow_run_id or "",
+        }
+        for item in report.items
+    ]
+
+
+def report_markdown(
+    report: BatchReport,
+    *,
+    budget: float | None = None,
+    run_url: Callable[[str], str | None] | None = None,
+) -> str:
+    """The batch's markdown summary: counts, total cost, wall time, and every row that was not
+    archived, linked to its video run (``run_url`` turns a flow run id into its page)."""
+    lines = [
+        f"# Batch {report.batch_id}",
+        "",
+        report.headline() + ".",
+        "",
+        "| Status | Videos |",
+        "|---|---|",
+        *(f"| {status} | {count} |" for status, count in report.counts.items()),
+        "",
+        f"- Total cost: {report.total_cost:g}" + (f" (budget {budget:g})" if budget else ""),
+        f"- Wall time: {report.wall_seconds:.1f} s",
+        f"- Re-run with batch_id `{report.batch_id}` to resume: archived rows are kept, "
+        "submitted rows are polled, only rows never submitted are submitted.",
+    ]
+    unfinished = [item for item in report.items if item.status != "archived"]
+    if unfinished:
+        lines += [
+            "",
+            "## Rows not archived",
+            "",
+            "| Row | Status | Task id | Run |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {item.id} | {item.status} | {item.task_id or ''} | {_run_link(item, run_url)} |"
+            for item in unfinished
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _run_link(item: BatchItem, run_url: Callable[[str], str | None] | None) -> str:
+    if item.flow_run_id is None:
+        return ""
+    url = run_url(item.flow_run_id) if run_url is not None else None
+    return f"[{item.flow_run_id}]({url})" if url else item.flow_run_id

@@ -1,0 +1,171 @@
+"""How a batch runs one row's video: a ``generate_video`` subflow in the batch's own process, or a
+run of the ``generate-video`` deployment that any worker of its pool picks up.
+
+A runner returns what the video run ended with (its :class:`ArchivedVideo`, or the error that
+stopped it) and the run's id; the batch (:mod:`omniflash_prefect.batches.flow`) decides from that
+whether the row is archived, failed, refused for now, or lost and to be run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prefect import tags
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.exceptions import FlowRunWaitTimeout
+from prefect.flow_runs import wait_for_flow_run
+from prefect.states import Crashed
+
+from omniflash_prefect.batches.manifest import ManifestRow
+from omniflash_prefect.core import errors
+from omniflash_prefect.core.models import VideoRequest
+from omniflash_prefect.video.archive import ArchivedVideo
+from omniflash_prefect.video.flows import agenerate_video
+
+#: What a row's video run ended with (its archived video, or the error that stopped it) and
+#: the run's id; a runner raises only when the run could not even be started.
+RowRun = tuple[ArchivedVideo | BaseException, str | None]
+#: Called with the id of a row's video run as soon as it exists.
+RunStarted = Callable[[str], None]
+RowRunner = Callable[[ManifestRow, dict[str, Any], RunStarted], Awaitable[RowRun]]
+
+
+class RemoteRunError(errors.OmniFlashError):
+    """A ``generate-video`` deployment run did not complete; ``error_type`` is its exception's
+    class when it is one of this package's (used to decide whether to retry or stop)."""
+
+    def __init__(self, message: str, error_type: type[BaseException] | None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def _row_parameters(row: ManifestRow, common: dict[str, Any]) -> dict[str, Any]:
+    request: VideoRequest = row.request
+    return {
+        "prompt": request.prompt,
+        "duration": request.duration,
+        "resolution": request.resolution,
+        "aspect_ratio": request.aspect_ratio,
+        "image_urls": list(request.image_urls) or None,
+        "video_urls": list(request.video_urls) or None,
+        "credentials_block": common["credentials_block"],
+        "storage_block": common["storage_block"],
+        "archive_prefix": common["archive_prefix"],
+        "idempotency_key": common["key"],
+        "result_storage_block": common["result_storage_block"],
+    }
+
+
+async def run_as_subflow(row: ManifestRow, common: dict[str, Any], started: RunStarted) -> RowRun:
+    """One row as a ``generate_video`` subflow run in this process (which cannot lose it)."""
+    request = row.request
+    # Created with its tags, so the run does not have to add them (one write less per video).
+    with tags("omniflash", request.resolution, f"{request.duration}s"):
+        state = await agenerate_video(**_row_parameters(row, common), return_state=True)
+    run_id = state.state_details.flow_run_id
+    if run_id is not None:
+        started(str(run_id))
+    outcome: object = await state.aresult(raise_on_failure=False)
+    if not isinstance(outcome, ArchivedVideo | BaseException):
+        outcome = TypeError(f"generate_video returned {type(outcome).__name__}")
+    return outcome, str(run_id) if run_id else None
+
+
+def deployment_runner(deployment: str, row_timeout_seconds: float) -> RowRunner:
+    """Rows as runs of the ``generate-video`` deployment, picked up by its pool's workers.
+
+    A run set ``Crashed`` (its worker died and the lost-runs automation noticed), or with no
+    final state after ``row_timeout_seconds`` (then set ``Crashed`` here), is a
+    :class:`~omniflash_prefect.core.errors.VideoRunLostError`: the batch runs the row again.
+    """
+    deployment_env: asyncio.Future[dict[str, str]] | None = None
+
+    async def run(row: ManifestRow, common: dict[str, Any], started: RunStarted) -> RowRun:
+        nonlocal deployment_env
+        results = common["result_storage_block"]
+        job_variables = None
+        if results:
+            # The run's own result (read back below) must land where this process can read it,
+            # whichever machine runs it; an ``env`` replaces the deployment's, so it is merged.
+            deployment_env = deployment_env or asyncio.ensure_future(_env_of(deployment))
+            env = {**await deployment_env, "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": results}
+            job_variables = {"env": env}
+        created: FlowRun = await run_deployment(  # type: ignore[misc]
+            deployment,
+            parameters=_row_parameters(row, common),
+            timeout=0,  # created, not awaited: awaited below, with the row's deadline
+            as_subflow=True,
+            tags=["omniflash", "omniflash-batch"],
+            job_variables=job_variables,
+        )
+        started(str(created.id))
+        try:
+            finished: FlowRun = await wait_for_flow_run(
+                created.id, timeout=math.ceil(row_timeout_seconds)
+            )
+        except FlowRunWaitTimeout:
+            return await _give_up_on(created, row_timeout_seconds), str(created.id)
+        state = finished.state
+        if state is not None and state.is_crashed():
+            lost = errors.VideoRunLostError(f"run {finished.name} crashed: {state.message}")
+            return lost, str(finished.id)
+        if state is None or not state.is_completed():
+            return await _remote_failure(finished), str(finished.id)
+        archived = await state.aresult()
+        if isinstance(archived, dict):
+            archived = ArchivedVideo.model_validate(archived)
+        if not isinstance(archived, ArchivedVideo):
+            archived = TypeError(f"the generate-video run returned {type(archived).__name__}")
+        return archived, str(finished.id)
+
+    return run
+
+
+async def _env_of(deployment: str) -> dict[str, str]:
+    """The ``env`` job variable of a deployment (e.g. its heartbeat frequency)."""
+    async with get_client() as client:
+        found = await client.read_deployment_by_name(deployment)
+    env = (found.job_variables or {}).get("env") or {}
+    return {str(name): str(value) for name, value in dict(env).items()}
+
+
+async def _give_up_on(run: FlowRun, row_timeout_seconds: float) -> errors.VideoRunLostError:
+    """Set a run that outlived its row's deadline ``Crashed``: whatever it still does, the
+    batch no longer waits for it (a late run that goes on cannot pay or download twice)."""
+    message = (
+        f"no final state within {row_timeout_seconds:g} s (the row's deadline); the batch "
+        "gave up on it"
+    )
+    async with get_client() as client:
+        await client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+    return errors.VideoRunLostError(f"run {run.name}: {message}")
+
+
+async def _remote_failure(finished: FlowRun) -> RemoteRunError:
+    """The error of a deployment run that did not complete, typed when it is one of ours."""
+    state = finished.state
+    message = state.message if state and state.message else "no message"
+    error: object = None
+    if state is not None:
+        with contextlib.suppress(Exception):
+            error = await state.aresult(raise_on_failure=False)
+    error_type = type(error) if isinstance(error, BaseException) else None
+    if error_type is None or not issubclass(error_type, errors.OmniFlashError):
+        error_type = next(
+            (
+                candidate
+                for name, candidate in vars(errors).items()
+                if isinstance(candidate, type)
+                and issubclass(candidate, errors.OmniFlashError)
+                and f"{name}:" in message
+            ),
+            None,
+        )
+    state_name = state.name if state else "unknown"
+    return RemoteRunError(f"run {finished.name} ended {state_name}: {message}", error_type)

@@ -1,0 +1,644 @@
+"""A thin async client for the Omni-Flash-Ext API: the only module here that does network I/O.
+
+It sends what :mod:`omniflash_prefect.core.protocol` builds, reads answers with it, retries as
+:mod:`omniflash_prefect.core.retry` decides and polls as :mod:`omniflash_prefect.core.polling`
+schedules.
+The transport, the sleep and the clock are injectable, so tests wire it to the emulator or to a
+fake clock without monkeypatching.
+
+A submit is paid and the provider has no idempotency key: it is sent again only when the provider
+certainly did not accept it, and any doubt raises :class:`SubmissionOutcomeUnknownError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import os
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Self
+from urllib.parse import urljoin
+
+import httpcore  # httpx's own transport; see _read_sockets_in_bigger_pieces
+import httpx
+from pydantic import SecretStr
+
+from omniflash_prefect.core import protocol
+from omniflash_prefect.core.errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    DownloadError,
+    GenerationCancelledError,
+    GenerationFailedError,
+    InvalidVideoRequestError,
+    OmniFlashError,
+    PollTimeoutError,
+    RequestProblem,
+    SubmissionOutcomeUnknownError,
+    UnexpectedResponseError,
+    UnsafeDownloadURLError,
+    VideoExpiredError,
+    VideoTooLargeError,
+    redact,
+)
+from omniflash_prefect.core.models import (
+    KNOWN_STATUSES,
+    Balance,
+    DownloadedVideo,
+    VideoRequest,
+    VideoTask,
+    validate_task_id,
+)
+from omniflash_prefect.core.polling import PollSchedule
+from omniflash_prefect.core.retry import (
+    Operation,
+    RetryPolicy,
+    retry_after_of,
+    submission_certainly_refused,
+)
+from omniflash_prefect.settings import DEFAULT_BASE_URL, OmniFlashSettings
+
+logger = logging.getLogger("omniflash_prefect")
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+#: Host, port -> the IP addresses a connection to them may reach.
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+TaskCallback = Callable[[VideoTask], Awaitable[None]]
+
+_DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_MAX_REDIRECTS = 5
+#: The largest API answer read; real ones are well under a kilobyte.
+MAX_API_ANSWER_BYTES = 1024 * 1024
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_EXPIRED_STATUSES = frozenset({403, 410})
+#: Content types that are never a video (``text/*`` neither): an error page or API answer.
+_NOT_VIDEO_TYPES = frozenset({"application/json", "application/xml", "application/xhtml+xml"})
+
+
+#: Bytes read from a socket at once. httpcore reads 64 KiB at a time and every read is a trip
+#: through h11, httpcore and httpx; on a fast link those trips, not the network, bound a
+#: download (benchmarks/README.md, "Archive throughput").
+SOCKET_READ_BYTES = 256 * 1024
+
+
+@functools.cache
+def _read_sockets_in_bigger_pieces() -> None:
+    """Let httpcore read up to :data:`SOCKET_READ_BYTES` per call (it never lowers a larger size).
+
+    asyncio hands received data over in pieces of up to 256 KiB; reading them whole makes a
+    download a quarter of the trips through the HTTP stack, which saves more CPU than the
+    archive's SHA-256 costs. It is httpcore's class attribute, so it applies process-wide: only
+    the size of a read changes, never what is read.
+    """
+    connection = httpcore.AsyncHTTP11Connection
+    current = getattr(connection, "READ_NUM_BYTES", None)
+    if isinstance(current, int) and current < SOCKET_READ_BYTES:
+        connection.READ_NUM_BYTES = SOCKET_READ_BYTES
+
+
+def _verify_context() -> ssl.SSLContext:
+    """The TLS context httpx would build for ``verify=True``, built once per CA setting.
+
+    httpx builds a fresh context (loading the whole CA bundle, tens of milliseconds of CPU) for
+    every client; a batch makes several clients per video, so they share one. Keyed by the
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` variables httpx reads, so changing them still applies.
+    """
+    return _context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    del cert_file, cert_dir  # the cache key: create_ssl_context reads them from the environment
+    return httpx.create_ssl_context()
+
+
+class OmniFlashClient:
+    """Submit, poll, download: one async client per event loop, used as an async context manager.
+
+    Example::
+
+        async with OmniFlashClient(api_key) as client:
+            task_id = await client.submit(VideoRequest(prompt="a paper boat on a pond"))
+            task = await client.wait(task_id)
+            video = await client.download(task.video_url, Path("boat.mp4"))
+    """
+
+    def __init__(
+        self,
+        api_key: str | SecretStr,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: httpx.Timeout | float = _DEFAULT_TIMEOUT,
+        retry_policy: RetryPolicy | None = None,
+        poll_schedule: PollSchedule | None = None,
+        max_download_bytes: int = 4 * 1024**3,
+        download_attempts: int = 5,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+        resolve: Resolve | None = None,
+    ) -> None:
+        secret = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+        if not secret or not secret.strip():
+            raise ValueError("an API key is required (set OMNIFLASH_API_KEY or use a block)")
+        self._api_key = secret
+        self.base_url = base_url.rstrip("/")
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.poll_schedule = poll_schedule or PollSchedule()
+        self.max_download_bytes = max_download_bytes
+        self.download_attempts = download_attempts
+        self._sleep = sleep
+        self._clock = clock
+        # Video hosts are resolved and checked before connecting. An injected transport makes
+        # its own connections, so then only an injected resolver is used.
+        self._resolve = resolve if resolve is not None or transport is not None else resolve_host
+        # httpx bounds each read; this bounds a whole answer, however it trickles in.
+        self._call_seconds = _whole_call_seconds(timeout)
+        _read_sockets_in_bigger_pieces()
+        # No default Authorization header: the key is added to API calls only, so it never
+        # travels to the CDN host a result URL points at.
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": protocol.user_agent(f"httpx/{httpx.__version__}")},
+            follow_redirects=False,
+            verify=_verify_context(),
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: OmniFlashSettings | None = None, **overrides: Any
+    ) -> OmniFlashClient:
+        """A client configured from ``OMNIFLASH_*`` settings; keyword arguments win."""
+        settings = settings or OmniFlashSettings()
+        if settings.api_key is None and "api_key" not in overrides:
+            raise ValueError(
+                "no API key: set OMNIFLASH_API_KEY, name a credentials block, "
+                "or try the emulator with 'omniflash demo'"
+            )
+        options: dict[str, Any] = {
+            "api_key": settings.api_key,
+            "base_url": settings.base_url,
+            "timeout": httpx.Timeout(
+                settings.request_timeout_seconds, connect=settings.connect_timeout_seconds
+            ),
+            "retry_policy": settings.retry_policy(),
+            "poll_schedule": settings.poll_schedule(),
+            "max_download_bytes": settings.max_download_bytes,
+            "download_attempts": settings.download_attempts,
+        }
+        options.update(overrides)
+        return cls(**options)
+
+    def __repr__(self) -> str:
+        return f"OmniFlashClient(base_url={self.base_url!r}, api_key=SecretStr('**********'))"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    # -- API calls ---------------------------------------------------------------------------
+
+    async def submit(self, request: VideoRequest) -> str:
+        """Submit ``request`` (a paid call) and return its task id.
+
+        Retried only on connection refusal and 429, where the provider certainly did not accept
+        it; any other failure after the body may have been sent raises
+        :class:`SubmissionOutcomeUnknownError` carrying ``request.fingerprint()``.
+        """
+        body = request.to_api_body()
+        try:
+            answer = await self._call("POST", protocol.SUBMIT_PATH, "submit", json=body)
+            return protocol.parse_submit_response(answer, api_key=self._api_key)
+        except OmniFlashError as exc:
+            if submission_certainly_refused(exc):
+                raise
+            raise SubmissionOutcomeUnknownError(request.fingerprint(), exc) from exc
+
+    async def get_task(self, task_id: str) -> VideoTask:
+        """Read a task's status once (transient errors retried per the retry policy)."""
+        body = await self._call("GET", protocol.task_path(task_id), "idempotent")
+        task = protocol.parse_task_response(body, api_key=self._api_key)
+        if task.id != task_id:
+            raise UnexpectedResponseError(
+                f"asked for task {task_id} but the API answered for task {task.id}",
+                status_code=200,
+            )
+        return task
+
+    async def get_balance(self, *, account: bool = False) -> Balance:
+        """The remaining balance of this key, or of the whole account with ``account=True``."""
+        path = protocol.ACCOUNT_BALANCE_PATH if account else protocol.BALANCE_PATH
+        return protocol.parse_balance_response(await self._call("GET", path, "idempotent"))
+
+    async def upload_image(self, path: str | os.PathLike[str]) -> str:
+        """Upload a local JPEG, PNG, WebP or GIF (up to 20 MB) and return its URL (lives 72 h).
+
+        The file is checked first, so a wrong file is refused before anything is sent.
+        """
+        image = Path(path)
+        content = _read_image(image)
+        content_type = protocol.sniff_image_type(content[:16])
+        if content_type is None:
+            raise _image_refusal(image, "is not a JPEG, PNG, WebP or GIF image")
+        files = {"file": (image.name, content, content_type)}
+        body = await self._call("POST", protocol.UPLOAD_IMAGE_PATH, "idempotent", files=files)
+        return protocol.parse_upload_response(body).url
+
+    async def wait(
+        self,
+        task_id: str,
+        *,
+        max_wait_seconds: float | None = None,
+        first_poll_delay: float | None = None,
+        on_update: TaskCallback | None = None,
+    ) -> VideoTask:
+        """Poll until the task completes and return it; raise if it fails, is cancelled or stalls.
+
+        One loop per video, paced by the poll schedule, with an overall deadline that holds even
+        when every call hangs. Transient errors while polling are logged and survived.
+        ``first_poll_delay`` defaults to the schedule's (pass 0 when resuming an old task);
+        ``on_update`` is awaited with every status read, e.g. to report progress.
+        """
+        task_id = validate_task_id(task_id)
+        schedule = self.poll_schedule
+        budget = schedule.timeout_seconds if max_wait_seconds is None else max_wait_seconds
+        started = self._clock()
+        deadline = started + budget
+        delay = schedule.first_delay_seconds if first_poll_delay is None else first_poll_delay
+        last_status: str | None = None
+        unknown_seen: set[str] = set()
+        while True:
+            await self._sleep(max(min(delay, deadline - self._clock()), 0.0))
+            task = await self._poll_once(task_id, deadline)
+            if task is not None:
+                if task.status != last_status:
+                    logger.info("task %s is %s (progress %s)", task_id, task.status, task.progress)
+                    last_status = task.status
+                if task.status not in KNOWN_STATUSES and task.status not in unknown_seen:
+                    unknown_seen.add(task.status)
+                    logger.warning(
+                        "task %s has status %r, unknown to this package: still waiting",
+                        task_id,
+                        task.status,
+                    )
+                if on_update is not None:
+                    await on_update(task)
+                if task.phase == "completed":
+                    return task
+                if task.phase == "failed":
+                    error = task.error
+                    raise GenerationFailedError(
+                        task_id,
+                        error_code=error.code if error else None,
+                        error_message=error.message if error else None,
+                    )
+                if task.phase == "cancelled":
+                    raise GenerationCancelledError(task_id)
+            elapsed = self._clock() - started
+            if self._clock() >= deadline:
+                raise PollTimeoutError(task_id, waited_seconds=elapsed, last_status=last_status)
+            delay = (
+                schedule.interval_after(task, elapsed)
+                if task is not None
+                else schedule.min_interval_seconds
+            )
+
+    async def _poll_once(self, task_id: str, deadline: float) -> VideoTask | None:
+        """One status read bounded by the deadline; a transient failure gives None."""
+        remaining = max(deadline - self._clock(), 0.0)
+        try:
+            return await asyncio.wait_for(self.get_task(task_id), timeout=max(remaining, 1.0))
+        except TimeoutError:
+            logger.warning("reading task %s hung past the poll deadline", task_id)
+        except (APIConnectionError, UnexpectedResponseError) as exc:
+            logger.warning("reading task %s failed, will poll again: %s", task_id, exc)
+        except APIError as exc:
+            if exc.status_code < 500 and exc.status_code != 429:
+                raise
+            logger.warning("reading task %s failed, will poll again: %s", task_id, exc)
+        return None
+
+    # -- downloads ---------------------------------------------------------------------------
+
+    async def download(
+        self, url: str, destination: str | os.PathLike[str], *, expected_size: int | None = None
+    ) -> DownloadedVideo:
+        """Stream the video at ``url`` to ``destination`` and return its size and SHA-256.
+
+        Never holds the video in memory. Bytes go to ``<destination>.part`` and are renamed into
+        place only when complete, so a partial file never carries the final name. A broken
+        transfer resumes with an HTTP ``Range`` request (restarting when the server ignores it);
+        a refused URL (403/410) raises :class:`VideoExpiredError`.
+        """
+        target = Path(destination)
+        part = target.with_name(target.name + ".part")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with part.open("wb") as sink:
+                size, digest = await self._download_into(url, sink, expected_size)
+            os.replace(part, target)
+        finally:
+            part.unlink(missing_ok=True)
+        return DownloadedVideo(path=target, size_bytes=size, sha256=digest)
+
+    async def _download_into(
+        self, url: str, sink: BinaryIO, expected_size: int | None
+    ) -> tuple[int, str]:
+        hasher = hashlib.sha256()
+        written = 0
+        total = expected_size
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._open_download(url, written) as response:
+                    if written and response.status_code == 200:
+                        # The server ignored the Range header: start over from byte 0.
+                        sink.seek(0)
+                        sink.truncate()
+                        hasher = hashlib.sha256()
+                        written = 0
+                    total = self._announced_total(response, written, total)
+                    # Chunks as they arrive: re-buffering into fixed sizes cost more CPU than
+                    # the SHA-256 (about 1 s per GiB, measured in benchmarks/).
+                    async for chunk in response.aiter_raw():
+                        written += len(chunk)
+                        if written > self.max_download_bytes:
+                            raise VideoTooLargeError(
+                                f"the video exceeds the {self.max_download_bytes}-byte cap"
+                            )
+                        hasher.update(chunk)
+                        sink.write(chunk)
+                if total is None or written == total:
+                    sink.flush()
+                    return written, hasher.hexdigest()
+                if written > total:
+                    raise DownloadError(
+                        f"the server sent {written} bytes but announced {total}; refusing"
+                    )
+                problem = f"the transfer ended after {written} of {total} bytes"
+            except (httpx.TransportError, _TransientDownloadError) as exc:
+                problem = f"the transfer broke after {written} bytes ({exc or type(exc).__name__})"
+            if attempt >= self.download_attempts:
+                raise DownloadError(f"{problem}; gave up after {attempt} attempts")
+            logger.warning("download of %s: %s; resuming", _safe_url(url), problem)
+            await self._sleep(self.retry_policy.delay(attempt))
+
+    def _open_download(self, url: str, offset: int) -> _DownloadStream:
+        return _DownloadStream(self._http, url, offset, self._resolve)
+
+    def _announced_total(
+        self, response: httpx.Response, offset: int, known: int | None
+    ) -> int | None:
+        """The full size the server announces, checked against the cap and what we know."""
+        total: int | None = None
+        if response.status_code == 206:
+            content_range = protocol.parse_content_range(response.headers.get("content-range"))
+            if content_range is None or content_range[0] != offset:
+                raise DownloadError(
+                    "the server resumed the download at the wrong offset "
+                    f"({response.headers.get('content-range')!r}, expected byte {offset})"
+                )
+            total = content_range[2]
+        length = response.headers.get("content-length")
+        if total is None and length is not None and length.isdigit():
+            total = offset + int(length)
+        if total is not None and total > self.max_download_bytes:
+            raise VideoTooLargeError(
+                f"the video is {total} bytes, over the {self.max_download_bytes}-byte cap"
+            )
+        if known is not None and total is not None and known != total:
+            raise DownloadError(f"the video is {total} bytes where {known} were expected")
+        return total if total is not None else known
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _call(self, method: str, path: str, operation: Operation, **kwargs: Any) -> Any:
+        """Send one API call with the retry policy; return the decoded JSON body."""
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with asyncio.timeout(self._call_seconds):
+                    response = await self._send_capped(method, path, headers=headers, **kwargs)
+            except TimeoutError:  # each read was quick, the whole answer was not
+                error: OmniFlashError = APITimeoutError(
+                    f"the API took over {self._call_seconds:g} s to answer {method} {path}",
+                    request_sent=True,
+                )
+            except httpx.TransportError as exc:
+                error = _connection_error(exc, self._api_key)
+            else:
+                if response.is_success:
+                    return protocol.decode_json(response)
+                error = protocol.error_from_response(response, api_key=self._api_key)
+            if not self.retry_policy.should_retry(error, operation, attempt):
+                raise error
+            delay = self.retry_policy.delay(attempt, retry_after=retry_after_of(error))
+            logger.warning(
+                "%s %s failed (%s); retry %d in %.1f s", method, path, error, attempt, delay
+            )
+            await self._sleep(delay)
+
+    async def _send_capped(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send an API call and read its answer, refusing one over ``MAX_API_ANSWER_BYTES``
+        (an API answer is a few hundred bytes; a huge one must not fill the memory)."""
+        request = self._http.build_request(method, path, **kwargs)
+        response = await self._http.send(request, stream=True)
+        try:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_API_ANSWER_BYTES:
+                    raise UnexpectedResponseError(
+                        f"the API answered {method} {path} with more than "
+                        f"{MAX_API_ANSWER_BYTES} bytes; refusing to read it",
+                        status_code=response.status_code,
+                    )
+        finally:
+            await response.aclose()
+        # The body is decoded already: hand it on without its transfer headers.
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code, headers=headers, content=bytes(body), request=request
+        )
+
+
+class _TransientDownloadError(Exception):
+    """A video host answer worth retrying (5xx, 429), handled like a broken transfer."""
+
+
+class _DownloadStream:
+    """An async context manager around one streamed GET, following safe redirects only.
+
+    Each hop is checked with :func:`protocol.check_download_url`, so a redirect cannot lead to
+    another scheme or an internal host, and no API key is ever sent along.
+    """
+
+    def __init__(
+        self, http: httpx.AsyncClient, url: str, offset: int, resolve: Resolve | None
+    ) -> None:
+        self._http = http
+        self._url = url
+        self._offset = offset
+        self._resolve = resolve
+        self._response: httpx.Response | None = None
+
+    async def __aenter__(self) -> httpx.Response:
+        url = self._url
+        # identity: the bytes on disk must be the file itself, and Content-Length must count them.
+        headers = {"Accept-Encoding": "identity"}
+        if self._offset:
+            headers["Range"] = f"bytes={self._offset}-"
+        for _ in range(_MAX_REDIRECTS + 1):
+            protocol.check_download_url(url)
+            try:
+                request = self._http.build_request("GET", url, headers=headers)
+            except (httpx.InvalidURL, UnicodeError) as exc:
+                raise UnsafeDownloadURLError(f"refusing a URL httpx cannot use: {exc}") from None
+            if self._resolve is not None:
+                port = request.url.port or (443 if request.url.scheme == "https" else 80)
+                for address in await self._resolve(request.url.host, port):
+                    _refuse_forbidden(request.url.host, address)
+            try:
+                response = await self._http.send(request, stream=True)
+            except (httpx.InvalidURL, UnicodeError) as exc:  # e.g. a Location httpx cannot parse
+                raise UnsafeDownloadURLError(f"refusing an unusable redirect: {exc}") from None
+            peer = _peer_address(response)
+            if peer is not None and protocol.is_forbidden_address(peer):
+                await response.aclose()  # connected after all (a DNS change): read nothing
+                _refuse_forbidden(request.url.host, peer)
+            if response.status_code in _REDIRECT_STATUSES and "location" in response.headers:
+                await response.aclose()
+                try:
+                    url = urljoin(url, response.headers["location"])
+                except ValueError:
+                    raise UnsafeDownloadURLError(
+                        f"refusing a redirect to a malformed URL {response.headers['location']!r}"
+                    ) from None
+                continue
+            if response.status_code in _EXPIRED_STATUSES:
+                await response.aclose()
+                raise VideoExpiredError(
+                    f"the video URL was refused (HTTP {response.status_code}): result URLs expire "
+                    "about 24 hours after the task completes; read the task again for a fresh URL"
+                )
+            if response.status_code not in (200, 206):
+                await response.aclose()
+                if response.status_code >= 500 or response.status_code == 429:
+                    raise _TransientDownloadError(f"HTTP {response.status_code}")
+                raise DownloadError(f"the video URL answered HTTP {response.status_code}")
+            content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type.startswith("text/") or content_type in _NOT_VIDEO_TYPES:
+                await response.aclose()
+                raise DownloadError(
+                    f"the video URL answered {content_type!r} content, not a video "
+                    "(an error page?); nothing was archived"
+                )
+            self._response = response
+            return response
+        raise DownloadError(f"more than {_MAX_REDIRECTS} redirects for the video URL")
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+
+
+def _whole_call_seconds(timeout: httpx.Timeout | float) -> float:
+    """The longest one API call may take: connecting, plus twice the read timeout."""
+    limits = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+    connect = limits.connect if limits.connect is not None else 10.0
+    read = limits.read if limits.read is not None else 30.0
+    return connect + 2 * read
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to; empty when it does not resolve (the connection then
+    fails and says why)."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return [str(info[4][0]) for info in infos]
+
+
+def _refuse_forbidden(host: str, address: str) -> None:
+    if protocol.is_forbidden_address(address):
+        raise UnsafeDownloadURLError(
+            f"refusing to download from {host}: it resolves to {address}, a link-local or cloud "
+            "metadata address"
+        )
+
+
+def _peer_address(response: httpx.Response) -> str | None:
+    """The IP address the response came from, when the transport tells (real sockets do)."""
+    stream = response.extensions.get("network_stream")
+    if stream is None:
+        return None
+    peer = stream.get_extra_info("server_addr")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
+
+
+def _connection_error(exc: httpx.TransportError, api_key: str) -> APIConnectionError:
+    """Classify a transport failure: was the request possibly sent?"""
+    not_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    message = redact(f"could not reach the API: {type(exc).__name__}: {exc}", api_key)
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(message, request_sent=not not_sent)
+    return APIConnectionError(message, request_sent=not not_sent)
+
+
+def _image_refusal(path: Path, message: str) -> InvalidVideoRequestError:
+    return InvalidVideoRequestError(
+        [
+            RequestProblem(
+                "invalid_request_error",
+                "image_file",
+                str(path),
+                message,
+                allowed="JPEG, PNG, WebP or GIF up to 20 MB",
+            )
+        ]
+    )
+
+
+def _read_image(path: Path) -> bytes:
+    """The bytes of an image to upload, refused locally when missing or over the upload limit."""
+    if not path.is_file():
+        raise _image_refusal(path, "is not a readable file")
+    size = path.stat().st_size
+    if size > protocol.MAX_IMAGE_UPLOAD_BYTES:
+        raise _image_refusal(path, f"is {size} bytes, over the 20 MB upload limit")
+    return path.read_bytes()
+
+
+def _safe_url(url: str) -> str:
+    """A URL for logs, without its query (signed URLs carry credentials-like tokens there)."""
+    return url.split("?", 1)[0]

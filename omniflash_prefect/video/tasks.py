@@ -1,0 +1,470 @@
+"""Reusable Prefect tasks: submit, poll and archive one video; each usable alone in any flow.
+
+They are thin: the client does the protocol, :mod:`omniflash_prefect.video.submissions` and
+:mod:`omniflash_prefect.video.claims` the at-most-once bookkeeping,
+:mod:`omniflash_prefect.video.archive` the storage and
+:mod:`omniflash_prefect.video.observability` what the UI shows. What they add is Prefect's
+memory:
+
+* ``submit_video`` sends a request at most once per submission key, however many callers race
+  for it (a claim around "read the record, mark it in flight, send, record the task id"); a key
+  whose request was in flight when its sender died raises :class:`SubmissionOutcomeUnknownError`
+  rather than possibly paying twice. Without an ``idempotency_key`` each call of a flow run is its
+  own video, and a retried run reuses them one for one.
+* ``poll_video`` runs one poll loop per video, retries (Prefect) what is transient and not the
+  client's to retry, and caches a *completed* task by its id, so polling a finished task again
+  costs no status call.
+* ``archive_video`` caches its result by task id and destination and claims that pair, so a
+  re-run, or a concurrent run, never downloads a video that is (being) archived.
+
+Each is exported twice, as prefect-aws does: ``asubmit_video``, ``apoll_video`` and
+``aarchive_video`` are the async tasks; ``submit_video``, ``poll_video`` and ``archive_video`` are
+the same tasks that sync code may also call directly (:mod:`omniflash_prefect.video.dispatch`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import httpx
+from prefect import Task, get_run_logger, task
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.context import TaskRunContext
+from prefect.exceptions import PrefectHTTPStatusError
+from prefect.filesystems import LocalFileSystem, WritableFileSystem
+
+from omniflash_prefect.client import OmniFlashClient
+from omniflash_prefect.core.errors import (
+    DownloadError,
+    GenerationCancelledError,
+    GenerationFailedError,
+    PollTimeoutError,
+    VideoExpiredError,
+)
+from omniflash_prefect.core.models import DownloadedVideo, VideoRequest, VideoTask, validate_task_id
+from omniflash_prefect.settings import OmniFlashSettings
+from omniflash_prefect.video.archive import (
+    ArchivedVideo,
+    check_is_mp4,
+    destination_of,
+    sidecar_key,
+    staging_path,
+    store_video,
+    video_key,
+    write_sidecar,
+)
+from omniflash_prefect.video.blocks import OmniFlashCredentials
+from omniflash_prefect.video.claims import claim, current_record_storage, record_store
+from omniflash_prefect.video.dispatch import dispatching_task
+from omniflash_prefect.video.observability import artifact_key, emit_video_event
+from omniflash_prefect.video.submissions import call_take, submission_key, submit_once
+
+RunLogger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+#: The smallest rise of the API's progress (in points) that updates the progress artifact.
+PROGRESS_STEP = 10
+#: Prefect-level retries of ``poll_video`` (only for what :func:`poll_failure_is_transient`
+#: accepts), and the seconds before each.
+POLL_RETRIES = 2
+POLL_RETRY_DELAYS = [5.0, 30.0]
+
+
+#: Reads of credentials blocks in the current ``generate_video`` (or batch) run, by name; see
+#: :func:`credentials_read_once`. None outside such a run: every call reads the block.
+_CREDENTIALS: ContextVar[dict[str, asyncio.Future[OmniFlashCredentials]] | None] = ContextVar(
+    "omniflash_credentials", default=None
+)
+
+
+@contextlib.contextmanager
+def credentials_read_once() -> Iterator[None]:
+    """Within this block, each named credentials block is read from the API once.
+
+    One video's submit, poll and archive tasks each need a client; without this each would read
+    the same block (an API call) again. Tasks and subflows run in a copy of the caller's context,
+    which shares the dict, so what one task read the next one reuses. Nested blocks share the
+    outermost one's reads: a batch reads each block once for all its videos, even when they all
+    start at the same moment (they wait for the one read in flight).
+    """
+    if _CREDENTIALS.get() is not None:
+        yield
+        return
+    token = _CREDENTIALS.set({})
+    try:
+        yield
+    finally:
+        _CREDENTIALS.reset(token)
+
+
+async def load_client(credentials_block: str | None = None) -> OmniFlashClient:
+    """A client from the named credentials block, else from ``OMNIFLASH_*`` settings."""
+    if credentials_block:
+        return (await _load_credentials(credentials_block)).get_client()
+    return OmniFlashClient.from_settings()
+
+
+async def _load_credentials(name: str) -> OmniFlashCredentials:
+    cache = _CREDENTIALS.get()
+    read = cache.get(name) if cache is not None else None
+    if cache is None or (read is not None and read.get_loop() is not asyncio.get_running_loop()):
+        return await _read_credentials(name)  # no sharing across event loops
+    if read is None or (read.done() and (read.cancelled() or read.exception() is not None)):
+        read = cache[name] = asyncio.ensure_future(_read_credentials(name))  # a failure is retried
+    # Shielded: one caller cancelled must not cancel the read the others wait for.
+    return await asyncio.shield(read)
+
+
+async def _read_credentials(name: str) -> OmniFlashCredentials:
+    loaded: object = await OmniFlashCredentials.aload(name)
+    if not isinstance(loaded, OmniFlashCredentials):
+        raise TypeError(f"block {name!r} is not an OmniFlashCredentials block")
+    return loaded
+
+
+def default_storage() -> WritableFileSystem:
+    """The local archive directory from ``OMNIFLASH_ARCHIVE_DIR`` (default ``./videos``)."""
+    return LocalFileSystem(basepath=str(OmniFlashSettings().archive_dir.expanduser().resolve()))
+
+
+def prefect_api_unavailable(error: BaseException) -> bool:
+    """A failure to talk to the Prefect API (a 5xx from a busy server, a dropped connection):
+    nothing of the provider's went wrong, so the same work may simply run again."""
+    if isinstance(error, PrefectHTTPStatusError):
+        return error.response.status_code in (502, 503, 504)
+    return isinstance(error, httpx.TransportError)
+
+
+# -- submit ----------------------------------------------------------------------------------
+
+
+def _this_call_key(request: VideoRequest, idempotency_key: str | None, run: TaskRun | None) -> str:
+    take = 0 if idempotency_key else call_take(request, run.id if run is not None else None)
+    return submission_key(request, idempotency_key, take=take)
+
+
+def _submission_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return _this_call_key(
+        parameters["request"], parameters.get("idempotency_key"), context.task_run
+    )
+
+
+@task(
+    name="submit-video",
+    task_run_name="submit-video",
+    cache_key_fn=_submission_cache_key,
+    persist_result=True,
+    result_serializer="json",
+)
+async def asubmit_video(
+    request: VideoRequest,
+    credentials_block: str | None = None,
+    idempotency_key: str | None = None,
+) -> str:
+    """Submit one video (a paid call) and return its task id: at most once per submission key.
+
+    With ``idempotency_key``, one video per request and key, across runs. Without, each call in
+    a flow run is its own video (two identical calls are two takes), and a retry of the run
+    reuses every video of the earlier attempt one for one. Callers racing for one key wait for
+    the one that sends, and get its task id.
+    """
+    context = TaskRunContext.get()
+    key = _this_call_key(request, idempotency_key, context.task_run if context else None)
+    storage = await current_record_storage()
+    submitted = await submit_once(request, key, storage, lambda: load_client(credentials_block))
+    logger = get_run_logger()
+    if not submitted.sent:
+        logger.info("Reusing task %s, submitted earlier under the same key", submitted.task_id)
+        return submitted.task_id
+    logger.info("Submitted task %s (request %s)", submitted.task_id, request.fingerprint()[:16])
+    emit_video_event(
+        "submitted",
+        submitted.task_id,
+        prompt=request.prompt,
+        payload={"request": request.to_api_body(), "fingerprint": request.fingerprint()},
+    )
+    return submitted.task_id
+
+
+submit_video = dispatching_task(asubmit_video)
+
+
+# -- poll ------------------------------------------------------------------------------------
+
+
+def poll_failure_is_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``poll_video``'s retry condition: retry only what is neither the provider's answer nor
+    the client's to retry, i.e. the Prefect API being briefly unavailable. A failed or cancelled
+    generation, a bad or unknown task id, a refused key and a poll deadline are final; the
+    provider's transient errors are already survived inside the poll loop."""
+    del task, task_run
+    error = state.data
+    return isinstance(error, BaseException) and prefect_api_unavailable(error)
+
+
+def _poll_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    # Only a completed task is ever returned (anything else raises, and failures are never
+    # cached), so this caches exactly the final, successful reading of each task id.
+    task_id = str(parameters["task_id"])
+    return f"omniflash-poll-{hashlib.sha256(task_id.encode()).hexdigest()}"
+
+
+def seconds_spent_before(run_count: int, start_time: dt.datetime | None, now: dt.datetime) -> float:
+    """How long the earlier attempts of a task run already waited: none on its first attempt,
+    else the time since the run started (Prefect keeps a run's start time across retries)."""
+    if run_count <= 1 or start_time is None:
+        return 0.0
+    return max((now - start_time).total_seconds(), 0.0)
+
+
+@task(
+    name="poll-video",
+    task_run_name="poll-video-{task_id}",
+    retries=POLL_RETRIES,
+    retry_delay_seconds=POLL_RETRY_DELAYS,
+    retry_condition_fn=poll_failure_is_transient,
+    cache_key_fn=_poll_cache_key,
+    persist_result=True,
+    result_serializer="json",
+)
+async def apoll_video(
+    task_id: str,
+    credentials_block: str | None = None,
+    max_wait_seconds: float | None = None,
+    first_poll_delay: float | None = None,
+    prompt: str | None = None,
+) -> VideoTask:
+    """Wait for a task to complete, showing its progress live; raise if it fails or stalls.
+
+    One poll loop inside one task run, paced by the client's schedule. A progress artifact on the
+    run follows the API's progress, each status change is logged, and ``completed``/``failed``
+    events are emitted. Pass ``first_poll_delay=0`` when resuming an old task id. A completed
+    task is cached by its id: polling it again, in any run, makes no status call (its expired URL
+    is renewed by ``archive_video``).
+
+    Prefect retries (``retries``, ``retry_delay_seconds``, tunable with ``.with_options``) only
+    follow :func:`poll_failure_is_transient`, and a retry waits out what is left of the same
+    deadline (``max_wait_seconds``, default ``OMNIFLASH_POLL_TIMEOUT_SECONDS``) instead of
+    starting a new one. Reads are at least ``OMNIFLASH_POLL_MIN_SECONDS`` apart and each is at
+    most ``OMNIFLASH_MAX_ATTEMPTS`` calls, so one task id costs at most
+    ``(retries + 1 + max_wait / poll_min) * max_attempts`` status calls: 1,815 with the defaults
+    (2 retries, 1800 s, 5 s, 5 attempts).
+    """
+    task_id = validate_task_id(task_id)
+    logger = get_run_logger()
+    seen: dict[str, Any] = {"status": None, "progress": 0, "artifact": None}
+
+    async def show(progress: float) -> None:
+        # Created at the first reading, not at 0 before it: one write less per video, and a
+        # resumed video shows its real progress at once.
+        if seen["artifact"] is None:
+            seen["artifact"] = await acreate_progress_artifact(
+                progress=progress,
+                key=artifact_key("progress", task_id),
+                description=f"Generation progress of task {task_id}",
+            )
+        else:
+            await aupdate_progress_artifact(seen["artifact"], progress)
+        seen["progress"] = progress
+
+    async def report(update: VideoTask) -> None:
+        if update.status != seen["status"]:
+            logger.info("Task %s is %s (progress %s%%)", task_id, update.status, update.progress)
+            seen["status"] = update.status
+        progress = update.progress if update.progress is not None else seen["progress"]
+        # Steps of PROGRESS_STEP points: every update is a database write on the Prefect
+        # server, which a batch of hundreds of videos must not flood.
+        if (
+            seen["artifact"] is None
+            or progress >= seen["progress"] + PROGRESS_STEP
+            or (progress == 100 != seen["progress"])
+        ):
+            await show(float(progress))
+
+    context = TaskRunContext.get()
+    spent = (
+        seconds_spent_before(
+            context.task_run.run_count, context.task_run.start_time, dt.datetime.now(dt.UTC)
+        )
+        if context is not None
+        else 0.0
+    )
+    async with await load_client(credentials_block) as client:
+        budget = (
+            client.poll_schedule.timeout_seconds if max_wait_seconds is None else max_wait_seconds
+        )
+        try:
+            done = await client.wait(
+                task_id,
+                max_wait_seconds=max(budget - spent, 0.0),
+                first_poll_delay=first_poll_delay,
+                on_update=report,
+            )
+        except (GenerationFailedError, GenerationCancelledError) as exc:
+            code = exc.error_code if isinstance(exc, GenerationFailedError) else "cancelled"
+            emit_video_event(
+                "failed", task_id, prompt=prompt, payload={"error_code": code, "reason": str(exc)}
+            )
+            raise
+        except PollTimeoutError:
+            logger.error("Task %s is still running; resume with poll_video(%r)", task_id, task_id)
+            raise
+    if seen["artifact"] is None or seen["progress"] != 100:
+        await show(100.0)
+    emit_video_event(
+        "completed",
+        task_id,
+        prompt=prompt,
+        payload={"cost": done.cost, "api_seconds": done.actual_time},
+    )
+    return done
+
+
+poll_video = dispatching_task(apoll_video)
+
+
+# -- archive ---------------------------------------------------------------------------------
+
+
+def _archive_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return archive_record_key(
+        parameters["task"],
+        parameters.get("storage") or default_storage(),
+        parameters.get("prefix", "omniflash"),
+    )
+
+
+def archive_record_key(video: VideoTask, storage: WritableFileSystem, prefix: str) -> str:
+    """The record (and claim) key of one task's video in one destination."""
+    destination = destination_of(storage, video_key(prefix, video))
+    digest = hashlib.sha256(f"{video.id}|{destination}".encode()).hexdigest()
+    return f"omniflash-archive-{digest}"
+
+
+@task(
+    name="archive-video",
+    task_run_name="archive-video-{task.id}",
+    cache_key_fn=_archive_cache_key,
+    persist_result=True,
+    result_serializer="json",
+)
+async def aarchive_video(
+    task: VideoTask,
+    storage: WritableFileSystem | None = None,
+    prefix: str = "omniflash",
+    request: VideoRequest | None = None,
+    credentials_block: str | None = None,
+) -> ArchivedVideo:
+    """Stream a completed video into ``storage`` (default: the local archive directory).
+
+    The key is ``<prefix>/<YYYY-MM-DD>/<task_id>.mp4`` with a sidecar JSON beside it. An expired
+    URL is renewed by reading the task once more; if that URL fails too,
+    :class:`VideoExpiredError` is raised. The video never appears half-written under its key.
+    Concurrent archives of one task to one destination download it once: the others wait and
+    return the same result.
+    """
+    logger = get_run_logger()
+    target = storage if storage is not None else default_storage()
+    record_key = archive_record_key(task, target, prefix)
+    records = await current_record_storage()
+    store = record_store(records)
+    # The claimed record is written under the claim only: the task's own cached result, under
+    # ``record_key``, is rewritten by Prefect after the claim is let go, not atomically.
+    claimed_record = f"{record_key}-archived"
+    async with claim(record_key, records):
+        for key in (claimed_record, record_key):
+            if await store.aexists(key):
+                earlier = (await store.aread(key)).result
+                if isinstance(earlier, ArchivedVideo):
+                    logger.info("Task %s is archived already, at %s", task.id, earlier.location)
+                    return earlier
+        archived = await _archive(task, target, prefix, request, credentials_block, logger)
+        await store.awrite(archived, key=claimed_record)  # before the claim is let go
+    logger.info(
+        "Archived task %s to %s (%d bytes)", task.id, archived.location, archived.size_bytes
+    )
+    emit_video_event(
+        "archived",
+        task.id,
+        prompt=archived.prompt,
+        payload={
+            "location": archived.location,
+            "sha256": archived.sha256,
+            "size_bytes": archived.size_bytes,
+        },
+    )
+    return archived
+
+
+archive_video = dispatching_task(aarchive_video)
+
+
+async def _archive(
+    task: VideoTask,
+    target: WritableFileSystem,
+    prefix: str,
+    request: VideoRequest | None,
+    credentials_block: str | None,
+    logger: RunLogger,
+) -> ArchivedVideo:
+    """Download, check and store the video and its sidecar; the record of what was stored."""
+    key = video_key(prefix, task)
+    started = time.monotonic()
+    async with await load_client(credentials_block) as client:
+        with TemporaryDirectory(prefix="omniflash-") as scratch:
+            staged = staging_path(target, key, Path(scratch))
+            try:
+                source, downloaded = await _download_fresh(client, task, staged, logger)
+                check_is_mp4(staged)
+                location = await store_video(target, staged, key)
+            finally:
+                staged.unlink(missing_ok=True)
+    archived = ArchivedVideo(
+        task_id=task.id,
+        location=location,
+        storage_key=key,
+        sidecar_location=destination_of(target, sidecar_key(key)),
+        sha256=downloaded.sha256,
+        size_bytes=downloaded.size_bytes,
+        cost=task.cost,
+        prompt=request.prompt if request is not None else None,
+        created=task.created,
+        completed=task.completed,
+        api_seconds=task.actual_time,
+        download_seconds=round(time.monotonic() - started, 3),
+        source_expires_at=source.video_expires_at,
+    )
+    await write_sidecar(target, sidecar_key(key), task=source, request=request, archived=archived)
+    return archived
+
+
+async def _download_fresh(
+    client: OmniFlashClient, task: VideoTask, staged: Path, logger: RunLogger
+) -> tuple[VideoTask, DownloadedVideo]:
+    """Download the task's video, reading the task once more if its URL is missing or expired."""
+    source = task
+    renewed = False
+    expires_at = task.video_expires_at
+    if task.video_url is None or (expires_at is not None and expires_at <= time.time()):
+        logger.info("The URL of task %s is missing or expired; reading the task again", task.id)
+        source, renewed = await client.get_task(task.id), True
+    while True:
+        if source.video_url is None:
+            raise DownloadError(f"task {task.id} is {source.status} but has no video URL")
+        try:
+            return source, await client.download(source.video_url, staged)
+        except VideoExpiredError:
+            if renewed:
+                raise
+            logger.warning("The URL of task %s was refused; reading the task again", task.id)
+            source, renewed = await client.get_task(task.id), True
