@@ -67,7 +67,8 @@ from benchlib import (
 )
 
 from omniflash_prefect.client import OmniFlashClient
-from omniflash_prefect.core.models import VideoRequest, VideoTask
+from omniflash_prefect.core.models import VideoTask
+from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, video_sha256
 
 MOTO_START_SECONDS = 60.0

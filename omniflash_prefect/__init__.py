@@ -51,12 +51,12 @@ from omniflash_prefect.core.models import (
     ResultVideo,
     TaskError,
     UploadedImage,
-    VideoRequest,
     VideoTask,
     validate_task_id,
 )
 from omniflash_prefect.core.polling import PollSchedule
 from omniflash_prefect.core.protocol import package_version as _package_version
+from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.core.retry import RetryPolicy
 from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.archive import ArchivedVideo

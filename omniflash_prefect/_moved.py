@@ -3,8 +3,9 @@
 Prefect stores each saved result's class by its import path (``omniflash_prefect.archive.
 ArchivedVideo``, ``omniflash_prefect.models.VideoTask``, ``omniflash_prefect.batch.BatchReport``,
 ...), so submission records, archive records and batch rows written by 0.1 name modules that no
-longer exist as files. An import of an old path gets the module that now holds its contents (the
-same module object, so ``isinstance`` and monkeypatching behave) with a ``DeprecationWarning``.
+longer exist as files. An import of an old path gets the module whose attributes are those of the
+modules that now hold its contents (the same classes and functions, so ``isinstance`` holds), with
+a ``DeprecationWarning``.
 The aliases go in 0.3 (see CHANGELOG).
 """
 
@@ -18,56 +19,61 @@ import sys
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Final
+from typing import Any, Final
 
-#: Old module name (under ``omniflash_prefect.``) -> the module that holds its contents now.
-MOVED_MODULES: Final[dict[str, str]] = {
-    "archive": "video.archive",
-    "automations": "video.automations",
-    "batch": "batches.report",
-    "batch_commands": "cli.batch_commands",
-    "batch_flow": "batches.flow",
-    "batch_runners": "batches.runners",
-    "blocks": "video.blocks",
-    "claims": "video.claims",
-    "commands": "cli.commands",
-    "dispatch": "video.dispatch",
-    "errors": "core.errors",
-    "flows": "video.flows",
-    "locks": "video.locks",
-    "manifest": "batches.manifest",
-    "models": "core.models",
-    "observability": "video.observability",
-    "polling": "core.polling",
-    "protocol": "core.protocol",
-    "retry": "core.retry",
-    "submissions": "video.submissions",
-    "tasks": "video.tasks",
+#: Old module name (under ``omniflash_prefect.``) -> the modules that hold its contents now.
+MOVED_MODULES: Final[dict[str, tuple[str, ...]]] = {
+    "archive": ("video.archive",),
+    "automations": ("video.automations",),
+    "batch": ("batches.report",),
+    "batch_commands": ("cli.batch_commands",),
+    "batch_flow": ("batches.flow",),
+    "batch_runners": ("batches.runners",),
+    "blocks": ("video.blocks",),
+    "claims": ("video.claims",),
+    "commands": ("cli.commands",),
+    "dispatch": ("video.dispatch",),
+    "errors": ("core.errors",),
+    "flows": ("video.flows",),
+    "locks": ("video.locks",),
+    "manifest": ("batches.manifest",),
+    "models": ("core.models", "core.requests"),
+    "observability": ("video.observability",),
+    "polling": ("core.polling",),
+    "protocol": ("core.protocol",),
+    "retry": ("core.retry",),
+    "submissions": ("video.submissions",),
+    "tasks": ("video.tasks",),
 }
 
 _PACKAGE: Final = __name__.rpartition(".")[0]
 
 
 class _MovedModuleLoader(importlib.abc.Loader):
-    """Hands out the module at the new path under the old name."""
+    """Makes the old path a module whose attributes are looked up in the new homes (PEP 562)."""
 
-    def __init__(self, new_name: str) -> None:
-        self.new_name = new_name
-        self.new_spec: importlib.machinery.ModuleSpec | None = None
+    def __init__(self, homes: tuple[str, ...]) -> None:
+        self.homes = homes
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None  # an ordinary, empty module
+
+    def exec_module(self, module: ModuleType) -> None:
         warnings.warn(
-            f"{spec.name} moved to {self.new_name}; the old path goes in 0.3",
+            f"{module.__name__} moved to {' and '.join(self.homes)}; the old path goes in 0.3",
             DeprecationWarning,
             stacklevel=2,
         )
-        module = importlib.import_module(self.new_name)
-        self.new_spec = module.__spec__
-        return module
+        homes = [importlib.import_module(home) for home in self.homes]
 
-    def exec_module(self, module: ModuleType) -> None:
-        # Importing under the old name stamped the old spec on the shared module: put back its own.
-        module.__spec__ = self.new_spec
+        def attribute(name: str) -> Any:
+            for home in homes:
+                if hasattr(home, name):
+                    return getattr(home, name)
+            raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+
+        module.__getattr__ = attribute  # type: ignore[method-assign]
+        module.__dir__ = lambda: sorted({name for home in homes for name in dir(home)})  # type: ignore[method-assign]
 
 
 class _MovedModuleFinder(importlib.abc.MetaPathFinder):
@@ -80,9 +86,8 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder):
         package, _, name = fullname.rpartition(".")
         if package != _PACKAGE or name not in MOVED_MODULES:
             return None
-        return importlib.util.spec_from_loader(
-            fullname, _MovedModuleLoader(f"{_PACKAGE}.{MOVED_MODULES[name]}")
-        )
+        homes = tuple(f"{_PACKAGE}.{home}" for home in MOVED_MODULES[name])
+        return importlib.util.spec_from_loader(fullname, _MovedModuleLoader(homes))
 
 
 def install() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from omniflash_prefect.core.errors import InvalidVideoRequestError, OmniFlashError
-from omniflash_prefect.core.models import VideoRequest
+from omniflash_prefect.core.requests import VideoRequest
 
 ManifestFormat = Literal["jsonl", "csv"]
 

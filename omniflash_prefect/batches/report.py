@@ -34,7 +34,7 @@ from omniflash_prefect.core.errors import (
     PaymentRequiredError,
     RateLimitedError,
 )
-from omniflash_prefect.core.models import VideoRequest
+from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.observability import short_prompt
 
 ItemStatus = Literal["archived", "failed", "skipped_invalid", "skipped_budget", "not_submitted"]

@@ -24,7 +24,7 @@ from prefect.states import Crashed
 
 from omniflash_prefect.batches.manifest import ManifestRow
 from omniflash_prefect.core import errors
-from omniflash_prefect.core.models import VideoRequest
+from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.flows import agenerate_video
 
@@ -36,24 +36,10 @@ RunStarted = Callable[[str], None]
 RowRunner = Callable[[ManifestRow, dict[str, Any], RunStarted], Awaitable[RowRun]]
 
 
-class RemoteRunError(errors.OmniFlashError):
-    """A ``generate-video`` deployment run did not complete; ``error_type`` is its exception's
-    class when it is one of this package's (used to decide whether to retry or stop)."""
-
-    def __init__(self, message: str, error_type: type[BaseException] | None) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-
-
 def _row_parameters(row: ManifestRow, common: dict[str, Any]) -> dict[str, Any]:
     request: VideoRequest = row.request
     return {
-        "prompt": request.prompt,
-        "duration": request.duration,
-        "resolution": request.resolution,
-        "aspect_ratio": request.aspect_ratio,
-        "image_urls": list(request.image_urls) or None,
-        "video_urls": list(request.video_urls) or None,
+        **request.flow_parameters(),
         "credentials_block": common["credentials_block"],
         "storage_block": common["storage_block"],
         "archive_prefix": common["archive_prefix"],
@@ -147,7 +133,7 @@ async def _give_up_on(run: FlowRun, row_timeout_seconds: float) -> errors.VideoR
     return errors.VideoRunLostError(f"run {run.name}: {message}")
 
 
-async def _remote_failure(finished: FlowRun) -> RemoteRunError:
+async def _remote_failure(finished: FlowRun) -> errors.RemoteRunError:
     """The error of a deployment run that did not complete, typed when it is one of ours."""
     state = finished.state
     message = state.message if state and state.message else "no message"
@@ -168,4 +154,4 @@ async def _remote_failure(finished: FlowRun) -> RemoteRunError:
             None,
         )
     state_name = state.name if state else "unknown"
-    return RemoteRunError(f"run {finished.name} ended {state_name}: {message}", error_type)
+    return errors.RemoteRunError(f"run {finished.name} ended {state_name}: {message}", error_type)

@@ -20,13 +20,14 @@ from prefect import Flow
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from omniflash_prefect.batches.flow import FanOut, agenerate_video_batch
+from omniflash_prefect.batches.flow import agenerate_video_batch
 from omniflash_prefect.batches.manifest import (
     InvalidManifestError,
     Manifest,
     ManifestError,
     read_manifest_file,
 )
+from omniflash_prefect.batches.options import FanOut
 from omniflash_prefect.batches.report import BatchReport
 from omniflash_prefect.cli.commands import (
     EXIT_ARCHIVED,

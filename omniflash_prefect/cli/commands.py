@@ -54,8 +54,10 @@ from omniflash_prefect.core.errors import (
     NotFoundError,
     PaymentRequiredError,
     RateLimitedError,
+    UsageError,
 )
-from omniflash_prefect.core.models import VideoRequest, validate_task_id
+from omniflash_prefect.core.models import validate_task_id
+from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
 from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.archive import ArchivedVideo
@@ -116,7 +118,7 @@ _VIDEO_KEY_PREFIX = artifact_key("video", "") + "-"
 _TASK_ID_IN_DESCRIPTION = re.compile(r"\btask (\S+)$")
 
 
-class CommandUsageError(Exception):
+class CommandUsageError(UsageError):
     """Options or settings that make the run impossible; nothing was sent, no run was created."""
 
 
@@ -393,11 +395,7 @@ class GenerateOptions:
     def flow_parameters(self, request: VideoRequest) -> dict[str, Any]:
         """The parameters of the ``generate_video`` run for a checked request."""
         return {
-            "prompt": request.prompt,
-            "duration": request.duration,
-            "resolution": request.resolution,
-            "aspect_ratio": request.aspect_ratio,
-            "image_urls": list(request.image_urls) or None,
+            **request.flow_parameters(),
             "credentials_block": self.credentials_block,
             "storage_block": self.storage_block,
             "idempotency_key": self.idempotency_key,

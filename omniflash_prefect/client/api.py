@@ -45,6 +45,7 @@ from omniflash_prefect.core.errors import (
     SubmissionOutcomeUnknownError,
     UnexpectedResponseError,
     UnsafeDownloadURLError,
+    UsageError,
     VideoExpiredError,
     VideoTooLargeError,
     redact,
@@ -53,11 +54,11 @@ from omniflash_prefect.core.models import (
     KNOWN_STATUSES,
     Balance,
     DownloadedVideo,
-    VideoRequest,
     VideoTask,
     validate_task_id,
 )
 from omniflash_prefect.core.polling import PollSchedule
+from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.core.retry import (
     Operation,
     RetryPolicy,
@@ -149,7 +150,7 @@ class OmniFlashClient:
     ) -> None:
         secret = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         if not secret or not secret.strip():
-            raise ValueError("an API key is required (set OMNIFLASH_API_KEY or use a block)")
+            raise UsageError("an API key is required (set OMNIFLASH_API_KEY or use a block)")
         self._api_key = secret
         self.base_url = base_url.rstrip("/")
         self.retry_policy = retry_policy or RetryPolicy()
@@ -182,7 +183,7 @@ class OmniFlashClient:
         """A client configured from ``OMNIFLASH_*`` settings; keyword arguments win."""
         settings = settings or OmniFlashSettings()
         if settings.api_key is None and "api_key" not in overrides:
-            raise ValueError(
+            raise UsageError(
                 "no API key: set OMNIFLASH_API_KEY, name a credentials block, "
                 "or try the emulator with 'omniflash demo'"
             )

@@ -7,6 +7,10 @@ the context that decision needs, and every message says what to do next.
 The tree::
 
     OmniFlashError
+    ├── UsageError (ValueError)         a call or command made wrongly: a bad argument or option
+    │   │                               (checked before anything is created or sent)
+    │   ├── BlockTypeError (TypeError)  a block name that loads a block of the wrong type
+    │   └── CommandUsageError           contradicting ``omniflash`` options (in ``cli``)
     ├── InvalidVideoRequestError        refused locally, nothing was sent (field, value, allowed)
     ├── InvalidTaskIdError              a task id that must not reach a URL path or a storage key
     ├── APIError                        the provider answered with an error (status, code, message)
@@ -24,7 +28,8 @@ The tree::
     ├── InsufficientBalanceError        a batch's preflight balance check failed, nothing was sent
     ├── VideoRunLostError               a batch's video run died with its worker, or outlived the
     │                                   row's deadline: the row runs again (resuming what was paid)
-    ├── ManifestError                   a batch manifest cannot be read (in ``manifest``)
+    ├── RemoteRunError                  a batch's video run on a worker failed (its error's class)
+    ├── ManifestError                   a batch manifest cannot be read (in ``batches.manifest``)
     │   └── InvalidManifestError        some rows are invalid (line, id, message, API codes)
     ├── GenerationError                 the task exists but produced no video (task_id)
     │   ├── GenerationFailedError       status "failed", with the API's error code and message
@@ -52,6 +57,17 @@ class OmniFlashError(Exception):
     """Root of every error raised by omniflash-prefect."""
 
 
+class UsageError(OmniFlashError, ValueError):
+    """A function, flow or command called wrongly (an argument out of range, options that
+    contradict each other), found before anything was created or sent. Also a ``ValueError``,
+    which is what Python code expects from a bad argument."""
+
+
+class BlockTypeError(UsageError, TypeError):
+    """A block name that loads a block of another type than the one needed (e.g. a storage
+    block where credentials were expected)."""
+
+
 @dataclass(frozen=True)
 class RequestProblem:
     """One reason a video request was refused locally.
@@ -76,7 +92,7 @@ class InvalidVideoRequestError(OmniFlashError):
 
     def __init__(self, problems: list[RequestProblem]) -> None:
         if not problems:
-            raise ValueError("InvalidVideoRequestError needs at least one problem")
+            raise UsageError("InvalidVideoRequestError needs at least one problem")
         self.problems = problems
         first = problems[0]
         self.code = first.code
@@ -236,6 +252,15 @@ class VideoRunLostError(OmniFlashError):
     set ``Crashed``, e.g. by the ``omniflash-crash-lost-runs`` automation) or it reached no final
     state by the row's deadline. The batch runs the row again; the row's submission record makes
     the new run resume the task already paid for instead of paying again."""
+
+
+class RemoteRunError(OmniFlashError):
+    """A ``generate-video`` deployment run did not complete; ``error_type`` is its exception's
+    class when it is one of this package's (used to decide whether to retry or stop)."""
+
+    def __init__(self, message: str, error_type: type[BaseException] | None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 class InsufficientBalanceError(OmniFlashError):

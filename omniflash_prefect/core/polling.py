@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from omniflash_prefect.core.errors import UsageError
 from omniflash_prefect.core.models import VideoTask
 
 
@@ -39,11 +40,11 @@ class PollSchedule:
 
     def __post_init__(self) -> None:
         if self.first_delay_seconds < 0 or self.min_interval_seconds < 0:
-            raise ValueError("poll delays must not be negative")
+            raise UsageError("poll delays must not be negative")
         if self.max_interval_seconds < self.min_interval_seconds:
-            raise ValueError("max_interval_seconds must be >= min_interval_seconds")
+            raise UsageError("max_interval_seconds must be >= min_interval_seconds")
         if self.timeout_seconds <= 0:
-            raise ValueError("timeout_seconds must be positive")
+            raise UsageError("timeout_seconds must be positive")
 
     def interval_after(self, task: VideoTask, elapsed_seconds: float) -> float:
         """Seconds to wait after reading ``task``, within [min, max] interval."""

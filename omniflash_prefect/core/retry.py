@@ -28,6 +28,7 @@ from omniflash_prefect.core.errors import (
     OmniFlashError,
     RateLimitedError,
     ServerError,
+    UsageError,
 )
 
 Operation = Literal["idempotent", "submit"]
@@ -86,9 +87,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+            raise UsageError("max_attempts must be at least 1")
         if self.backoff_base_seconds < 0 or self.backoff_max_seconds < 0:
-            raise ValueError("backoff seconds must not be negative")
+            raise UsageError("backoff seconds must not be negative")
 
     def should_retry(self, error: OmniFlashError, operation: Operation, attempt: int) -> bool:
         """Whether to try again after the ``attempt``-th (1-based) try failed with ``error``."""

@@ -20,8 +20,9 @@ from typing import Any
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from pydantic import BaseModel, ConfigDict, Field
 
-from omniflash_prefect.core.errors import DownloadError
-from omniflash_prefect.core.models import VideoRequest, VideoTask, validate_task_id
+from omniflash_prefect.core.errors import DownloadError, UsageError
+from omniflash_prefect.core.models import VideoTask, validate_task_id
+from omniflash_prefect.core.requests import VideoRequest
 
 _PREFIX_PART = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -63,7 +64,7 @@ def check_prefix(prefix: str) -> str:
     parts = [part for part in prefix.strip().strip("/").split("/") if part]
     for part in parts:
         if part in (".", "..") or not _PREFIX_PART.fullmatch(part):
-            raise ValueError(
+            raise UsageError(
                 f"invalid archive prefix {prefix!r}: use segments of letters, digits, '.', '_' "
                 "or '-' separated by '/'"
             )

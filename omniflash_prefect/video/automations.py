@@ -18,6 +18,8 @@ import yaml
 from prefect.client.orchestration import get_client
 from prefect.events.schemas.automations import AutomationCore, EventTrigger
 
+from omniflash_prefect.core.errors import OmniFlashError, UsageError
+
 DEFINITIONS: Final = Path(__file__).with_name("automations.yaml")
 #: The automation that sets a run whose heartbeats stopped Crashed.
 LOST_RUNS: Final = "omniflash-crash-lost-runs"
@@ -46,12 +48,12 @@ def automation_definitions(
     running run may send no heartbeat (180 s in the file), ``pending_seconds`` how long a run
     taken by a worker may take to start running (600 s), before either is crashed."""
     if silence_seconds is not None and silence_seconds < MIN_SILENCE_SECONDS:
-        raise ValueError(
+        raise UsageError(
             f"a silence of {silence_seconds:g} s would crash live runs: heartbeats come at most "
             f"every 30 s, so use at least {MIN_SILENCE_SECONDS:g} s"
         )
     if pending_seconds is not None and pending_seconds <= 0:
-        raise ValueError("pending_seconds must be positive")
+        raise UsageError("pending_seconds must be positive")
     document = yaml.safe_load(DEFINITIONS.read_text(encoding="utf-8"))
     definitions = [AutomationCore.model_validate(item) for item in document["automations"]]
     tuned = {LOST_RUNS: silence_seconds, STUCK_PENDING_RUNS: pending_seconds}
@@ -67,7 +69,7 @@ def _within(definition: AutomationCore, seconds: float) -> AutomationCore:
     """The automation with its trigger's ``within`` replaced."""
     trigger = definition.trigger
     if not isinstance(trigger, EventTrigger):  # the file says otherwise: a packaging mistake
-        raise TypeError(f"automation {definition.name!r} has no event trigger")
+        raise OmniFlashError(f"automation {definition.name!r} has no event trigger")
     within = timedelta(seconds=seconds)
     return definition.model_copy(update={"trigger": trigger.model_copy(update={"within": within})})
 

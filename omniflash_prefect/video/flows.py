@@ -19,7 +19,9 @@ from prefect.context import FlowRunContext
 from prefect.filesystems import WritableFileSystem
 from prefect.runtime import flow_run
 
-from omniflash_prefect.core.models import VideoRequest, validate_task_id
+from omniflash_prefect.core.errors import BlockTypeError, UsageError
+from omniflash_prefect.core.models import validate_task_id
+from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.claims import current_record_storage, record_store
 from omniflash_prefect.video.dispatch import dispatching_flow
@@ -47,14 +49,14 @@ async def load_storage(storage_block: str | None) -> WritableFileSystem:
     if not storage_block:
         return default_storage()
     if "/" not in storage_block:
-        raise ValueError(
+        raise UsageError(
             f"storage_block {storage_block!r} must be '<block-type-slug>/<block-name>', "
             "e.g. 's3-bucket/videos' or 'local-file-system/archive'"
         )
     # Loading through the base class reads the block type from the '<slug>/' part of the name.
     block: object = await Block.aload(storage_block)
     if not isinstance(block, WritableFileSystem):
-        raise TypeError(f"block {storage_block!r} is not a writable filesystem")
+        raise BlockTypeError(f"block {storage_block!r} is not a writable filesystem")
     return block
 
 
@@ -115,13 +117,15 @@ async def agenerate_video(
             task id and archive records (default: Prefect's result storage); share one, e.g. an
             S3 bucket, between workers that may resume each other's videos.
     """
-    request = VideoRequest(
-        prompt=prompt,
-        duration=duration,
-        resolution=resolution,
-        aspect_ratio=aspect_ratio,
-        image_urls=tuple(image_urls or ()),
-        video_urls=tuple(video_urls or ()),
+    request = VideoRequest.from_flow_parameters(
+        {
+            "prompt": prompt,
+            "duration": duration,
+            "resolution": resolution,
+            "aspect_ratio": aspect_ratio,
+            "image_urls": image_urls,
+            "video_urls": video_urls,
+        }
     )
     with credentials_read_once():
         video = await _Video.load(

@@ -45,6 +45,8 @@ from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.locking.protocol import LockManager
 from prefect.settings import PREFECT_HOME
 
+from omniflash_prefect.core.errors import UsageError
+
 logger = logging.getLogger("omniflash_prefect")
 
 _KEY = re.compile(r"[A-Za-z0-9._-]{1,200}")
@@ -57,7 +59,7 @@ LOCKS_FOLDER = ".omniflash-locks"
 def _checked(key: str) -> str:
     """Keys become file and object names: only safe characters (they are digests here)."""
     if not _KEY.fullmatch(key):
-        raise ValueError(f"invalid lock key {key!r}")
+        raise UsageError(f"invalid lock key {key!r}")
     return key
 
 
@@ -359,7 +361,7 @@ class S3LockManager(_PollingLockManager):
         recheck_seconds: float = 0.25,
     ) -> None:
         if lease_seconds <= 0:
-            raise ValueError("lease_seconds must be positive")
+            raise UsageError("lease_seconds must be positive")
         super().__init__(recheck_seconds)
         self._client_factory = client
         self._client: S3Client | None = None

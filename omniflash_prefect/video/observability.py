@@ -13,7 +13,8 @@ from typing import Any
 from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact
 from prefect.events import emit_event
 
-from omniflash_prefect.core.models import VideoRequest, VideoTask
+from omniflash_prefect.core.models import VideoTask
+from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.archive import ArchivedVideo
 
 EVENT_PREFIX = "omniflash.video"

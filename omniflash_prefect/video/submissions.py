@@ -44,7 +44,8 @@ from omniflash_prefect.core.errors import (
     SubmissionOutcomeUnknownError,
     SubmissionReleaseError,
 )
-from omniflash_prefect.core.models import VideoRequest, validate_task_id
+from omniflash_prefect.core.models import validate_task_id
+from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.core.retry import submission_certainly_refused
 from omniflash_prefect.video.claims import claim, current_record_storage, record_store
 
@@ -115,7 +116,7 @@ async def read_submission(store: ResultStore, key: str) -> Submission:
     if intent in (IN_FLIGHT, REFUSED, RELEASED):
         state: State = intent
         return Submission(state)
-    raise ValueError(f"unreadable submission record {intent_key(key)!r}: {intent!r}")
+    raise OmniFlashError(f"unreadable submission record {intent_key(key)!r}: {intent!r}")
 
 
 async def submission_recorded(

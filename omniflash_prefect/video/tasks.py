@@ -46,13 +46,15 @@ from prefect.filesystems import LocalFileSystem, WritableFileSystem
 
 from omniflash_prefect.client import OmniFlashClient
 from omniflash_prefect.core.errors import (
+    BlockTypeError,
     DownloadError,
     GenerationCancelledError,
     GenerationFailedError,
     PollTimeoutError,
     VideoExpiredError,
 )
-from omniflash_prefect.core.models import DownloadedVideo, VideoRequest, VideoTask, validate_task_id
+from omniflash_prefect.core.models import DownloadedVideo, VideoTask, validate_task_id
+from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.archive import (
     ArchivedVideo,
@@ -128,7 +130,7 @@ async def _load_credentials(name: str) -> OmniFlashCredentials:
 async def _read_credentials(name: str) -> OmniFlashCredentials:
     loaded: object = await OmniFlashCredentials.aload(name)
     if not isinstance(loaded, OmniFlashCredentials):
-        raise TypeError(f"block {name!r} is not an OmniFlashCredentials block")
+        raise BlockTypeError(f"block {name!r} is not an OmniFlashCredentials block")
     return loaded
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from hypothesis import given, settings
 
-from omniflash_prefect.core.models import MODEL_NAME, VideoRequest
+from omniflash_prefect.core.requests import MODEL_NAME, VideoRequest
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
 from omniflash_prefect.emulator.validation import price_of
 

@@ -23,12 +23,13 @@ from omniflash_prefect.batches.flow import generate_video_batch
 from omniflash_prefect.batches.manifest import InvalidManifestError, ManifestRow
 from omniflash_prefect.batches.report import BatchReport, report_table
 from omniflash_prefect.batches.runners import RowRun, RunStarted, run_as_subflow
+from omniflash_prefect.batches.scheduler import MAX_LOST_RUNS
 from omniflash_prefect.core.errors import (
     InsufficientBalanceError,
     SubmissionOutcomeUnknownError,
     VideoRunLostError,
 )
-from omniflash_prefect.core.models import VideoRequest
+from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.emulator.validation import price_of
 from omniflash_prefect.video.blocks import OmniFlashCredentials
@@ -482,7 +483,7 @@ async def test_a_row_lost_again_and_again_is_reported_with_its_task_id(
     (item,) = report.items
     assert item.status == "failed"
     assert (item.error or "").startswith("VideoRunLostError: ")
-    assert item.runs == batch_flow.MAX_LOST_RUNS
+    assert item.runs == MAX_LOST_RUNS
     assert item.flow_run_id == lost[item.id]
     assert emulator.state.submission_count == 1
     assert item.task_id in emulator.state.snapshot()["tasks"]

@@ -23,8 +23,8 @@ from prefect.client.schemas.objects import Artifact
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from omniflash_prefect import OmniFlashCredentials, cli
-from omniflash_prefect.cli import app
+from omniflash_prefect import OmniFlashCredentials
+from omniflash_prefect.cli import app, program
 from omniflash_prefect.cli.commands import RunProgress, progress_from_artifacts, run_generation
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.video.observability import artifact_key
@@ -270,7 +270,9 @@ def test_progress_bar_follows_the_run(
     """On a terminal the bar shows the run's own progress as the API reports it, then the result."""
     terminal = io.StringIO()
     monkeypatch.setattr(
-        cli, "console", Console(file=terminal, force_terminal=True, width=120, color_system=None)
+        program,
+        "console",
+        Console(file=terminal, force_terminal=True, width=120, color_system=None),
     )
     emulator.config.job_seconds = 2.0
     result = invoke("generate", PROMPT, "--credentials-block", block)

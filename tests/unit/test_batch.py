@@ -28,7 +28,7 @@ from omniflash_prefect.core.errors import (
     SubmissionOutcomeUnknownError,
     VideoExpiredError,
 )
-from omniflash_prefect.core.models import VideoRequest
+from omniflash_prefect.core.requests import VideoRequest
 
 FOUR = VideoRequest(prompt="a fox in snow", duration=4)
 FOUR_OTHER_PROMPT = VideoRequest(prompt="a kite over a beach", duration=4)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from omniflash_prefect.batches.flow import FanOut
+from omniflash_prefect.batches.options import FanOut
 from omniflash_prefect.cli import app
 
 

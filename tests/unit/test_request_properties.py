@@ -25,7 +25,7 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from omniflash_prefect.core.errors import InvalidVideoRequestError
-from omniflash_prefect.core.models import MODEL_NAME, VideoRequest
+from omniflash_prefect.core.requests import MODEL_NAME, VideoRequest
 from omniflash_prefect.emulator.errors import ApiError
 from omniflash_prefect.emulator.validation import ValidSubmit, price_of, validate_submit
 

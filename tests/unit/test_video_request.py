@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import inspect
+import json
 from typing import Any
 
 import pytest
 
 from omniflash_prefect import InvalidVideoRequestError, VideoRequest
-from omniflash_prefect.core.models import check_request_fields
+from omniflash_prefect.core.requests import check_request_fields
+from omniflash_prefect.video.flows import agenerate_video
 
 PNG_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 
@@ -223,3 +226,28 @@ def test_check_request_fields_is_usable_alone() -> None:
     fields, problems = check_request_fields({"prompt": "x", "resolution": "1080P", "size": "1:1"})
     assert problems == []
     assert (fields["resolution"], fields["aspect_ratio"]) == ("1080p", "1:1")
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        VideoRequest(prompt="a kite"),
+        VideoRequest(prompt="a kite", duration=10, resolution="4K", aspect_ratio="9:16"),
+        VideoRequest(prompt="a kite", image_urls=("https://example.com/a.png",)),
+        VideoRequest(
+            prompt="a kite",
+            image_urls=tuple(f"https://example.com/{n}.png" for n in range(3)),
+            video_urls=("https://example.com/motion.mp4",),
+        ),
+    ],
+    ids=["text", "options", "image", "fusion-with-motion"],
+)
+def test_flow_parameters_are_generate_video_parameters_that_give_the_request_back(
+    request_: VideoRequest,
+) -> None:
+    """The one mapping between a request and a ``generate_video`` run, both ways: every key is
+    a parameter of the flow, and the flow rebuilds the very same request from them."""
+    parameters = request_.flow_parameters()
+    assert set(parameters) <= set(inspect.signature(agenerate_video.fn).parameters)
+    assert VideoRequest.from_flow_parameters(parameters) == request_
+    assert json.loads(json.dumps(parameters)) == parameters  # storable as deployment parameters

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from omniflash_prefect.batches.flow import FanOut
+from omniflash_prefect.batches.options import FanOut
 from omniflash_prefect.cli.batch_commands import BatchOptions, BatchOutcome, run_batch
 from omniflash_prefect.cli.commands import (
     EXIT_ERROR,

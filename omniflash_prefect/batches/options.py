@@ -1,0 +1,104 @@
+"""How a batch runs, declared once: the ``generate_video_batch`` flow checks its parameters with
+:class:`BatchRunOptions`, and ``omniflash batch`` takes its option defaults and help from it and
+passes :meth:`BatchRunOptions.flow_parameters` to the flow.
+
+Pure: no Prefect and no I/O, so the rules are unit-tested alone.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from omniflash_prefect.core.errors import UsageError
+
+DEFAULT_DEPLOYMENT: Final = "generate-video/generate-video"
+#: What a deployment run of a row may take beyond the poll deadline: waiting for a worker,
+#: starting, and archiving the video.
+ROW_MARGIN_SECONDS: Final = 900.0
+
+
+class FanOut(StrEnum):
+    """Where a batch runs its videos: as subflows in its own process, or as runs of the
+    ``generate-video`` deployment, which every worker of its pool can pick up."""
+
+    SUBFLOWS = "subflows"
+    DEPLOYMENTS = "deployments"
+
+
+class BatchRunOptions(BaseModel):
+    """The knobs of a batch run (not what it makes, nor where the videos and records go)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    skip_invalid: bool = Field(
+        default=False,
+        description="Report invalid rows as skipped_invalid instead of refusing to start.",
+    )
+    batch_id: str | None = Field(
+        default=None,
+        description="Names the batch; run again with the same id to resume it "
+        "(default: the run's id).",
+    )
+    max_concurrency: int = Field(
+        default=8, ge=1, description="Videos in flight at once in this run."
+    )
+    concurrency_limit: str | None = Field(
+        default=None,
+        description="Name of a Prefect global concurrency limit that caps videos in flight "
+        "across every run and worker using it ('prefect gcl create NAME --limit N').",
+    )
+    budget: float | None = Field(
+        default=None,
+        gt=0,
+        description="Never start a video that could take the batch's spend past this.",
+    )
+    cost_estimate: float | None = Field(
+        default=None,
+        ge=0,
+        description="Expected cost of one video (default: learnt from finished ones).",
+    )
+    check_balance: bool = Field(
+        default=False,
+        description="Read the balance first; refuse to start if it cannot cover the budget.",
+    )
+    fan_out: FanOut = Field(
+        default=FanOut.SUBFLOWS,
+        description="'subflows' (this process) or 'deployments' (runs of deployment_name, "
+        "picked up by any worker of its pool).",
+    )
+    deployment_name: str = Field(
+        default=DEFAULT_DEPLOYMENT,
+        description="The generate_video deployment used by fan_out='deployments'.",
+    )
+    row_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="With fan_out='deployments', how long to wait for one video run before it "
+        "counts as lost and the row runs again (default: the poll deadline plus "
+        f"{ROW_MARGIN_SECONDS:g} s to wait for a worker and archive).",
+    )
+
+    @classmethod
+    def checked(cls, **options: Any) -> BatchRunOptions:
+        """The options, or :class:`UsageError` naming every one out of range."""
+        try:
+            return cls(**options)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise UsageError(f"invalid batch options: {problems}") from None
+
+    def row_deadline(self, poll_timeout_seconds: float) -> float:
+        """How long one deployment run of a row may take before it counts as lost."""
+        if self.row_timeout_seconds is not None:
+            return self.row_timeout_seconds
+        return poll_timeout_seconds + ROW_MARGIN_SECONDS
+
+    def flow_parameters(self) -> dict[str, Any]:
+        """These options as ``generate_video_batch`` parameters (JSON-ready)."""
+        return self.model_dump(mode="json")
