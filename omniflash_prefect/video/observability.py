@@ -6,18 +6,33 @@ artifact and event APIs. Nothing here ever receives the API key.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from uuid import UUID
 
-from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact
+from prefect.artifacts import (
+    acreate_link_artifact,
+    acreate_markdown_artifact,
+    aupdate_progress_artifact,
+)
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate
 from prefect.events import emit_event
+from prefect.utilities.context import get_task_and_flow_run_ids
 
 from omniflash_prefect.core.models import VideoTask
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.archive import ArchivedVideo
 
 EVENT_PREFIX = "omniflash.video"
+#: The smallest rise of the API's progress (in points) that updates the progress artifact.
+PROGRESS_STEP: Final = 10
+#: The key, in a progress artifact's metadata, of the provider task it follows.
+TASK_ID_METADATA: Final = "task_id"
+
+RunLogger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 def artifact_key(kind: str, task_id: str) -> str:
@@ -37,6 +52,69 @@ def short_prompt(prompt: str, limit: int = 60) -> str:
     """A prompt shortened to one line for names and titles."""
     line = " ".join(prompt.split())
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+async def acreate_task_progress_artifact(task_id: str, progress: float) -> UUID:
+    """A progress artifact on the current run for one provider task, whose metadata names the
+    task (``TASK_ID_METADATA``), so readers such as ``omniflash generate`` need not parse text."""
+    task_run_id, flow_run_id = get_task_and_flow_run_ids()
+    async with get_client() as client:
+        artifact = await client.create_artifact(
+            ArtifactCreate(
+                type="progress",
+                key=artifact_key("progress", task_id),
+                description=f"Generation progress of task {task_id}",
+                data=progress,
+                metadata_={TASK_ID_METADATA: task_id},
+                task_run_id=task_run_id,
+                flow_run_id=flow_run_id,
+            )
+        )
+    return artifact.id
+
+
+class TaskProgress:
+    """What a poll shows of one task: a log line per status, and its progress artifact.
+
+    The artifact is created at the first reading, not at 0 before it (one write less per video,
+    and a resumed video shows its real progress at once), then moves in steps of at least
+    ``PROGRESS_STEP`` points up to 100: every update is a database write on the Prefect server,
+    which a batch of hundreds of videos must not flood.
+    """
+
+    def __init__(self, task_id: str, logger: RunLogger) -> None:
+        self.task_id = task_id
+        self.logger = logger
+        self.status: str | None = None
+        self.progress = 0.0
+        self.artifact_id: UUID | None = None
+
+    async def report(self, update: VideoTask) -> None:
+        """One reading of the task (the client's ``on_update``)."""
+        if update.status != self.status:
+            self.logger.info(
+                "Task %s is %s (progress %s%%)", self.task_id, update.status, update.progress
+            )
+            self.status = update.status
+        progress = float(update.progress) if update.progress is not None else self.progress
+        if (
+            self.artifact_id is None
+            or progress >= self.progress + PROGRESS_STEP
+            or (progress == 100 != self.progress)
+        ):
+            await self._show(progress)
+
+    async def finish(self) -> None:
+        """The task completed: the artifact shows 100%."""
+        if self.artifact_id is None or self.progress != 100:
+            await self._show(100.0)
+
+    async def _show(self, progress: float) -> None:
+        if self.artifact_id is None:
+            self.artifact_id = await acreate_task_progress_artifact(self.task_id, progress)
+        else:
+            await aupdate_progress_artifact(self.artifact_id, progress)
+        self.progress = progress
 
 
 def emit_video_event(

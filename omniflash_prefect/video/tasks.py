@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
-import logging
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -38,7 +37,6 @@ from typing import Any
 
 import httpx
 from prefect import Task, get_run_logger, task
-from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 from prefect.exceptions import PrefectHTTPStatusError
@@ -69,13 +67,13 @@ from omniflash_prefect.video.archive import (
 from omniflash_prefect.video.blocks import OmniFlashCredentials
 from omniflash_prefect.video.claims import claim, current_record_storage, record_store
 from omniflash_prefect.video.dispatch import dispatching_task
-from omniflash_prefect.video.observability import artifact_key, emit_video_event
+from omniflash_prefect.video.observability import (
+    RunLogger,
+    TaskProgress,
+    emit_video_event,
+)
 from omniflash_prefect.video.submissions import call_take, submission_key, submit_once
 
-RunLogger = logging.Logger | logging.LoggerAdapter[logging.Logger]
-
-#: The smallest rise of the API's progress (in points) that updates the progress artifact.
-PROGRESS_STEP = 10
 #: Prefect-level retries of ``poll_video`` (only for what :func:`poll_failure_is_transient`
 #: accepts), and the seconds before each.
 POLL_RETRIES = 2
@@ -264,34 +262,7 @@ async def apoll_video(
     """
     task_id = validate_task_id(task_id)
     logger = get_run_logger()
-    seen: dict[str, Any] = {"status": None, "progress": 0, "artifact": None}
-
-    async def show(progress: float) -> None:
-        # Created at the first reading, not at 0 before it: one write less per video, and a
-        # resumed video shows its real progress at once.
-        if seen["artifact"] is None:
-            seen["artifact"] = await acreate_progress_artifact(
-                progress=progress,
-                key=artifact_key("progress", task_id),
-                description=f"Generation progress of task {task_id}",
-            )
-        else:
-            await aupdate_progress_artifact(seen["artifact"], progress)
-        seen["progress"] = progress
-
-    async def report(update: VideoTask) -> None:
-        if update.status != seen["status"]:
-            logger.info("Task %s is %s (progress %s%%)", task_id, update.status, update.progress)
-            seen["status"] = update.status
-        progress = update.progress if update.progress is not None else seen["progress"]
-        # Steps of PROGRESS_STEP points: every update is a database write on the Prefect
-        # server, which a batch of hundreds of videos must not flood.
-        if (
-            seen["artifact"] is None
-            or progress >= seen["progress"] + PROGRESS_STEP
-            or (progress == 100 != seen["progress"])
-        ):
-            await show(float(progress))
+    progress = TaskProgress(task_id, logger)
 
     context = TaskRunContext.get()
     spent = (
@@ -310,7 +281,7 @@ async def apoll_video(
                 task_id,
                 max_wait_seconds=max(budget - spent, 0.0),
                 first_poll_delay=first_poll_delay,
-                on_update=report,
+                on_update=progress.report,
             )
         except (GenerationFailedError, GenerationCancelledError) as exc:
             code = exc.error_code if isinstance(exc, GenerationFailedError) else "cancelled"
@@ -321,8 +292,7 @@ async def apoll_video(
         except PollTimeoutError:
             logger.error("Task %s is still running; resume with poll_video(%r)", task_id, task_id)
             raise
-    if seen["artifact"] is None or seen["progress"] != 100:
-        await show(100.0)
+    await progress.finish()
     emit_video_event(
         "completed",
         task_id,

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from prefect import artifacts, flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from omniflash_prefect import ArchivedVideo, OmniFlashClient, VideoRequest, generate_video
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
-from omniflash_prefect.video import tasks
+from omniflash_prefect.video import observability, tasks
 from omniflash_prefect.video.observability import artifact_key
 from tests.support.server_reads import omniflash_events, run_artifacts
 
@@ -69,18 +70,21 @@ async def test_one_video_end_to_end_is_observable(
 def progress_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
     """Every write of a progress artifact by ``poll_video``: ("create" | "update", value)."""
     writes: list[tuple[str, float]] = []
-    create, update = artifacts.acreate_progress_artifact, artifacts.aupdate_progress_artifact
+    create, update = (
+        observability.acreate_task_progress_artifact,
+        artifacts.aupdate_progress_artifact,
+    )
 
-    async def creating(progress: float, **kwargs: Any) -> Any:
+    async def creating(task_id: str, progress: float) -> Any:
         writes.append(("create", progress))
-        return await create(progress=progress, **kwargs)
+        return await create(task_id, progress)
 
     async def updating(artifact_id: Any, progress: float) -> Any:
         writes.append(("update", progress))
         return await update(artifact_id, progress)
 
-    monkeypatch.setattr(tasks, "acreate_progress_artifact", creating)
-    monkeypatch.setattr(tasks, "aupdate_progress_artifact", updating)
+    monkeypatch.setattr(observability, "acreate_task_progress_artifact", creating)
+    monkeypatch.setattr(observability, "aupdate_progress_artifact", updating)
     return writes
 
 
@@ -115,8 +119,15 @@ async def test_progress_artifact_follows_readings_in_steps(
     values = [value for _, value in progress_writes]
     assert kinds == ["create"] + ["update"] * (len(kinds) - 1)
     assert values[-1] == 100
-    assert all(b - a >= tasks.PROGRESS_STEP for a, b in itertools.pairwise(values[:-1]))
+    assert all(b - a >= observability.PROGRESS_STEP for a, b in itertools.pairwise(values[:-1]))
     assert len(progress_writes) < polls
+    async with get_client() as client:
+        (artifact,) = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[artifact_key("progress", task_id)])
+            )
+        )
+    assert artifact.metadata_ == {observability.TASK_ID_METADATA: task_id}
 
 
 async def test_progress_artifact_of_a_finished_task_is_written_once(

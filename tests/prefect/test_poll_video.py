@@ -10,7 +10,6 @@ from uuid import UUID
 import httpx
 import pytest
 from prefect import flow
-from prefect.artifacts import acreate_progress_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.exceptions import PrefectHTTPStatusError
@@ -29,7 +28,7 @@ from omniflash_prefect import (
     poll_video,
 )
 from omniflash_prefect.emulator import EmulatorServer
-from omniflash_prefect.video import tasks
+from omniflash_prefect.video import observability, tasks
 
 
 def prefect_503() -> PrefectHTTPStatusError:
@@ -132,15 +131,15 @@ async def test_an_unavailable_prefect_api_is_retried_a_failed_generation_is_not(
     """The progress artifact's first write gets a 503 from the Prefect API: the task run is
     retried (run count 2) and completes. A failed generation fails at once (run count 1)."""
     refused: list[str] = []
-    create = acreate_progress_artifact
+    create = observability.acreate_task_progress_artifact
 
-    async def busy_once(**kwargs: Any) -> Any:
+    async def busy_once(task_id: str, progress: float) -> Any:
         if not refused:
-            refused.append(kwargs["key"])
+            refused.append(task_id)
             raise prefect_503()
-        return await create(**kwargs)
+        return await create(task_id, progress)
 
-    monkeypatch.setattr(tasks, "acreate_progress_artifact", busy_once)
+    monkeypatch.setattr(observability, "acreate_task_progress_artifact", busy_once)
     quick = poll_video.with_options(retry_delay_seconds=0)
 
     @flow
