@@ -13,29 +13,32 @@ certainly did not accept it, and any doubt raises :class:`SubmissionOutcomeUnkno
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import logging
 import os
-import socket
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Self
-from urllib.parse import urljoin
+from typing import Any, Self
 
-import httpcore  # httpx's own transport; see _read_sockets_in_bigger_pieces
 import httpx
 from pydantic import SecretStr
 
+from omniflash_prefect.client.downloads import Logger, VideoDownloader
+from omniflash_prefect.client.transport import (
+    DEFAULT_TIMEOUT,
+    Resolve,
+    connection_error,
+    read_sockets_in_bigger_pieces,
+    resolve_host,
+    verify_context,
+    whole_call_seconds,
+)
 from omniflash_prefect.core import protocol
 from omniflash_prefect.core.errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
-    DownloadError,
     GenerationCancelledError,
     GenerationFailedError,
     InvalidVideoRequestError,
@@ -44,11 +47,7 @@ from omniflash_prefect.core.errors import (
     RequestProblem,
     SubmissionOutcomeUnknownError,
     UnexpectedResponseError,
-    UnsafeDownloadURLError,
     UsageError,
-    VideoExpiredError,
-    VideoTooLargeError,
-    redact,
 )
 from omniflash_prefect.core.models import (
     KNOWN_STATUSES,
@@ -71,55 +70,10 @@ logger = logging.getLogger("omniflash_prefect")
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
-#: Host, port -> the IP addresses a connection to them may reach.
-Resolve = Callable[[str, int], Awaitable[list[str]]]
 TaskCallback = Callable[[VideoTask], Awaitable[None]]
 
-_DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-_MAX_REDIRECTS = 5
 #: The largest API answer read; real ones are well under a kilobyte.
 MAX_API_ANSWER_BYTES = 1024 * 1024
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_EXPIRED_STATUSES = frozenset({403, 410})
-#: Content types that are never a video (``text/*`` neither): an error page or API answer.
-_NOT_VIDEO_TYPES = frozenset({"application/json", "application/xml", "application/xhtml+xml"})
-
-
-#: Bytes read from a socket at once. httpcore reads 64 KiB at a time and every read is a trip
-#: through h11, httpcore and httpx; on a fast link those trips, not the network, bound a
-#: download (benchmarks/README.md, "Archive throughput").
-SOCKET_READ_BYTES = 256 * 1024
-
-
-@functools.cache
-def _read_sockets_in_bigger_pieces() -> None:
-    """Let httpcore read up to :data:`SOCKET_READ_BYTES` per call (it never lowers a larger size).
-
-    asyncio hands received data over in pieces of up to 256 KiB; reading them whole makes a
-    download a quarter of the trips through the HTTP stack, which saves more CPU than the
-    archive's SHA-256 costs. It is httpcore's class attribute, so it applies process-wide: only
-    the size of a read changes, never what is read.
-    """
-    connection = httpcore.AsyncHTTP11Connection
-    current = getattr(connection, "READ_NUM_BYTES", None)
-    if isinstance(current, int) and current < SOCKET_READ_BYTES:
-        connection.READ_NUM_BYTES = SOCKET_READ_BYTES
-
-
-def _verify_context() -> ssl.SSLContext:
-    """The TLS context httpx would build for ``verify=True``, built once per CA setting.
-
-    httpx builds a fresh context (loading the whole CA bundle, tens of milliseconds of CPU) for
-    every client; a batch makes several clients per video, so they share one. Keyed by the
-    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` variables httpx reads, so changing them still applies.
-    """
-    return _context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-
-
-@functools.lru_cache(maxsize=4)
-def _context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
-    del cert_file, cert_dir  # the cache key: create_ssl_context reads them from the environment
-    return httpx.create_ssl_context()
 
 
 class OmniFlashClient:
@@ -138,7 +92,7 @@ class OmniFlashClient:
         api_key: str | SecretStr,
         *,
         base_url: str = DEFAULT_BASE_URL,
-        timeout: httpx.Timeout | float = _DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
         poll_schedule: PollSchedule | None = None,
         max_download_bytes: int = 4 * 1024**3,
@@ -155,16 +109,14 @@ class OmniFlashClient:
         self.base_url = base_url.rstrip("/")
         self.retry_policy = retry_policy or RetryPolicy()
         self.poll_schedule = poll_schedule or PollSchedule()
-        self.max_download_bytes = max_download_bytes
-        self.download_attempts = download_attempts
         self._sleep = sleep
         self._clock = clock
         # Video hosts are resolved and checked before connecting. An injected transport makes
         # its own connections, so then only an injected resolver is used.
-        self._resolve = resolve if resolve is not None or transport is not None else resolve_host
+        resolve = resolve if resolve is not None or transport is not None else resolve_host
         # httpx bounds each read; this bounds a whole answer, however it trickles in.
-        self._call_seconds = _whole_call_seconds(timeout)
-        _read_sockets_in_bigger_pieces()
+        self._call_seconds = whole_call_seconds(timeout)
+        read_sockets_in_bigger_pieces()
         # No default Authorization header: the key is added to API calls only, so it never
         # travels to the CDN host a result URL points at.
         self._http = httpx.AsyncClient(
@@ -173,7 +125,15 @@ class OmniFlashClient:
             transport=transport,
             headers={"User-Agent": protocol.user_agent(f"httpx/{httpx.__version__}")},
             follow_redirects=False,
-            verify=_verify_context(),
+            verify=verify_context(),
+        )
+        self.downloads = VideoDownloader(
+            self._http,
+            max_download_bytes=max_download_bytes,
+            download_attempts=download_attempts,
+            retry_policy=self.retry_policy,
+            sleep=sleep,
+            resolve=resolve,
         )
 
     @classmethod
@@ -343,6 +303,8 @@ class OmniFlashClient:
 
     # -- downloads ---------------------------------------------------------------------------
 
+    # -- downloads ---------------------------------------------------------------------------
+
     async def download(
         self, url: str, destination: str | os.PathLike[str], *, expected_size: int | None = None
     ) -> DownloadedVideo:
@@ -353,86 +315,14 @@ class OmniFlashClient:
         transfer resumes with an HTTP ``Range`` request (restarting when the server ignores it);
         a refused URL (403/410) raises :class:`VideoExpiredError`.
         """
-        target = Path(destination)
-        part = target.with_name(target.name + ".part")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with part.open("wb") as sink:
-                size, digest = await self._download_into(url, sink, expected_size)
-            os.replace(part, target)
-        finally:
-            part.unlink(missing_ok=True)
-        return DownloadedVideo(path=target, size_bytes=size, sha256=digest)
+        return await self.downloads.download(url, destination, expected_size=expected_size)
 
-    async def _download_into(
-        self, url: str, sink: BinaryIO, expected_size: int | None
-    ) -> tuple[int, str]:
-        hasher = hashlib.sha256()
-        written = 0
-        total = expected_size
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with self._open_download(url, written) as response:
-                    if written and response.status_code == 200:
-                        # The server ignored the Range header: start over from byte 0.
-                        sink.seek(0)
-                        sink.truncate()
-                        hasher = hashlib.sha256()
-                        written = 0
-                    total = self._announced_total(response, written, total)
-                    # Chunks as they arrive: re-buffering into fixed sizes cost more CPU than
-                    # the SHA-256 (about 1 s per GiB, measured in benchmarks/).
-                    async for chunk in response.aiter_raw():
-                        written += len(chunk)
-                        if written > self.max_download_bytes:
-                            raise VideoTooLargeError(
-                                f"the video exceeds the {self.max_download_bytes}-byte cap"
-                            )
-                        hasher.update(chunk)
-                        sink.write(chunk)
-                if total is None or written == total:
-                    sink.flush()
-                    return written, hasher.hexdigest()
-                if written > total:
-                    raise DownloadError(
-                        f"the server sent {written} bytes but announced {total}; refusing"
-                    )
-                problem = f"the transfer ended after {written} of {total} bytes"
-            except (httpx.TransportError, _TransientDownloadError) as exc:
-                problem = f"the transfer broke after {written} bytes ({exc or type(exc).__name__})"
-            if attempt >= self.download_attempts:
-                raise DownloadError(f"{problem}; gave up after {attempt} attempts")
-            logger.warning("download of %s: %s; resuming", _safe_url(url), problem)
-            await self._sleep(self.retry_policy.delay(attempt))
-
-    def _open_download(self, url: str, offset: int) -> _DownloadStream:
-        return _DownloadStream(self._http, url, offset, self._resolve)
-
-    def _announced_total(
-        self, response: httpx.Response, offset: int, known: int | None
-    ) -> int | None:
-        """The full size the server announces, checked against the cap and what we know."""
-        total: int | None = None
-        if response.status_code == 206:
-            content_range = protocol.parse_content_range(response.headers.get("content-range"))
-            if content_range is None or content_range[0] != offset:
-                raise DownloadError(
-                    "the server resumed the download at the wrong offset "
-                    f"({response.headers.get('content-range')!r}, expected byte {offset})"
-                )
-            total = content_range[2]
-        length = response.headers.get("content-length")
-        if total is None and length is not None and length.isdigit():
-            total = offset + int(length)
-        if total is not None and total > self.max_download_bytes:
-            raise VideoTooLargeError(
-                f"the video is {total} bytes, over the {self.max_download_bytes}-byte cap"
-            )
-        if known is not None and total is not None and known != total:
-            raise DownloadError(f"the video is {total} bytes where {known} were expected")
-        return total if total is not None else known
+    async def download_task(
+        self, task: VideoTask, destination: str | os.PathLike[str], log: Logger = logger
+    ) -> tuple[VideoTask, DownloadedVideo]:
+        """Download a completed task's video, reading the task once more when its URL is missing,
+        expired or refused; returns the task as last read (its URL, its expiry) and the video."""
+        return await self.downloads.download_task(task, Path(destination), self.get_task, log)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -451,7 +341,7 @@ class OmniFlashClient:
                     request_sent=True,
                 )
             except httpx.TransportError as exc:
-                error = _connection_error(exc, self._api_key)
+                error = connection_error(exc, self._api_key)
             else:
                 if response.is_success:
                     return protocol.decode_json(response)
@@ -492,130 +382,6 @@ class OmniFlashClient:
         )
 
 
-class _TransientDownloadError(Exception):
-    """A video host answer worth retrying (5xx, 429), handled like a broken transfer."""
-
-
-class _DownloadStream:
-    """An async context manager around one streamed GET, following safe redirects only.
-
-    Each hop is checked with :func:`protocol.check_download_url`, so a redirect cannot lead to
-    another scheme or an internal host, and no API key is ever sent along.
-    """
-
-    def __init__(
-        self, http: httpx.AsyncClient, url: str, offset: int, resolve: Resolve | None
-    ) -> None:
-        self._http = http
-        self._url = url
-        self._offset = offset
-        self._resolve = resolve
-        self._response: httpx.Response | None = None
-
-    async def __aenter__(self) -> httpx.Response:
-        url = self._url
-        # identity: the bytes on disk must be the file itself, and Content-Length must count them.
-        headers = {"Accept-Encoding": "identity"}
-        if self._offset:
-            headers["Range"] = f"bytes={self._offset}-"
-        for _ in range(_MAX_REDIRECTS + 1):
-            protocol.check_download_url(url)
-            try:
-                request = self._http.build_request("GET", url, headers=headers)
-            except (httpx.InvalidURL, UnicodeError) as exc:
-                raise UnsafeDownloadURLError(f"refusing a URL httpx cannot use: {exc}") from None
-            if self._resolve is not None:
-                port = request.url.port or (443 if request.url.scheme == "https" else 80)
-                for address in await self._resolve(request.url.host, port):
-                    _refuse_forbidden(request.url.host, address)
-            try:
-                response = await self._http.send(request, stream=True)
-            except (httpx.InvalidURL, UnicodeError) as exc:  # e.g. a Location httpx cannot parse
-                raise UnsafeDownloadURLError(f"refusing an unusable redirect: {exc}") from None
-            peer = _peer_address(response)
-            if peer is not None and protocol.is_forbidden_address(peer):
-                await response.aclose()  # connected after all (a DNS change): read nothing
-                _refuse_forbidden(request.url.host, peer)
-            if response.status_code in _REDIRECT_STATUSES and "location" in response.headers:
-                await response.aclose()
-                try:
-                    url = urljoin(url, response.headers["location"])
-                except ValueError:
-                    raise UnsafeDownloadURLError(
-                        f"refusing a redirect to a malformed URL {response.headers['location']!r}"
-                    ) from None
-                continue
-            if response.status_code in _EXPIRED_STATUSES:
-                await response.aclose()
-                raise VideoExpiredError(
-                    f"the video URL was refused (HTTP {response.status_code}): result URLs expire "
-                    "about 24 hours after the task completes; read the task again for a fresh URL"
-                )
-            if response.status_code not in (200, 206):
-                await response.aclose()
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise _TransientDownloadError(f"HTTP {response.status_code}")
-                raise DownloadError(f"the video URL answered HTTP {response.status_code}")
-            content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type.startswith("text/") or content_type in _NOT_VIDEO_TYPES:
-                await response.aclose()
-                raise DownloadError(
-                    f"the video URL answered {content_type!r} content, not a video "
-                    "(an error page?); nothing was archived"
-                )
-            self._response = response
-            return response
-        raise DownloadError(f"more than {_MAX_REDIRECTS} redirects for the video URL")
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._response is not None:
-            await self._response.aclose()
-
-
-def _whole_call_seconds(timeout: httpx.Timeout | float) -> float:
-    """The longest one API call may take: connecting, plus twice the read timeout."""
-    limits = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-    connect = limits.connect if limits.connect is not None else 10.0
-    read = limits.read if limits.read is not None else 30.0
-    return connect + 2 * read
-
-
-async def resolve_host(host: str, port: int) -> list[str]:
-    """The addresses ``host`` resolves to; empty when it does not resolve (the connection then
-    fails and says why)."""
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return []
-    return [str(info[4][0]) for info in infos]
-
-
-def _refuse_forbidden(host: str, address: str) -> None:
-    if protocol.is_forbidden_address(address):
-        raise UnsafeDownloadURLError(
-            f"refusing to download from {host}: it resolves to {address}, a link-local or cloud "
-            "metadata address"
-        )
-
-
-def _peer_address(response: httpx.Response) -> str | None:
-    """The IP address the response came from, when the transport tells (real sockets do)."""
-    stream = response.extensions.get("network_stream")
-    if stream is None:
-        return None
-    peer = stream.get_extra_info("server_addr")
-    return str(peer[0]) if isinstance(peer, tuple) and peer else None
-
-
-def _connection_error(exc: httpx.TransportError, api_key: str) -> APIConnectionError:
-    """Classify a transport failure: was the request possibly sent?"""
-    not_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    message = redact(f"could not reach the API: {type(exc).__name__}: {exc}", api_key)
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(message, request_sent=not not_sent)
-    return APIConnectionError(message, request_sent=not not_sent)
-
-
 def _image_refusal(path: Path, message: str) -> InvalidVideoRequestError:
     return InvalidVideoRequestError(
         [
@@ -638,8 +404,3 @@ def _read_image(path: Path) -> bytes:
     if size > protocol.MAX_IMAGE_UPLOAD_BYTES:
         raise _image_refusal(path, f"is {size} bytes, over the 20 MB upload limit")
     return path.read_bytes()
-
-
-def _safe_url(url: str) -> str:
-    """A URL for logs, without its query (signed URLs carry credentials-like tokens there)."""
-    return url.split("?", 1)[0]

@@ -45,13 +45,11 @@ from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from omniflash_prefect.client import OmniFlashClient
 from omniflash_prefect.core.errors import (
     BlockTypeError,
-    DownloadError,
     GenerationCancelledError,
     GenerationFailedError,
     PollTimeoutError,
-    VideoExpiredError,
 )
-from omniflash_prefect.core.models import DownloadedVideo, VideoTask, validate_task_id
+from omniflash_prefect.core.models import VideoTask, validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.archive import (
@@ -396,7 +394,7 @@ async def _archive(
         with TemporaryDirectory(prefix="omniflash-") as scratch:
             staged = staging_path(target, key, Path(scratch))
             try:
-                source, downloaded = await _download_fresh(client, task, staged, logger)
+                source, downloaded = await client.download_task(task, staged, logger)
                 check_is_mp4(staged)
                 location = await store_video(target, staged, key)
             finally:
@@ -418,25 +416,3 @@ async def _archive(
     )
     await write_sidecar(target, sidecar_key(key), task=source, request=request, archived=archived)
     return archived
-
-
-async def _download_fresh(
-    client: OmniFlashClient, task: VideoTask, staged: Path, logger: RunLogger
-) -> tuple[VideoTask, DownloadedVideo]:
-    """Download the task's video, reading the task once more if its URL is missing or expired."""
-    source = task
-    renewed = False
-    expires_at = task.video_expires_at
-    if task.video_url is None or (expires_at is not None and expires_at <= time.time()):
-        logger.info("The URL of task %s is missing or expired; reading the task again", task.id)
-        source, renewed = await client.get_task(task.id), True
-    while True:
-        if source.video_url is None:
-            raise DownloadError(f"task {task.id} is {source.status} but has no video URL")
-        try:
-            return source, await client.download(source.video_url, staged)
-        except VideoExpiredError:
-            if renewed:
-                raise
-            logger.warning("The URL of task %s was refused; reading the task again", task.id)
-            source, renewed = await client.get_task(task.id), True

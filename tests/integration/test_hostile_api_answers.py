@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import zlib
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,6 @@ from omniflash_prefect import (
     VideoTask,
 )
 from omniflash_prefect.client import MAX_API_ANSWER_BYTES
-from omniflash_prefect.video.tasks import _download_fresh
 from tests.support.clock import FakeClock
 from tests.support.hostile_answers import (
     ENDLESS,
@@ -288,7 +286,7 @@ async def test_completed_without_a_video_url_is_a_download_error(
         assert task.phase == "completed"
         assert task.video_url is None
         with pytest.raises(DownloadError, match="no video URL"):
-            await _download_fresh(client, task, staged, logging.getLogger("test"))
+            await client.download_task(task, staged)
     assert server.paths == [f"/v1/tasks/{TASK_ID}"] * 2
     assert not staged.exists()
 
@@ -311,7 +309,7 @@ async def test_of_two_videos_the_first_url_of_the_first_video_with_one_is_archiv
     staged = tmp_path / "staged.mp4"
     async with HostileServer(handler) as server, client_for(server) as client:
         task = await client.get_task(TASK_ID)
-        source, downloaded = await _download_fresh(client, task, staged, logging.getLogger("test"))
+        source, downloaded = await client.download_task(task, staged)
     assert source.video_url == server.url("/first.mp4")
     assert len(source.videos) == 3
     assert server.paths == [f"/v1/tasks/{TASK_ID}", "/first.mp4"]
