@@ -254,29 +254,12 @@ class OmniFlashClient:
             await self._sleep(max(min(delay, deadline - self._clock()), 0.0))
             task = await self._poll_once(task_id, deadline)
             if task is not None:
-                if task.status != last_status:
-                    logger.info("task %s is %s (progress %s)", task_id, task.status, task.progress)
-                    last_status = task.status
-                if task.status not in KNOWN_STATUSES and task.status not in unknown_seen:
-                    unknown_seen.add(task.status)
-                    logger.warning(
-                        "task %s has status %r, unknown to this package: still waiting",
-                        task_id,
-                        task.status,
-                    )
+                _log_reading(task, last_status, unknown_seen)
+                last_status = task.status
                 if on_update is not None:
                     await on_update(task)
-                if task.phase == "completed":
+                if _ended(task):
                     return task
-                if task.phase == "failed":
-                    error = task.error
-                    raise GenerationFailedError(
-                        task_id,
-                        error_code=error.code if error else None,
-                        error_message=error.message if error else None,
-                    )
-                if task.phase == "cancelled":
-                    raise GenerationCancelledError(task_id)
             elapsed = self._clock() - started
             if self._clock() >= deadline:
                 raise PollTimeoutError(task_id, waited_seconds=elapsed, last_status=last_status)
@@ -404,3 +387,28 @@ def _read_image(path: Path) -> bytes:
     if size > protocol.MAX_IMAGE_UPLOAD_BYTES:
         raise _image_refusal(path, f"is {size} bytes, over the 20 MB upload limit")
     return path.read_bytes()
+
+
+def _log_reading(task: VideoTask, last_status: str | None, unknown_seen: set[str]) -> None:
+    """A log line per status change, and a warning the first time a status is unknown."""
+    if task.status != last_status:
+        logger.info("task %s is %s (progress %s)", task.id, task.status, task.progress)
+    if task.status not in KNOWN_STATUSES and task.status not in unknown_seen:
+        unknown_seen.add(task.status)
+        logger.warning(
+            "task %s has status %r, unknown to this package: still waiting", task.id, task.status
+        )
+
+
+def _ended(task: VideoTask) -> bool:
+    """True when the task completed; raises when it failed or was cancelled."""
+    if task.phase == "failed":
+        error = task.error
+        raise GenerationFailedError(
+            task.id,
+            error_code=error.code if error else None,
+            error_message=error.message if error else None,
+        )
+    if task.phase == "cancelled":
+        raise GenerationCancelledError(task.id)
+    return task.phase == "completed"

@@ -208,15 +208,7 @@ class _DownloadStream:
         if self._offset:
             headers["Range"] = f"bytes={self._offset}-"
         for _ in range(_MAX_REDIRECTS + 1):
-            protocol.check_download_url(url)
-            try:
-                request = self._http.build_request("GET", url, headers=headers)
-            except (httpx.InvalidURL, UnicodeError) as exc:
-                raise UnsafeDownloadURLError(f"refusing a URL httpx cannot use: {exc}") from None
-            if self._resolve is not None:
-                port = request.url.port or (443 if request.url.scheme == "https" else 80)
-                for address in await self._resolve(request.url.host, port):
-                    refuse_forbidden(request.url.host, address)
+            request = await self._checked_request(url, headers)
             try:
                 response = await self._http.send(request, stream=True)
             except (httpx.InvalidURL, UnicodeError) as exc:  # e.g. a Location httpx cannot parse
@@ -255,6 +247,19 @@ class _DownloadStream:
             self._response = response
             return response
         raise DownloadError(f"more than {_MAX_REDIRECTS} redirects for the video URL")
+
+    async def _checked_request(self, url: str, headers: dict[str, str]) -> httpx.Request:
+        """The GET of one hop, once its URL and every address its host resolves to are allowed."""
+        protocol.check_download_url(url)
+        try:
+            request = self._http.build_request("GET", url, headers=headers)
+        except (httpx.InvalidURL, UnicodeError) as exc:
+            raise UnsafeDownloadURLError(f"refusing a URL httpx cannot use: {exc}") from None
+        if self._resolve is not None:
+            port = request.url.port or (443 if request.url.scheme == "https" else 80)
+            for address in await self._resolve(request.url.host, port):
+                refuse_forbidden(request.url.host, address)
+        return request
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._response is not None:

@@ -225,6 +225,16 @@ def seconds_spent_before(run_count: int, start_time: dt.datetime | None, now: dt
     return max((now - start_time).total_seconds(), 0.0)
 
 
+def _seconds_spent_by_earlier_attempts() -> float:
+    """What the current task run's earlier attempts waited of the deadline (see
+    :func:`seconds_spent_before`); none outside a task run."""
+    context = TaskRunContext.get()
+    if context is None:
+        return 0.0
+    run = context.task_run
+    return seconds_spent_before(run.run_count, run.start_time, dt.datetime.now(dt.UTC))
+
+
 @task(
     name="poll-video",
     task_run_name="poll-video-{task_id}",
@@ -262,14 +272,7 @@ async def apoll_video(
     logger = get_run_logger()
     progress = TaskProgress(task_id, logger)
 
-    context = TaskRunContext.get()
-    spent = (
-        seconds_spent_before(
-            context.task_run.run_count, context.task_run.start_time, dt.datetime.now(dt.UTC)
-        )
-        if context is not None
-        else 0.0
-    )
+    spent = _seconds_spent_by_earlier_attempts()
     async with await load_client(credentials_block) as client:
         budget = (
             client.poll_schedule.timeout_seconds if max_wait_seconds is None else max_wait_seconds
