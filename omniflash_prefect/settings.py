@@ -2,11 +2,17 @@
 
 A credentials block, when one is named, wins over these; they are the fallback for scripts, the
 command line and the emulator. The API key is a ``SecretStr`` so it never prints.
+
+The one place of the client's defaults: timeouts, attempts and the size cap are declared here,
+and the poll and retry bounds are those of the pure :class:`PollSchedule` and
+:class:`RetryPolicy`. The client (constructed without them) and the credentials block read
+:data:`DEFAULTS`, so the three can never disagree.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,7 +21,6 @@ from omniflash_prefect.core.polling import PollSchedule
 from omniflash_prefect.core.retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.apimart.ai"
-DEFAULT_MAX_DOWNLOAD_BYTES = 4 * 1024**3
 
 
 class OmniFlashSettings(BaseSettings):
@@ -25,13 +30,21 @@ class OmniFlashSettings(BaseSettings):
 
     api_key: SecretStr | None = Field(default=None, description="The provider's API key.")
     base_url: str = Field(default=DEFAULT_BASE_URL, description="Root URL of the API.")
-    poll_min_seconds: float = Field(default=5.0, ge=0, description="Shortest poll interval.")
-    poll_max_seconds: float = Field(default=10.0, ge=0, description="Longest poll interval.")
+    poll_min_seconds: float = Field(
+        default=PollSchedule.min_interval_seconds, ge=0, description="Shortest poll interval."
+    )
+    poll_max_seconds: float = Field(
+        default=PollSchedule.max_interval_seconds, ge=0, description="Longest poll interval."
+    )
     first_poll_delay_seconds: float = Field(
-        default=5.0, ge=0, description="Wait after submitting before the first status read."
+        default=PollSchedule.first_delay_seconds,
+        ge=0,
+        description="Wait after submitting before the first status read.",
     )
     poll_timeout_seconds: float = Field(
-        default=1800.0, gt=0, description="Give up waiting for a task after this long."
+        default=PollSchedule.timeout_seconds,
+        gt=0,
+        description="Give up waiting for a task after this long.",
     )
     archive_dir: Path = Field(default=Path("videos"), description="Where videos are archived.")
     request_timeout_seconds: float = Field(
@@ -41,7 +54,7 @@ class OmniFlashSettings(BaseSettings):
         default=10.0, gt=0, description="Timeout to establish a connection."
     )
     max_attempts: int = Field(
-        default=5,
+        default=RetryPolicy.max_attempts,
         ge=1,
         description="Tries of one API call (first try included) on retryable errors.",
     )
@@ -49,7 +62,7 @@ class OmniFlashSettings(BaseSettings):
         default=5, ge=1, description="Tries of one download, resuming where the last one broke."
     )
     max_download_bytes: int = Field(
-        default=DEFAULT_MAX_DOWNLOAD_BYTES, gt=0, description="Refuse videos larger than this."
+        default=4 * 1024**3, gt=0, description="Refuse videos larger than this."
     )
     claim_lease_seconds: float = Field(
         default=60.0,
@@ -79,3 +92,7 @@ class OmniFlashSettings(BaseSettings):
     def retry_policy(self) -> RetryPolicy:
         """The API-call retry policy."""
         return RetryPolicy(max_attempts=self.max_attempts)
+
+
+#: Every setting at its default, whatever the environment says.
+DEFAULTS: Final = OmniFlashSettings.model_construct()

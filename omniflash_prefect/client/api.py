@@ -26,9 +26,9 @@ from pydantic import SecretStr
 
 from omniflash_prefect.client.downloads import Logger, VideoDownloader
 from omniflash_prefect.client.transport import (
-    DEFAULT_TIMEOUT,
     Resolve,
     connection_error,
+    http_timeout,
     read_sockets_in_bigger_pieces,
     resolve_host,
     verify_context,
@@ -64,7 +64,7 @@ from omniflash_prefect.core.retry import (
     retry_after_of,
     submission_certainly_refused,
 )
-from omniflash_prefect.settings import DEFAULT_BASE_URL, OmniFlashSettings
+from omniflash_prefect.settings import DEFAULT_BASE_URL, DEFAULTS, OmniFlashSettings
 
 logger = logging.getLogger("omniflash_prefect")
 
@@ -92,11 +92,11 @@ class OmniFlashClient:
         api_key: str | SecretStr,
         *,
         base_url: str = DEFAULT_BASE_URL,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | float | None = None,
         retry_policy: RetryPolicy | None = None,
         poll_schedule: PollSchedule | None = None,
-        max_download_bytes: int = 4 * 1024**3,
-        download_attempts: int = 5,
+        max_download_bytes: int = DEFAULTS.max_download_bytes,
+        download_attempts: int = DEFAULTS.download_attempts,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
@@ -107,8 +107,12 @@ class OmniFlashClient:
             raise UsageError("an API key is required (set OMNIFLASH_API_KEY or use a block)")
         self._api_key = secret
         self.base_url = base_url.rstrip("/")
-        self.retry_policy = retry_policy or RetryPolicy()
-        self.poll_schedule = poll_schedule or PollSchedule()
+        if timeout is None:
+            timeout = http_timeout(
+                DEFAULTS.request_timeout_seconds, DEFAULTS.connect_timeout_seconds
+            )
+        self.retry_policy = retry_policy or DEFAULTS.retry_policy()
+        self.poll_schedule = poll_schedule or DEFAULTS.poll_schedule()
         self._sleep = sleep
         self._clock = clock
         # Video hosts are resolved and checked before connecting. An injected transport makes
@@ -150,8 +154,8 @@ class OmniFlashClient:
         options: dict[str, Any] = {
             "api_key": settings.api_key,
             "base_url": settings.base_url,
-            "timeout": httpx.Timeout(
-                settings.request_timeout_seconds, connect=settings.connect_timeout_seconds
+            "timeout": http_timeout(
+                settings.request_timeout_seconds, settings.connect_timeout_seconds
             ),
             "retry_policy": settings.retry_policy(),
             "poll_schedule": settings.poll_schedule(),

@@ -10,7 +10,6 @@ import os
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Final
 
 import httpcore  # httpx's own transport; see read_sockets_in_bigger_pieces
 import httpx
@@ -26,7 +25,11 @@ from omniflash_prefect.core.errors import (
 #: Host, port -> the IP addresses a connection to them may reach.
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 
-DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
+
+def http_timeout(request_seconds: float, connect_seconds: float) -> httpx.Timeout:
+    """httpx's timeouts from the two settings: each read or write, and connecting."""
+    return httpx.Timeout(request_seconds, connect=connect_seconds)
+
 
 #: Bytes read from a socket at once. httpcore reads 64 KiB at a time and every read is a trip
 #: through h11, httpcore and httpx; on a fast link those trips, not the network, bound a

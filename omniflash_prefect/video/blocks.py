@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import httpx
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr, field_validator
 
 from omniflash_prefect.client import OmniFlashClient
-from omniflash_prefect.settings import DEFAULT_BASE_URL, OmniFlashSettings
+from omniflash_prefect.client.transport import http_timeout
+from omniflash_prefect.settings import DEFAULT_BASE_URL, DEFAULTS, OmniFlashSettings
 
 
 class OmniFlashCredentials(CredentialsBlock):
@@ -48,10 +48,14 @@ async with credentials.get_client() as client:
         description="Root URL of the API; point it at an emulator to dry-run pipelines.",
     )
     request_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="Timeout of one HTTP read or write, in seconds."
+        default=DEFAULTS.request_timeout_seconds,
+        gt=0,
+        description="Timeout of one HTTP read or write, in seconds.",
     )
     connect_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="Timeout to establish a connection, in seconds."
+        default=DEFAULTS.connect_timeout_seconds,
+        gt=0,
+        description="Timeout to establish a connection, in seconds.",
     )
 
     @field_validator("base_url")
@@ -66,9 +70,7 @@ async with credentials.get_client() as client:
         options: dict[str, Any] = {
             "api_key": self.api_key,
             "base_url": self.base_url,
-            "timeout": httpx.Timeout(
-                self.request_timeout_seconds, connect=self.connect_timeout_seconds
-            ),
+            "timeout": http_timeout(self.request_timeout_seconds, self.connect_timeout_seconds),
         }
         options.update(overrides)
         return OmniFlashClient.from_settings(OmniFlashSettings(), **options)
