@@ -11,56 +11,50 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Literal
 from uuid import UUID
 
 from prefect import Flow
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import State
 
 from omniflash_prefect.batches.flow import agenerate_video_batch
-from omniflash_prefect.batches.manifest import (
-    InvalidManifestError,
-    Manifest,
-    ManifestError,
-    read_manifest_file,
-)
-from omniflash_prefect.batches.options import FanOut
+from omniflash_prefect.batches.manifest import InvalidManifestError, Manifest, read_manifest_file
+from omniflash_prefect.batches.options import BatchRunOptions, FanOut
 from omniflash_prefect.batches.report import BatchReport
-from omniflash_prefect.cli.commands import (
-    EXIT_ARCHIVED,
+from omniflash_prefect.cli.exit_codes import (
     EXIT_ERROR,
     EXIT_FAILED,
-    EXIT_INVALID,
-    EXIT_REFUSED,
-    CommandUsageError,
-    check_credentials_configured,
+    EXIT_OK,
+    FailureStatus,
+    classify,
+)
+from omniflash_prefect.cli.flow_runs import (
+    archive_environment,
     patient_temporary_server,
     process_environment,
     run_flow_watched,
 )
-from omniflash_prefect.core.errors import InsufficientBalanceError
-from omniflash_prefect.video.observability import artifact_key
+from omniflash_prefect.cli.progress import read_batch_progress
+from omniflash_prefect.cli.usage import (
+    CommandUsageError,
+    check_credentials_configured,
+    check_one_archive_target,
+)
 
-_BATCH_PROGRESS_PREFIX: Final = artifact_key("batch-progress", "")
+BatchStatus = Literal["ok", "partial"] | FailureStatus
 
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """What ``omniflash batch`` was asked for."""
+    """What ``omniflash batch`` was asked for: how the batch runs (:class:`BatchRunOptions`,
+    shared with the flow), and what only the command has (the manifest, blocks, archive)."""
 
     manifest: str
+    run: BatchRunOptions = field(default_factory=BatchRunOptions)
     manifest_block: str | None = None
-    skip_invalid: bool = False
-    batch_id: str | None = None
-    max_concurrency: int = 8
-    concurrency_limit: str | None = None
-    budget: float | None = None
-    cost_estimate: float | None = None
-    check_balance: bool = False
-    fan_out: FanOut = FanOut.SUBFLOWS
     credentials_block: str | None = None
     storage_block: str | None = None
     archive_dir: Path | None = None
@@ -74,16 +68,9 @@ class BatchOptions:
         if self.manifest_block is None:
             manifest = str(Path(manifest).expanduser().resolve())
         return {
+            **self.run.flow_parameters(),
             "manifest": manifest,
             "manifest_block": self.manifest_block,
-            "skip_invalid": self.skip_invalid,
-            "batch_id": self.batch_id,
-            "max_concurrency": self.max_concurrency,
-            "concurrency_limit": self.concurrency_limit,
-            "budget": self.budget,
-            "cost_estimate": self.cost_estimate,
-            "check_balance": self.check_balance,
-            "fan_out": self.fan_out,
             "credentials_block": self.credentials_block,
             "storage_block": self.storage_block,
             "archive_prefix": self.archive_prefix,
@@ -100,26 +87,26 @@ class BatchOutcome:
     flow_run_id: UUID | None = None
 
     @property
-    def exit_code(self) -> int:
-        """0 every row archived; 2 invalid manifest or usage and 3 balance too low (nothing
-        sent); 4 some rows not archived; 1 anything else."""
+    def status(self) -> BatchStatus:
+        """``ok`` or ``partial`` with a report, else the stopping error's status word."""
         if self.report is not None:
-            return EXIT_ARCHIVED if self.report.ok else EXIT_FAILED
-        if isinstance(self.error, ManifestError | CommandUsageError | ValueError):
-            return EXIT_INVALID
-        if isinstance(self.error, InsufficientBalanceError):
-            return EXIT_REFUSED
-        return EXIT_ERROR
+            return "ok" if self.report.ok else "partial"
+        return self._failure()[0]
 
     @property
-    def status(self) -> str:
-        """``ok``, ``partial``, ``invalid``, ``refused`` or ``error``."""
-        return {
-            EXIT_ARCHIVED: "ok",
-            EXIT_FAILED: "partial",
-            EXIT_INVALID: "invalid",
-            EXIT_REFUSED: "refused",
-        }.get(self.exit_code, "error")
+    def exit_code(self) -> int:
+        """0 every row archived; 4 some rows not archived; else the stopping error's code (2
+        invalid manifest or usage and 3 balance too low: nothing sent; 1 anything else)."""
+        if self.report is not None:
+            return EXIT_OK if self.report.ok else EXIT_FAILED
+        return self._failure()[1]
+
+    def _failure(self) -> tuple[FailureStatus, int]:
+        if self.error is None:
+            return "error", EXIT_ERROR
+        # Any ValueError stopping a batch has always meant bad input (exit 2), not only the
+        # package's own usage errors.
+        return classify(self.error, also_invalid=(ValueError,))
 
     def to_json(self) -> dict[str, Any]:
         """The one JSON object ``omniflash batch --json`` prints."""
@@ -146,11 +133,8 @@ def check_batch_options(options: BatchOptions) -> Manifest | None:
     run itself); returns it, or None for a manifest in a block.
     """
     check_credentials_configured(options.credentials_block)
-    if options.max_concurrency < 1:
-        raise CommandUsageError("--max-concurrency must be at least 1")
-    if options.archive_dir is not None and options.storage_block:
-        raise CommandUsageError("--archive-dir and --storage-block are mutually exclusive")
-    if options.archive_dir is not None and options.fan_out == FanOut.DEPLOYMENTS:
+    check_one_archive_target(options.archive_dir, options.storage_block)
+    if options.archive_dir is not None and options.run.fan_out == FanOut.DEPLOYMENTS:
         raise CommandUsageError(
             "--archive-dir is a directory of this machine, and with --fan-out deployments the "
             "videos are archived by the workers: use --storage-block (e.g. s3-bucket/videos)"
@@ -158,7 +142,7 @@ def check_batch_options(options: BatchOptions) -> Manifest | None:
     if options.manifest_block is not None:
         return None
     manifest = read_manifest_file(Path(options.manifest))
-    if manifest.problems and not options.skip_invalid:
+    if manifest.problems and not options.run.skip_invalid:
         raise InvalidManifestError(manifest)
     return manifest
 
@@ -183,34 +167,32 @@ async def run_batch(
             if on_progress is None:
                 return
             with contextlib.suppress(Exception):  # a failed read only skips a refresh
-                artifacts = await client.read_artifacts(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-                )
-                for artifact in artifacts:
-                    key = artifact.key or ""
-                    if key.startswith(_BATCH_PROGRESS_PREFIX) and isinstance(
-                        artifact.data, int | float
-                    ):
-                        on_progress(float(artifact.data))
+                percent = await read_batch_progress(client, flow_run_id)
+                if percent is not None:
+                    on_progress(percent)
 
         flow: Flow[..., Any] = agenerate_video_batch
-        archive = {"OMNIFLASH_ARCHIVE_DIR": str(options.archive_dir)} if options.archive_dir else {}
         try:
-            with process_environment(archive):
+            with process_environment(archive_environment(options.archive_dir)):
                 state, flow_run_id = await run_flow_watched(
                     flow, options.flow_parameters(), on_tick=follow, watch_interval=watch_interval
                 )
         except Exception as exc:
             return BatchOutcome(error=exc)
-        try:
-            result: object = await state.aresult(raise_on_failure=False)
-        except Exception as exc:
-            result = exc
-        if isinstance(result, BatchReport):
-            return BatchOutcome(report=result, flow_run_id=flow_run_id)
-        error = (
-            result
-            if isinstance(result, BaseException)
-            else RuntimeError(f"the batch run ended {state.name}: {state.message}")
-        )
-        return BatchOutcome(error=error, flow_run_id=flow_run_id)
+        return await _outcome_of(state, flow_run_id)
+
+
+async def _outcome_of(state: State[Any], flow_run_id: UUID) -> BatchOutcome:
+    """The report of a finished batch run (complete or not), else the error that stopped it."""
+    try:
+        result: object = await state.aresult(raise_on_failure=False)
+    except Exception as exc:
+        result = exc
+    if isinstance(result, BatchReport):
+        return BatchOutcome(report=result, flow_run_id=flow_run_id)
+    error = (
+        result
+        if isinstance(result, BaseException)
+        else RuntimeError(f"the batch run ended {state.name}: {state.message}")
+    )
+    return BatchOutcome(error=error, flow_run_id=flow_run_id)

@@ -4,13 +4,28 @@ One mutable, validated model, read by the running app on every request, so a tes
 fault on or off while the server runs (``emu.config.rate_limit_rate = 1.0``) and a bad value is
 refused at assignment rather than discovered mid-request. The clock is not here: it is not data
 that serialises, so it is given to ``EmulatorState`` / ``EmulatorServer`` instead.
+
+The ``omniflash emulator`` command builds one option per field, named after the field and
+helped by its description; :class:`CommandLineFlag` names the few whose flag is shorter than
+the field (units go without saying on the command line).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .videos import min_video_size
+
+
+@dataclass(frozen=True)
+class CommandLineFlag:
+    """The ``omniflash emulator`` flag of a field, when it is not the field's name (e.g.
+    ``--latency`` for ``latency_seconds``); put in the field's ``Annotated`` metadata."""
+
+    flag: str
 
 
 class EmulatorConfig(BaseModel):
@@ -46,7 +61,7 @@ class EmulatorConfig(BaseModel):
         le=1.0,
         description="Fraction of API calls answered 429 rate_limit_error.",
     )
-    retry_after_seconds: float | None = Field(
+    retry_after_seconds: Annotated[float | None, CommandLineFlag("--retry-after")] = Field(
         default=None,
         ge=0.0,
         description="When set, 429 answers carry 'Retry-After' with this many seconds, rounded up.",
@@ -60,12 +75,12 @@ class EmulatorConfig(BaseModel):
             "submit answered so creates no task."
         ),
     )
-    latency_seconds: float = Field(
+    latency_seconds: Annotated[float, CommandLineFlag("--latency")] = Field(
         default=0.0,
         ge=0.0,
         description="Delay added before every API answer (not before 401s or video downloads).",
     )
-    submit_answer_delay_seconds: float = Field(
+    submit_answer_delay_seconds: Annotated[float, CommandLineFlag("--submit-delay")] = Field(
         default=0.0,
         ge=0.0,
         description=(
@@ -87,7 +102,7 @@ class EmulatorConfig(BaseModel):
         le=1.0,
         description="Fraction of further download attempts cut the same way.",
     )
-    download_stall_seconds: float = Field(
+    download_stall_seconds: Annotated[float, CommandLineFlag("--download-stall")] = Field(
         default=0.0,
         ge=0.0,
         description=(
@@ -109,7 +124,7 @@ class EmulatorConfig(BaseModel):
             "and a video/mp4 type, but not an MP4 (a provider with a broken store)."
         ),
     )
-    url_ttl_seconds: float = Field(
+    url_ttl_seconds: Annotated[float, CommandLineFlag("--url-ttl")] = Field(
         default=86400.0,
         ge=0.0,
         description=(
@@ -129,7 +144,7 @@ class EmulatorConfig(BaseModel):
         default=False,
         description="Never answer 402 and report remain_balance as -1, like an unlimited key.",
     )
-    video_size_bytes: int | None = Field(
+    video_size_bytes: Annotated[int | None, CommandLineFlag("--video-size")] = Field(
         default=None,
         description=(
             "None: the sample clip plus a small task-specific box. N: a valid MP4 of exactly N "

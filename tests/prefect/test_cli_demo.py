@@ -22,8 +22,8 @@ from typer.testing import CliRunner, Result
 
 from omniflash_prefect import OmniFlashCredentials
 from omniflash_prefect.cli import app
-from omniflash_prefect.cli.commands import (
-    DEMO_BLOCK_NAME,
+from omniflash_prefect.cli.demo import DEMO_BLOCK_NAME
+from omniflash_prefect.cli.flow_runs import (
     TEMPORARY_SERVER_STARTUP_SECONDS,
     flow_run_ui_url,
     patient_temporary_server,

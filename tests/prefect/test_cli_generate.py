@@ -24,10 +24,11 @@ from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from omniflash_prefect import OmniFlashCredentials
-from omniflash_prefect.cli import app, program
-from omniflash_prefect.cli.commands import RunProgress, progress_from_artifacts, run_generation
+from omniflash_prefect.cli import app, rendering
+from omniflash_prefect.cli.progress import RunProgress, progress_from_artifacts
+from omniflash_prefect.cli.video_runs import run_generation
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
-from omniflash_prefect.video.observability import artifact_key
+from omniflash_prefect.video.observability import TASK_ID_METADATA, artifact_key
 
 PROMPT = "A paper lantern rising over a night market, slow upward tilt"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -270,7 +271,7 @@ def test_progress_bar_follows_the_run(
     """On a terminal the bar shows the run's own progress as the API reports it, then the result."""
     terminal = io.StringIO()
     monkeypatch.setattr(
-        program,
+        rendering,
         "console",
         Console(file=terminal, force_terminal=True, width=120, color_system=None),
     )
@@ -301,20 +302,33 @@ async def test_run_generation_reports_rising_progress_of_the_real_run(
     assert seen[-1] == RunProgress("archived", 100.0, outcome.archived.task_id)
 
 
-def make_artifact(key: str, data: object, description: str | None = None) -> Artifact:
-    """An artifact as read back from the API."""
-    return Artifact(key=key, type="progress", data=data, description=description)
+def make_artifact(key: str, data: object, task_id: str | None = None) -> Artifact:
+    """An artifact as read back from the API (a progress artifact names its task in its
+    metadata)."""
+    metadata = {TASK_ID_METADATA: task_id} if task_id else None
+    return Artifact(key=key, type="progress", data=data, metadata_=metadata)
 
 
 def test_stage_comes_from_the_artifacts_the_run_wrote() -> None:
     """No progress yet: submitting; progress: generating; 100: downloading; a link: archived."""
     key = artifact_key("progress", "task_AbC")
-    described = "Generation progress of task task_AbC"
     assert progress_from_artifacts([]) == RunProgress("submitting", 0.0)
-    assert progress_from_artifacts([make_artifact(key, 42.0, described)]) == RunProgress(
+    assert progress_from_artifacts([make_artifact(key, 42.0, "task_AbC")]) == RunProgress(
         "generating", 42.0, "task_AbC"
     )
-    assert progress_from_artifacts([make_artifact(key, 100, described)]).stage == "downloading"
+    assert progress_from_artifacts([make_artifact(key, 100, "task_AbC")]).stage == "downloading"
     link = make_artifact(artifact_key("video", "task_AbC"), "file:///v.mp4")
-    done = progress_from_artifacts([make_artifact(key, 100.0, described), link])
+    done = progress_from_artifacts([make_artifact(key, 100.0, "task_AbC"), link])
     assert done == RunProgress("archived", 100.0, "task_AbC")
+
+
+def test_the_task_id_is_read_from_metadata_never_from_the_description() -> None:
+    """The artifact key is lower-cased and the description is prose: only the metadata keeps
+    the task id exactly as the provider wrote it."""
+    key = artifact_key("progress", "Task_MiXeD")
+    prose = Artifact(
+        key=key, type="progress", data=10.0, description="Generation progress of task other"
+    )
+    assert progress_from_artifacts([prose]) == RunProgress("generating", 10.0, None)
+    named = make_artifact(key, 10.0, "Task_MiXeD")
+    assert progress_from_artifacts([prose, named]).task_id == "Task_MiXeD"

@@ -1,0 +1,157 @@
+"""What the commands print: progress bars, results on stdout, failures on stderr, ``--json``.
+
+Kept apart from the commands' logic so each command ends the same way: one JSON object, or text
+for a person (the result on stdout, why it failed on stderr), then its exit code. ``console`` and
+``errors`` are module attributes so a test can swap in a terminal of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from typing import NoReturn
+
+import typer
+from prefect.logging.handlers import PrefectConsoleHandler
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from omniflash_prefect.cli.batch_commands import BatchOutcome
+from omniflash_prefect.cli.flow_runs import flow_run_ui_url
+from omniflash_prefect.cli.progress import ProgressCallback, RunProgress
+from omniflash_prefect.cli.video_runs import GenerationOutcome
+
+console = Console()
+errors = Console(stderr=True)
+
+TEMPORARY_SERVER_NOTE = (
+    "This run used a temporary local Prefect server that stopped with this command (the run "
+    "stays recorded in the local database).\n"
+    "To keep runs visible in the Prefect UI, start a server in another terminal and point "
+    "Prefect at it:\n"
+    "  prefect server start\n"
+    "  prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api"
+)
+
+
+@contextlib.contextmanager
+def _quiet_prefect_console() -> Iterator[None]:
+    """Keep Prefect's INFO run logs off the terminal while the progress bar draws (they still go
+    to the Prefect API); warnings and errors still show."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    levels = [h.level for h in handlers]
+    for handler in handlers:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for handler, level in zip(handlers, levels, strict=True):
+            handler.setLevel(level)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
+    """A progress bar fed by what the run reports; None (nothing drawn) when disabled."""
+    if not enabled:
+        yield None
+        return
+    with (
+        _quiet_prefect_console(),
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
+        bar = progress.add_task("starting", total=100)
+
+        def show(update: RunProgress) -> None:
+            progress.update(bar, description=update.stage, completed=update.percent)
+
+        yield show
+
+
+def print_archived(outcome: GenerationOutcome, heading: str) -> None:
+    """The archived video, its run, and where to see that run in the Prefect UI."""
+    archived = outcome.archived
+    assert archived is not None
+    console.print(heading, soft_wrap=True)
+    console.print(f"  video:    {archived.location}", soft_wrap=True, highlight=False)
+    console.print(f"  sha256:   {archived.sha256}", highlight=False)
+    console.print(f"  size:     {archived.size_bytes} bytes", highlight=False)
+    if archived.cost is not None:
+        console.print(f"  cost:     {archived.cost}", highlight=False)
+    console.print(f"  flow run: {outcome.flow_run_id}", highlight=False)
+    url = flow_run_ui_url(outcome.flow_run_id) if outcome.flow_run_id else None
+    if url:
+        console.print(f"  Prefect UI: {url}", soft_wrap=True, highlight=False)
+    else:
+        console.print(TEMPORARY_SERVER_NOTE, soft_wrap=True, highlight=False)
+
+
+def print_failure(outcome: GenerationOutcome, command: str) -> None:
+    """Why the command failed, on stderr, with the task and run ids when known."""
+    errors.print(
+        f"[red]{command} failed[/red] ({outcome.status}, exit {outcome.exit_code}): "
+        f"{outcome.error}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    if outcome.task_id:
+        errors.print(f"  task id:  {outcome.task_id}", highlight=False)
+    if outcome.flow_run_id:
+        errors.print(f"  flow run: {outcome.flow_run_id}", highlight=False)
+
+
+def end_video_command(outcome: GenerationOutcome, command: str, *, json_output: bool) -> NoReturn:
+    """End a one-video command: its JSON object or its text, and its exit code."""
+    if json_output:
+        typer.echo(json.dumps(outcome.to_json()))
+    elif outcome.archived is not None:
+        print_archived(outcome, f"Archived task [bold]{outcome.task_id}[/bold]")
+    else:
+        print_failure(outcome, command)
+    raise typer.Exit(outcome.exit_code)
+
+
+def end_batch_command(outcome: BatchOutcome, *, json_output: bool) -> NoReturn:
+    """End ``omniflash batch``: its JSON object, its report, or why it stopped; its exit code."""
+    if json_output:
+        typer.echo(json.dumps(outcome.to_json()))
+    elif outcome.report is not None:
+        _print_batch_report(outcome)
+    else:
+        errors.print(
+            f"[red]batch failed[/red] ({outcome.status}, exit {outcome.exit_code}): "
+            f"{outcome.error}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        if outcome.flow_run_id:
+            errors.print(f"  flow run: {outcome.flow_run_id}", highlight=False)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_batch_report(outcome: BatchOutcome) -> None:
+    """The headline, every row that was not archived, and how to resume."""
+    report = outcome.report
+    assert report is not None
+    console.print(f"Batch [bold]{report.batch_id}[/bold]: {report.headline()}", soft_wrap=True)
+    unfinished = [item for item in report.items if item.status != "archived"]
+    if unfinished:
+        table = Table("id", "status", "task id", "error")
+        for item in unfinished:
+            table.add_row(item.id, item.status, item.task_id or "", item.error or "")
+        console.print(table)
+    console.print(f"  wall time: {report.wall_seconds:.1f} s", highlight=False)
+    console.print(f"  flow run:  {outcome.flow_run_id}", highlight=False)
+    console.print(f"  resume:    --batch-id {report.batch_id}", highlight=False)
+    url = flow_run_ui_url(outcome.flow_run_id) if outcome.flow_run_id else None
+    if url:
+        console.print(f"  Prefect UI: {url}", soft_wrap=True, highlight=False)
