@@ -121,6 +121,7 @@ def moto_server(root: Path, env: dict[str, str]) -> Iterator[tuple[str, Backgrou
     endpoint = f"http://127.0.0.1:{port}"
     process = Background(
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        cwd=root,
         env=env,
         log=root / "moto.log",
     )

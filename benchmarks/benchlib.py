@@ -1,7 +1,8 @@
 """Shared pieces of the benchmark scripts: settings, a loopback Prefect server, process stats.
 
 Nothing here imports Prefect or ``omniflash_prefect``, so the plain client script that imports
-this module stays as light as a hand-written script would be.
+this module stays as light as a hand-written script would be. The child-process helpers are the
+tests' own (:mod:`tests.support.children`, standard library only).
 """
 
 from __future__ import annotations
@@ -10,26 +11,50 @@ import json
 import math
 import os
 import resource
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as ``python benchmarks/<script>.py``
+    sys.path.insert(0, str(REPO))
+
+from tests.support import children  # noqa: E402 - needs the checkout on sys.path
+from tests.support.children import (  # noqa: E402
+    Background,
+    PrefectServer,
+    free_port,
+    group_cpu_seconds,
+)
+
+__all__ = [
+    "BENCHMARKS",
+    "BIN",
+    "REPO",
+    "Background",
+    "PollBounds",
+    "PrefectServer",
+    "clean_env",
+    "cpu_seconds",
+    "emit",
+    "fixed_poll_calls",
+    "free_port",
+    "group_cpu_seconds",
+    "parse_result",
+    "peak_rss_kib",
+    "prefect_server",
+    "run_child",
+]
+
 BENCHMARKS = Path(__file__).resolve().parent
 #: The venv's console scripts (``prefect``).
 BIN = Path(sys.executable).parent
 SERVER_START_SECONDS = 180.0
-STOP_GRACE_SECONDS = 20.0
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -84,113 +109,10 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User plus system CPU time of every live process in the process group ``pgid``."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with suppress(OSError, ValueError, IndexError):
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            # After the command name: state(0) ppid(1) pgrp(2) ... utime(11) stime(12)
-            if int(fields[2]) == pgid:
-                total += int(fields[11]) + int(fields[12])
-    return total / _CLOCK_TICKS
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """The caller's environment minus PREFECT_*/OMNIFLASH_*, with a private PREFECT_HOME."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "OMNIFLASH_"))}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_CLI_PROMPT="false",
-        PYTHONUNBUFFERED="1",
-        PYTHONPATH=str(REPO),
-    )
-    env.update(extra)
-    return env
-
-
-class Background:
-    """A long-running child in its own process group, its output in a log file."""
-
-    def __init__(self, command: list[str], *, env: Mapping[str, str], log: Path) -> None:
-        self.log = log
-        self._log: IO[bytes] = log.open("wb")
-        self.process = subprocess.Popen(  # noqa: S603 - our own argv
-            command,
-            cwd=REPO,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self, limit: int = 8000) -> str:
-        self._log.flush()
-        return self.log.read_text(encoding="utf-8", errors="replace")[-limit:]
-
-    def stop(self) -> None:
-        """SIGTERM to the group, SIGKILL if it has not exited after a grace period."""
-        pid = self.process.pid
-        try:
-            if self.process.poll() is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGTERM)
-                try:
-                    self.process.wait(STOP_GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    with suppress(ProcessLookupError):
-                        os.killpg(pid, signal.SIGKILL)
-                    self.process.wait(10)
-            with suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-        finally:
-            self._log.close()
-
-
-@dataclass
-class PrefectServer:
-    """A running ``prefect server start`` on loopback with SQLite under ``home``."""
-
-    home: Path
-    api_url: str
-    process: Background
-    startup_seconds: float
-
-    def cpu_seconds(self) -> float:
-        """CPU time used so far by the server and every process it started."""
-        return group_cpu_seconds(self.process.process.pid)
-
-
-def _healthy(api_url: str) -> bool:
-    url = f"{api_url}/health"
-    with (
-        suppress(OSError, urllib.error.URLError, ValueError),
-        urllib.request.urlopen(url, timeout=2) as answer,  # noqa: S310 - loopback http
-    ):
-        return bool(answer.status == 200 and json.loads(answer.read()) is True)
-    return False
-
-
 @contextmanager
 def prefect_server(home: Path, database_url: str | None = None) -> Iterator[PrefectServer]:
     """``prefect server start`` on a free loopback port with its own PREFECT_HOME; its database
     is SQLite there, or ``database_url`` (e.g. ``postgresql+asyncpg://...`` on loopback)."""
-    home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    argv = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     env = clean_env(
         home,
         PREFECT_UI_ENABLED="false",
@@ -200,18 +122,15 @@ def prefect_server(home: Path, database_url: str | None = None) -> Iterator[Pref
     )
     if database_url:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
-    process = Background(argv, env=env, log=home / "server.log")
-    try:
-        started = time.monotonic()
-        while not _healthy(api_url):
-            if process.process.poll() is not None:
-                raise RuntimeError(f"the Prefect server exited:\n{process.output()}")
-            if time.monotonic() - started > SERVER_START_SECONDS:
-                raise RuntimeError(f"the Prefect server did not start:\n{process.output()}")
-            time.sleep(0.25)
-        yield PrefectServer(home, api_url, process, time.monotonic() - started)
-    finally:
-        process.stop()
+    argv = [str(BIN / "prefect"), "server", "start"]
+    with children.prefect_server(argv, home, env, SERVER_START_SECONDS) as server:
+        yield server
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """A child's environment (see :func:`tests.support.children.clean_env`) that imports this
+    checkout's package."""
+    return children.clean_env(home, PYTHONPATH=str(REPO), **extra)
 
 
 def emit(result: Mapping[str, Any]) -> None:
