@@ -1,6 +1,6 @@
 """Over real HTTP: the client's local decision on a request is the emulator's answer to it.
 
-The generated requests, the contract's named cases and the known disagreements are those of
+The generated requests, the field table's named cases and the known disagreements are those of
 ``tests/unit/test_request_properties.py``; here each request is POSTed raw to a live emulator on
 loopback instead of calling its validator directly, so JSON encoding, routing and error bodies are
 part of what must agree.
@@ -30,7 +30,7 @@ from .helpers import FakeClock, error_code
 
 SUBMIT: Final = "/v1/videos/generations"
 
-#: Each example is one or two loopback round trips; 40 random requests (plus the contract's named
+#: Each example is one or two loopback round trips; 40 random requests (plus the field table's named
 #: cases as explicit examples) keep this under a few seconds.
 OVER_HTTP = settings(max_examples=40, deadline=None, database=None)
 

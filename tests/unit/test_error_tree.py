@@ -1,6 +1,6 @@
 """Every error the package defines sits under ``OmniFlashError`` and is drawn in the tree that
-``core/errors.py`` documents, so ``except OmniFlashError`` catches all of them and a reader finds
-each in one picture."""
+``omniflash_prefect/core/errors.py`` documents, so ``except OmniFlashError`` catches all of them
+and a reader finds each in one picture."""
 
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
 """Property checks: the client's local request rules and the emulator's never disagree.
 
-``VideoRequest`` (models.py) and ``validate_submit`` (emulator/validation.py) implement the submit
-rules of the API contract (api-contract.md, "Submit"; line numbers below are that file's)
-independently. Hypothesis generates request dicts mixing valid, invalid and borderline values for
-every field, and checks that both sides accept exactly the same dicts, refuse with a shared error
-code, and that every local refusal names the field at fault. Pure: no I/O, no server.
+``VideoRequest`` (omniflash_prefect/core/requests.py) and ``validate_submit``
+(omniflash_prefect/emulator/validation.py) implement the rules of the provider's submit endpoint
+(its field table: model, prompt, duration, resolution, aspect_ratio, size, image_urls,
+video_urls) independently. Hypothesis generates request dicts mixing valid, invalid and
+borderline values for every field, and checks that both sides accept exactly the same dicts,
+refuse with a shared error code, and that every local refusal names the field at fault. Pure:
+no I/O, no server.
 
 Two cases these properties once found are pinned by explicit tests at the end of this file: an
 explicit JSON ``null`` for an optional field (both sides refuse it), and a ``data:image`` URI whose
@@ -29,7 +31,7 @@ from omniflash_prefect.core.requests import MODEL_NAME, VideoRequest
 from omniflash_prefect.emulator.errors import ApiError
 from omniflash_prefect.emulator.validation import ValidSubmit, price_of, validate_submit
 
-#: The fields of ``POST /v1/videos/generations`` (contract, the table under "Submit").
+#: The fields of ``POST /v1/videos/generations`` (the provider's field table).
 REQUEST_FIELDS: Final = (
     "model",
     "prompt",
@@ -41,7 +43,7 @@ REQUEST_FIELDS: Final = (
     "video_urls",
 )
 LIST_FIELDS: Final = ("image_urls", "video_urls")
-#: The 400 error codes of the contract's error table.
+#: The 400 error codes the provider answers a refused submit with.
 API_CODES: Final = frozenset(
     {"invalid_request_error", "invalid_duration", "invalid_resolution", "unsupported_image_count"}
 )
@@ -441,37 +443,37 @@ def assert_problems_name_given_fields(raw: dict[str, Any], error: InvalidVideoRe
 # --- properties ---------------------------------------------------------------------------------
 
 MOTION: Final = "https://example.com/motion.mp4"
-#: The cases the contract names, run as explicit examples on every run (random draws may miss a
-#: single value such as 5); the trailing comment is the contract line each comes from.
+#: The cases the provider's field table names, run as explicit examples on every run (random
+#: draws may miss a single value such as 5); the trailing comment is the field's rule.
 CONTRACT_CASES: Final[list[dict[str, Any]]] = [
-    {"prompt": ""},  # 14
-    {"prompt": " \n\t "},  # 14
-    {"duration": 6},  # 14: prompt required
-    {"prompt": "a fox", "duration": 5},  # 15
-    {"prompt": "a fox", "duration": 7},  # 15
-    {"prompt": "a fox", "duration": 4},  # 15
-    {"prompt": "a fox", "duration": 10},  # 15
-    {"prompt": "a fox", "duration": 6.0},  # 15: integer
-    {"prompt": "a fox", "duration": "6"},  # 15: integer
-    {"prompt": "a fox", "duration": True},  # 15: integer
-    {"prompt": "a fox", "resolution": "4K"},  # 16: case-insensitive
-    {"prompt": "a fox", "resolution": "1080P"},  # 16
-    {"prompt": "a fox", "resolution": "480p"},  # 16
-    {"prompt": "a fox", "resolution": "2k"},  # 16
-    {"prompt": "a fox", "aspect_ratio": "9:16"},  # 17
-    {"prompt": "a fox", "aspect_ratio": "016:9"},  # 17
-    {"prompt": "a fox", "aspect_ratio": "0:9"},  # 17
-    {"prompt": "a fox", "size": "9:16"},  # 18
-    {"prompt": "a fox", "size": "9:16", "aspect_ratio": "9:16"},  # 18
-    {"prompt": "a fox", "size": "9:16", "aspect_ratio": "16:9"},  # 18
+    {"prompt": ""},  # prompt
+    {"prompt": " \n\t "},  # prompt
+    {"duration": 6},  # prompt: required
+    {"prompt": "a fox", "duration": 5},  # duration
+    {"prompt": "a fox", "duration": 7},  # duration
+    {"prompt": "a fox", "duration": 4},  # duration
+    {"prompt": "a fox", "duration": 10},  # duration
+    {"prompt": "a fox", "duration": 6.0},  # duration: integer
+    {"prompt": "a fox", "duration": "6"},  # duration: integer
+    {"prompt": "a fox", "duration": True},  # duration: integer
+    {"prompt": "a fox", "resolution": "4K"},  # resolution: case-insensitive
+    {"prompt": "a fox", "resolution": "1080P"},  # resolution
+    {"prompt": "a fox", "resolution": "480p"},  # resolution
+    {"prompt": "a fox", "resolution": "2k"},  # resolution
+    {"prompt": "a fox", "aspect_ratio": "9:16"},  # aspect_ratio
+    {"prompt": "a fox", "aspect_ratio": "016:9"},  # aspect_ratio
+    {"prompt": "a fox", "aspect_ratio": "0:9"},  # aspect_ratio
+    {"prompt": "a fox", "size": "9:16"},  # size
+    {"prompt": "a fox", "size": "9:16", "aspect_ratio": "9:16"},  # size
+    {"prompt": "a fox", "size": "9:16", "aspect_ratio": "16:9"},  # size
     *(
         {"prompt": "a fox", "image_urls": [f"https://example.com/{n}.png" for n in range(count)]}
         for count in range(6)
-    ),  # 19: 0, 1, 3 allowed; 2, 4, 5 not
-    {"prompt": "a fox", "image_urls": ["data:image/png;base64,iVBORw0KGgo="]},  # 19
-    {"prompt": "a fox", "image_urls": ["data:image/png;base64,"]},  # 19
-    {"prompt": "a fox", "video_urls": [MOTION]},  # 20
-    {"prompt": "a fox", "video_urls": [MOTION, MOTION]},  # 20: 0 or 1
+    ),  # image_urls: 0, 1, 3 allowed; 2, 4, 5 not
+    {"prompt": "a fox", "image_urls": ["data:image/png;base64,iVBORw0KGgo="]},  # image_urls
+    {"prompt": "a fox", "image_urls": ["data:image/png;base64,"]},  # image_urls
+    {"prompt": "a fox", "video_urls": [MOTION]},  # video_urls
+    {"prompt": "a fox", "video_urls": [MOTION, MOTION]},  # video_urls: 0 or 1
     {"prompt": "a fox", "seed": 1},  # not a field of the table
 ]
 
@@ -489,8 +491,8 @@ def with_contract_cases(test: Callable[..., None]) -> Callable[..., None]:
 def test_client_and_emulator_accept_and_refuse_the_same_requests(raw: dict[str, Any]) -> None:
     """A raw request is accepted locally exactly when the emulator accepts it, codes shared."""
     local = local_verdict(raw)
-    # The client fills in the model itself (models.py default); the emulator requires it
-    # (contract line 13: "model | string, required"), so the provider sees it either way.
+    # The client fills in the model itself (VideoRequest's default); the emulator requires it
+    # (the field table: "model | string, required"), so the provider sees it either way.
     remote = emulator_verdict({"model": MODEL_NAME, **raw})
     agree = isinstance(local, VideoRequest) == isinstance(remote, ValidSubmit)
     event("accepted" if isinstance(local, VideoRequest) else "refused")
@@ -545,7 +547,7 @@ def test_one_invalid_field_is_named_by_both_sides(case: tuple[dict[str, Any], st
     assert_problems_name_given_fields(raw, local)
     named = {problem_target(raw, problem.field)[0] for problem in local.problems}
     # A malformed aspect_ratio also makes a given size differ from the default ratio it is
-    # compared with, so size may be named alongside it (size is aspect_ratio's alias, line 18).
+    # compared with, so size may be named alongside it (size is aspect_ratio's alias).
     related = {field, "size"} if field == "aspect_ratio" else {field}
     assert field in named, describe(local)
     assert named <= related, describe(local)
