@@ -27,11 +27,19 @@ MOVED_MODULES: Final[dict[str, tuple[str, ...]]] = {
     "automations": ("video.automations",),
     "batch": ("batches.report",),
     "batch_commands": ("cli.batch_commands",),
-    "batch_flow": ("batches.flow",),
-    "batch_runners": ("batches.runners",),
+    "batch_flow": ("batches.flow", "batches.options", "batches.records", "batches.scheduler"),
+    "batch_runners": ("batches.runners", "core.errors"),
     "blocks": ("video.blocks",),
     "claims": ("video.claims",),
-    "commands": ("cli.commands",),
+    "commands": (
+        "cli.commands",
+        "cli.exit_codes",
+        "cli.usage",
+        "cli.video_runs",
+        "cli.flow_runs",
+        "cli.progress",
+        "cli.demo",
+    ),
     "dispatch": ("video.dispatch",),
     "errors": ("core.errors",),
     "flows": ("video.flows",),
@@ -43,7 +51,7 @@ MOVED_MODULES: Final[dict[str, tuple[str, ...]]] = {
     "protocol": ("core.protocol",),
     "retry": ("core.retry",),
     "submissions": ("video.submissions",),
-    "tasks": ("video.tasks",),
+    "tasks": ("video.tasks", "video.credentials", "video.observability"),
 }
 
 _PACKAGE: Final = __name__.rpartition(".")[0]

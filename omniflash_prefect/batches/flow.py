@@ -62,13 +62,10 @@ from omniflash_prefect.batches.scheduler import BatchScheduler
 from omniflash_prefect.core import errors
 from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.claims import current_record_storage, record_store
+from omniflash_prefect.video.credentials import credentials_read_once, load_client
 from omniflash_prefect.video.dispatch import dispatching_flow
 from omniflash_prefect.video.flows import load_result_storage
 from omniflash_prefect.video.observability import artifact_key
-from omniflash_prefect.video.tasks import (
-    credentials_read_once,
-    load_client,
-)
 
 
 async def load_manifest(

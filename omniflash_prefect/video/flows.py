@@ -24,6 +24,7 @@ from omniflash_prefect.core.models import validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.claims import current_record_storage, record_store
+from omniflash_prefect.video.credentials import credentials_read_once
 from omniflash_prefect.video.dispatch import dispatching_flow
 from omniflash_prefect.video.observability import publish_archive_artifacts, short_prompt
 from omniflash_prefect.video.submissions import submission_recorded
@@ -31,7 +32,6 @@ from omniflash_prefect.video.tasks import (
     aarchive_video,
     apoll_video,
     asubmit_video,
-    credentials_read_once,
     default_storage,
 )
 

@@ -24,13 +24,9 @@ the same tasks that sync code may also call directly (:mod:`omniflash_prefect.vi
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import time
-from collections.abc import Iterator
-from contextvars import ContextVar
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -42,9 +38,7 @@ from prefect.context import TaskRunContext
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 
-from omniflash_prefect.client import OmniFlashClient
 from omniflash_prefect.core.errors import (
-    BlockTypeError,
     GenerationCancelledError,
     GenerationFailedError,
     PollTimeoutError,
@@ -62,8 +56,8 @@ from omniflash_prefect.video.archive import (
     video_key,
     write_sidecar,
 )
-from omniflash_prefect.video.blocks import OmniFlashCredentials
 from omniflash_prefect.video.claims import claim, current_record_storage, record_store
+from omniflash_prefect.video.credentials import load_client
 from omniflash_prefect.video.dispatch import dispatching_task
 from omniflash_prefect.video.observability import (
     RunLogger,
@@ -76,58 +70,6 @@ from omniflash_prefect.video.submissions import call_take, submission_key, submi
 #: accepts), and the seconds before each.
 POLL_RETRIES = 2
 POLL_RETRY_DELAYS = [5.0, 30.0]
-
-
-#: Reads of credentials blocks in the current ``generate_video`` (or batch) run, by name; see
-#: :func:`credentials_read_once`. None outside such a run: every call reads the block.
-_CREDENTIALS: ContextVar[dict[str, asyncio.Future[OmniFlashCredentials]] | None] = ContextVar(
-    "omniflash_credentials", default=None
-)
-
-
-@contextlib.contextmanager
-def credentials_read_once() -> Iterator[None]:
-    """Within this block, each named credentials block is read from the API once.
-
-    One video's submit, poll and archive tasks each need a client; without this each would read
-    the same block (an API call) again. Tasks and subflows run in a copy of the caller's context,
-    which shares the dict, so what one task read the next one reuses. Nested blocks share the
-    outermost one's reads: a batch reads each block once for all its videos, even when they all
-    start at the same moment (they wait for the one read in flight).
-    """
-    if _CREDENTIALS.get() is not None:
-        yield
-        return
-    token = _CREDENTIALS.set({})
-    try:
-        yield
-    finally:
-        _CREDENTIALS.reset(token)
-
-
-async def load_client(credentials_block: str | None = None) -> OmniFlashClient:
-    """A client from the named credentials block, else from ``OMNIFLASH_*`` settings."""
-    if credentials_block:
-        return (await _load_credentials(credentials_block)).get_client()
-    return OmniFlashClient.from_settings()
-
-
-async def _load_credentials(name: str) -> OmniFlashCredentials:
-    cache = _CREDENTIALS.get()
-    read = cache.get(name) if cache is not None else None
-    if cache is None or (read is not None and read.get_loop() is not asyncio.get_running_loop()):
-        return await _read_credentials(name)  # no sharing across event loops
-    if read is None or (read.done() and (read.cancelled() or read.exception() is not None)):
-        read = cache[name] = asyncio.ensure_future(_read_credentials(name))  # a failure is retried
-    # Shielded: one caller cancelled must not cancel the read the others wait for.
-    return await asyncio.shield(read)
-
-
-async def _read_credentials(name: str) -> OmniFlashCredentials:
-    loaded: object = await OmniFlashCredentials.aload(name)
-    if not isinstance(loaded, OmniFlashCredentials):
-        raise BlockTypeError(f"block {name!r} is not an OmniFlashCredentials block")
-    return loaded
 
 
 def default_storage() -> WritableFileSystem:

@@ -23,7 +23,7 @@ from omniflash_prefect import (
     submit_video,
 )
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, video_sha256
-from omniflash_prefect.video.tasks import load_client
+from omniflash_prefect.video.credentials import load_client
 from tests.support.s3 import Bucket
 from tests.support.server_reads import omniflash_events
 
