@@ -24,7 +24,7 @@ from typing import Any, Self
 import httpx
 from pydantic import SecretStr
 
-from omniflash_prefect.client.downloads import Logger, VideoDownloader
+from omniflash_prefect.client.downloads import Logger, Sleep, VideoDownloader
 from omniflash_prefect.client.transport import (
     Resolve,
     connection_error,
@@ -68,7 +68,6 @@ from omniflash_prefect.settings import DEFAULT_BASE_URL, DEFAULTS, OmniFlashSett
 
 logger = logging.getLogger("omniflash_prefect")
 
-Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 TaskCallback = Callable[[VideoTask], Awaitable[None]]
 
