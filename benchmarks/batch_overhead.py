@@ -18,12 +18,15 @@ provider calls per video from the emulator's counters next to what a fixed 5 s p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,8 @@ FULL = {"job_seconds": 30.0, "first_delay": 5.0, "min_interval": 5.0, "max_inter
 SMOKE = {"job_seconds": 3.0, "first_delay": 1.0, "min_interval": 1.0, "max_interval": 2.0}
 GOAL_RATIO_AT_200 = 1.3
 GOAL_RSS_KIB_AT_1000 = 1.5 * 1024 * 1024
+GOAL_API_CALLS_PER_VIDEO = 3.0
+GOAL_SERVER_CPU_PER_VIDEO = 0.05
 
 
 def provider_calls(emulator: EmulatorServer, videos: int) -> dict[str, Any]:
@@ -65,6 +70,23 @@ def provider_calls(emulator: EmulatorServer, videos: int) -> dict[str, Any]:
         "per_video": round(total / max(videos, 1), 2),
         "max_polls_one_video": max((int(task["polls"]) for task in tasks), default=0),
     }
+
+
+@contextlib.contextmanager
+def sampling_server(server: PrefectServer, out: str | None) -> Iterator[None]:
+    """Sample the Prefect server (and its children) with py-spy into ``out`` meanwhile."""
+    if out is None:
+        yield
+        return
+    binary = os.environ.get("PY_SPY", "py-spy")
+    argv = [binary, "record", "--pid", str(server.process.process.pid), "--subprocesses"]
+    argv += ["--format", "raw", "--rate", "50", "-o", str(Path(out).resolve())]
+    sampler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    try:
+        yield
+    finally:
+        sampler.send_signal(signal.SIGINT)  # py-spy writes its profile when interrupted
+        sampler.wait(timeout=120)
 
 
 def run_contender(
@@ -104,7 +126,8 @@ def run_contender(
         ]
         child_env = {**env, "OMNIFLASH_ARCHIVE_DIR": str(archive)}
         server_cpu, own_cpu = server.cpu_seconds(), cpu_seconds()
-        result = run_child(argv, child_env, log)
+        with sampling_server(server, args.py_spy_server if name == "batch_flow" else None):
+            result = run_child(argv, child_env, log)
         result["peak_rss_mib"] = round(result["peak_rss_kib"] / 1024, 1)
         result["prefect_server_cpu_seconds"] = round(server.cpu_seconds() - server_cpu, 2)
         result["emulator_cpu_seconds"] = round(cpu_seconds() - own_cpu, 2)
@@ -124,6 +147,12 @@ def main() -> None:
     parser.add_argument("--poll-min", type=float, default=None)
     parser.add_argument("--poll-max", type=float, default=None)
     parser.add_argument("--only", choices=["plain", "flow", "both"], default="both")
+    parser.add_argument(
+        "--fan-out",
+        choices=["tasks", "subflows"],
+        default="tasks",
+        help="how the batch runs its videos (default: tasks, the batch's own default)",
+    )
     parser.add_argument("--cprofile", default=None, help="cProfile the flow call into this file")
     parser.add_argument(
         "--py-spy",
@@ -131,6 +160,13 @@ def main() -> None:
         metavar="OUT",
         help="sample the flow process with py-spy (binary: $PY_SPY or 'py-spy') into OUT "
         "(collapsed stacks; summarise with profile_summary.py)",
+    )
+    parser.add_argument(
+        "--py-spy-server",
+        default=None,
+        metavar="OUT",
+        help="sample the Prefect server with py-spy while the batch runs, into OUT (collapsed "
+        "stacks; summarise with profile_summary.py)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, videos)")
     parser.add_argument(
@@ -154,6 +190,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="omniflash-bench-"))
     out: dict[str, Any] = {
         "videos": args.videos,
+        "fan_out": args.fan_out,
         "database": "postgresql" if args.database_url else "sqlite",
         "max_in_flight": args.concurrency,
         "job_seconds": job_seconds,
@@ -195,7 +232,7 @@ def main() -> None:
                     "plain", "plain_batch.py", ["--out-dir", str(root / "videos-plain")], **common
                 )
             if args.only in ("flow", "both"):
-                extra = ["--count-api-calls"]
+                extra = ["--count-api-calls", "--fan-out", args.fan_out]
                 if args.cprofile:
                     extra += ["--cprofile", str(Path(args.cprofile).resolve())]
                 out["batch_flow"] = run_contender("batch_flow", "flow_batch.py", extra, **common)
@@ -217,6 +254,15 @@ def main() -> None:
         goals["rss_under_1.5GB"] = flow["peak_rss_kib"] < GOAL_RSS_KIB_AT_1000
         goals["calls_per_video_le_fixed_poll"] = (
             flow["provider_calls"]["per_video"] <= out["fixed_poll_calls_per_video"]
+        )
+        server_cpu_per_video = flow["prefect_server_cpu_seconds"] / max(args.videos, 1)
+        out["prefect_server_cpu_per_video"] = round(server_cpu_per_video, 4)
+        out["prefect_api_calls_per_video"] = flow["prefect_api_calls"]["per_video"]
+        goals["prefect_api_calls_per_video_le_3"] = (
+            out["prefect_api_calls_per_video"] <= GOAL_API_CALLS_PER_VIDEO
+        )
+        goals["prefect_server_cpu_per_video_le_0.05s"] = (
+            server_cpu_per_video <= GOAL_SERVER_CPU_PER_VIDEO
         )
     out["goals"] = goals
     print(json.dumps(out, indent=2, sort_keys=True))

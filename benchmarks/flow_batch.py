@@ -1,4 +1,5 @@
-"""The contender: ``generate_video_batch`` run against a Prefect server, rows as subflows.
+"""The contender: ``generate_video_batch`` run against a Prefect server (rows as task runs, or
+with ``--fan-out subflows`` as subflows).
 
 Saves an ``OmniFlashCredentials`` block pointing at the emulator (not timed), then times one call
 of ``generate_video_batch(requests=[...], credentials_block=..., max_concurrency=...)``. Needs
@@ -12,52 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import os
-import re
 import time
 import uuid
-from collections import Counter
 from typing import Any
 
-import httpx
 from benchlib import cpu_seconds, emit, peak_rss_kib
 from prefect.settings import PREFECT_API_URL
 
 from omniflash_prefect import OmniFlashCredentials
 from omniflash_prefect.batches.flow import generate_video_batch
+from omniflash_prefect.batches.options import FanOut
 from omniflash_prefect.batches.report import BatchReport
-
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-class ApiCallCounter:
-    """Counts the Prefect API calls this process makes, by method and path (ids masked)."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self._send = httpx.AsyncClient.send
-
-    def install(self) -> None:
-        counter, original = self, self._send
-
-        async def send(
-            client: httpx.AsyncClient, request: httpx.Request, **kwargs: Any
-        ) -> httpx.Response:
-            if request.url.path.startswith("/api/"):
-                path = _UUID.sub("{id}", request.url.path)
-                counter.counts[f"{request.method} {path}"] += 1
-            return await original(client, request, **kwargs)
-
-        httpx.AsyncClient.send = send  # type: ignore[method-assign,assignment]
-
-    def summary(self, videos: int) -> dict[str, Any]:
-        total = sum(self.counts.values())
-        return {
-            "total": total,
-            "per_video": round(total / max(videos, 1), 2),
-            "by_endpoint": dict(self.counts.most_common()),
-        }
+from tests.support.api_calls import PrefectApiCalls
 
 
 def rows(count: int) -> list[dict[str, Any]]:
@@ -74,36 +44,37 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     block = f"bench-{uuid.uuid4().hex[:12]}"
     await OmniFlashCredentials(api_key=args.api_key, base_url=args.base_url).asave(block)
     requests = rows(args.videos)
-    counter = ApiCallCounter()
-    if args.count_api_calls:
-        counter.install()
+    calls = PrefectApiCalls()
     profiler = cProfile.Profile() if args.cprofile else None
-    started = time.monotonic()
-    if profiler is not None:
-        profiler.enable()
-    state = await generate_video_batch(
-        requests=requests,
-        credentials_block=block,
-        max_concurrency=args.concurrency,
-        batch_id=f"bench-{uuid.uuid4().hex[:8]}",
-        return_state=True,
-    )
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(args.cprofile)
-    wall = time.monotonic() - started
+    with calls.counting() if args.count_api_calls else contextlib.nullcontext():
+        started = time.monotonic()
+        if profiler is not None:
+            profiler.enable()
+        state = await generate_video_batch(
+            requests=requests,
+            credentials_block=block,
+            max_concurrency=args.concurrency,
+            fan_out=FanOut(args.fan_out),
+            batch_id=f"bench-{uuid.uuid4().hex[:8]}",
+            return_state=True,
+        )
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.cprofile)
+        wall = time.monotonic() - started
     report = await state.aresult(raise_on_failure=False)
     if not isinstance(report, BatchReport):
         raise TypeError(f"the batch returned {type(report).__name__}")
     errors = [f"{item.id}: {item.error}" for item in report.items if item.status != "archived"]
     return {
         "contender": "batch_flow",
+        "fan_out": args.fan_out,
         "videos": args.videos,
         "archived": sum(item.status == "archived" for item in report.items),
         "errors": errors[:5],
         "wall_seconds": round(wall, 2),
         "state": state.type.value,
-        "prefect_api_calls": counter.summary(args.videos) if args.count_api_calls else None,
+        "prefect_api_calls": calls.summary(args.videos) if args.count_api_calls else None,
     }
 
 
@@ -113,6 +84,7 @@ def main() -> None:
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--videos", type=int, required=True)
     parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--fan-out", choices=[f.value for f in FanOut], default=FanOut.TASKS.value)
     parser.add_argument("--cprofile", default=None, help="write cProfile stats of the flow here")
     parser.add_argument(
         "--count-api-calls", action="store_true", help="count Prefect API calls by endpoint"

@@ -61,7 +61,14 @@ from omniflash_prefect.core.retry import RetryPolicy
 from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.blocks import OmniFlashCredentials
-from omniflash_prefect.video.flows import afetch_video, agenerate_video, fetch_video, generate_video
+from omniflash_prefect.video.flows import (
+    afetch_video,
+    agenerate_video,
+    agenerate_video_task,
+    fetch_video,
+    generate_video,
+    generate_video_task,
+)
 from omniflash_prefect.video.submissions import release_submission
 from omniflash_prefect.video.tasks import (
     aarchive_video,
@@ -125,12 +132,14 @@ __all__ = [
     "afetch_video",
     "agenerate_video",
     "agenerate_video_batch",
+    "agenerate_video_task",
     "apoll_video",
     "archive_video",
     "asubmit_video",
     "fetch_video",
     "generate_video",
     "generate_video_batch",
+    "generate_video_task",
     "poll_video",
     "release_submission",
     "submit_video",

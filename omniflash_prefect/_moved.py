@@ -42,7 +42,7 @@ MOVED_MODULES: Final[dict[str, tuple[str, ...]]] = {
     ),
     "dispatch": ("video.dispatch",),
     "errors": ("core.errors",),
-    "flows": ("video.flows",),
+    "flows": ("video.flows", "video.one_video"),
     "locks": ("video.locks",),
     "manifest": ("batches.manifest",),
     "models": ("core.models", "core.requests"),
@@ -51,7 +51,7 @@ MOVED_MODULES: Final[dict[str, tuple[str, ...]]] = {
     "protocol": ("core.protocol",),
     "retry": ("core.retry",),
     "submissions": ("video.submissions",),
-    "tasks": ("video.tasks", "video.credentials", "video.observability"),
+    "tasks": ("video.tasks", "video.steps", "video.credentials", "video.observability"),
 }
 
 _PACKAGE: Final = __name__.rpartition(".")[0]

@@ -1,4 +1,4 @@
-"""The ``generate_video_batch`` flow: many videos in one run, each its own ``generate_video`` run.
+"""The ``generate_video_batch`` flow: many videos in one run, each its own observable run.
 
 Thin on top of :mod:`omniflash_prefect.batches.report` (the budget and report, pure) and the
 ``generate_video`` flow. What it adds is the running of many rows at once, safely:
@@ -12,6 +12,8 @@ Thin on top of :mod:`omniflash_prefect.batches.report` (the budget and report, p
 * each row's submission is keyed by ``batch_id`` and row id, and each archived row is recorded in
   the result store, so re-running the batch with the same ``batch_id`` (after a crash, a kill -9,
   a deploy) never submits a row twice;
+* each row is a ``generate-video`` task run of the batch run (``fan_out="tasks"``, the
+  default), or a ``generate_video`` subflow (``fan_out="subflows"``);
 * ``fan_out="deployments"`` runs each row as a run of the ``generate-video`` deployment, so the
   rows spread over every worker of its work pool;
 * a row whose run is lost (set ``Crashed`` when its worker died, or with no final state by the
@@ -57,15 +59,20 @@ from omniflash_prefect.batches.report import (
     report_markdown,
     report_table,
 )
-from omniflash_prefect.batches.runners import RowRunner, deployment_runner, run_as_subflow
+from omniflash_prefect.batches.runners import (
+    RowRunner,
+    deployment_runner,
+    run_as_subflow,
+    run_as_task,
+)
 from omniflash_prefect.batches.scheduler import BatchScheduler
 from omniflash_prefect.core import errors
 from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.claims import current_record_storage, record_store
 from omniflash_prefect.video.credentials import credentials_read_once, load_client
 from omniflash_prefect.video.dispatch import dispatching_flow
-from omniflash_prefect.video.flows import load_result_storage
 from omniflash_prefect.video.observability import artifact_key
+from omniflash_prefect.video.one_video import load_result_storage
 
 
 async def load_manifest(
@@ -115,6 +122,11 @@ def _run_page(flow_run_id: str) -> str | None:
     return url_for("flow-run", obj_id=flow_run_id)
 
 
+def _task_run_page(task_run_id: str) -> str | None:
+    """The page of a task run in the Prefect UI, when the UI's address is known."""
+    return url_for("task-run", obj_id=task_run_id)
+
+
 def _batch_run_name() -> str:
     parameters = flow_run.parameters
     batch_id = parameters.get("batch_id")
@@ -144,7 +156,7 @@ async def agenerate_video_batch(
     budget: float | None = None,
     cost_estimate: float | None = None,
     check_balance: bool = False,
-    fan_out: FanOut = FanOut.SUBFLOWS,
+    fan_out: FanOut = FanOut.TASKS,
     deployment_name: str = DEFAULT_DEPLOYMENT,
     credentials_block: str | None = None,
     storage_block: str | None = None,
@@ -166,7 +178,8 @@ async def agenerate_video_batch(
         budget: Never start a video that could take the batch's spend past this.
         cost_estimate: Expected cost of one video (default: learnt from finished ones).
         check_balance: Read the balance first; refuse to start if it cannot cover the budget.
-        fan_out: "subflows" (this process) or "deployments" (runs of ``deployment_name``).
+        fan_out: "tasks" (task runs of this run), "subflows" (flow runs in this process) or
+            "deployments" (runs of ``deployment_name``, on any worker of its pool).
         deployment_name: The generate_video deployment used by fan_out="deployments".
         credentials_block: Name of an OmniFlashCredentials block; default: OMNIFLASH_* settings.
         storage_block: '<type-slug>/<name>' of a writable filesystem block for the videos.
@@ -207,11 +220,14 @@ async def agenerate_video_batch(
 
 
 def _runner_for(options: BatchRunOptions) -> RowRunner:
-    """How each row runs: a subflow here, or a run of the deployment on any worker."""
+    """How each row runs: a task run or a subflow here, or a run of the deployment on any
+    worker. Looked up here on each run, so tests can stand in for a runner."""
     if options.fan_out == FanOut.DEPLOYMENTS:
         deadline = options.row_deadline(OmniFlashSettings().poll_timeout_seconds)
         return deployment_runner(options.deployment_name, deadline)
-    return run_as_subflow  # looked up here on each run, so tests can stand in for it
+    if options.fan_out == FanOut.SUBFLOWS:
+        return run_as_subflow
+    return run_as_task
 
 
 async def _run_rows(
@@ -235,6 +251,7 @@ async def _run_rows(
         submissions=store,
         max_concurrency=options.max_concurrency,
         concurrency_limit=options.concurrency_limit,
+        task_runs=options.fan_out == FanOut.TASKS,
     )
     with credentials_read_once():
         if options.check_balance:
@@ -263,7 +280,9 @@ async def _publish(report: BatchReport, budget: float | None) -> None:
         description=f"Videos of batch {report.batch_id}",
     )
     await acreate_markdown_artifact(
-        markdown=report_markdown(report, budget=budget, run_url=_run_page),
+        markdown=report_markdown(
+            report, budget=budget, run_url=_run_page, task_run_url=_task_run_page
+        ),
         key=artifact_key("batch-summary", report.batch_id),
         description=f"Summary of batch {report.batch_id}",
     )

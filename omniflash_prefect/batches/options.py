@@ -21,9 +21,17 @@ ROW_MARGIN_SECONDS: Final = 900.0
 
 
 class FanOut(StrEnum):
-    """Where a batch runs its videos: as subflows in its own process, or as runs of the
-    ``generate-video`` deployment, which every worker of its pool can pick up."""
+    """Where a batch runs its videos.
 
+    ``tasks`` (the default): each video is a ``generate-video`` task run of the batch run, in
+    its process, with its submit, poll and archive as nested task runs; task runs reach the
+    server as events over one connection, which costs the server a fraction of a flow run.
+    ``subflows``: each video is a ``generate-video`` flow run in the batch's process.
+    ``deployments``: each video is a run of the ``generate-video`` deployment, which every
+    worker of its pool can pick up.
+    """
+
+    TASKS = "tasks"
     SUBFLOWS = "subflows"
     DEPLOYMENTS = "deployments"
 
@@ -65,9 +73,9 @@ class BatchRunOptions(BaseModel):
         description="Read the balance first; refuse to start if it cannot cover the budget.",
     )
     fan_out: FanOut = Field(
-        default=FanOut.SUBFLOWS,
-        description="'subflows' (this process) or 'deployments' (runs of deployment_name, "
-        "picked up by any worker of its pool).",
+        default=FanOut.TASKS,
+        description="'tasks' (task runs of this run), 'subflows' (flow runs in this process) "
+        "or 'deployments' (runs of deployment_name, picked up by any worker of its pool).",
     )
     deployment_name: str = Field(
         default=DEFAULT_DEPLOYMENT,

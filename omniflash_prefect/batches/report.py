@@ -63,7 +63,13 @@ class BatchItem(BaseModel):
     cost: float | None = Field(default=None, description="What the provider charged.")
     seconds: float | None = Field(default=None, description="Wall time of the row in this run.")
     error: str | None = Field(default=None, description="Why the row did not get archived.")
-    flow_run_id: str | None = Field(default=None, description="The row's generate_video run.")
+    flow_run_id: str | None = Field(
+        default=None,
+        description="The row's generate_video flow run (fan_out 'subflows' or 'deployments').",
+    )
+    task_run_id: str | None = Field(
+        default=None, description="The row's generate-video task run (fan_out 'tasks')."
+    )
     resumed: bool = Field(
         default=False, description="Already archived by an earlier run of this batch."
     )
@@ -239,6 +245,7 @@ def report_table(report: BatchReport) -> list[dict[str, object]]:
             "runs": item.runs,
             "location_or_error": item.location or item.error or "",
             "flow_run": item.flow_run_id or "",
+            "task_run": item.task_run_id or "",
         }
         for item in report.items
     ]
@@ -249,9 +256,11 @@ def report_markdown(
     *,
     budget: float | None = None,
     run_url: Callable[[str], str | None] | None = None,
+    task_run_url: Callable[[str], str | None] | None = None,
 ) -> str:
     """The batch's markdown summary: counts, total cost, wall time, and every row that was not
-    archived, linked to its video run (``run_url`` turns a flow run id into its page)."""
+    archived, linked to its video run (``run_url`` and ``task_run_url`` turn a flow run's or a
+    task run's id into its page)."""
     lines = [
         f"# Batch {report.batch_id}",
         "",
@@ -276,14 +285,22 @@ def report_markdown(
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {item.id} | {item.status} | {item.task_id or ''} | {_run_link(item, run_url)} |"
+            f"| {item.id} | {item.status} | {item.task_id or ''} | "
+            f"{_run_link(item, run_url, task_run_url)} |"
             for item in unfinished
         ]
     return "\n".join(lines) + "\n"
 
 
-def _run_link(item: BatchItem, run_url: Callable[[str], str | None] | None) -> str:
-    if item.flow_run_id is None:
+def _run_link(
+    item: BatchItem,
+    run_url: Callable[[str], str | None] | None,
+    task_run_url: Callable[[str], str | None] | None,
+) -> str:
+    run_id, page_of = item.flow_run_id, run_url
+    if run_id is None:
+        run_id, page_of = item.task_run_id, task_run_url
+    if run_id is None:
         return ""
-    url = run_url(item.flow_run_id) if run_url is not None else None
-    return f"[{item.flow_run_id}]({url})" if url else item.flow_run_id
+    url = page_of(run_id) if page_of is not None else None
+    return f"[{run_id}]({url})" if url else run_id

@@ -1,5 +1,6 @@
-"""How a batch runs one row's video: a ``generate_video`` subflow in the batch's own process, or a
-run of the ``generate-video`` deployment that any worker of its pool picks up.
+"""How a batch runs one row's video: a ``generate-video`` task run of the batch run (the default),
+a ``generate_video`` subflow in the batch's own process, or a run of the ``generate-video``
+deployment that any worker of its pool picks up.
 
 A runner returns what the video run ended with (its :class:`ArchivedVideo`, or the error that
 stopped it) and the run's id; the batch (:mod:`omniflash_prefect.batches.flow`) decides from that
@@ -12,11 +13,11 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from prefect import tags
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.deployments import run_deployment
 from prefect.exceptions import FlowRunWaitTimeout
 from prefect.flow_runs import wait_for_flow_run
@@ -26,7 +27,7 @@ from omniflash_prefect.batches.manifest import ManifestRow
 from omniflash_prefect.core import errors
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.archive import ArchivedVideo
-from omniflash_prefect.video.flows import agenerate_video
+from omniflash_prefect.video.flows import agenerate_video, agenerate_video_task
 
 #: What a row's video run ended with (its archived video, or the error that stopped it) and
 #: the run's id; a runner raises only when the run could not even be started.
@@ -48,19 +49,39 @@ def _row_parameters(row: ManifestRow, common: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _row_tags(row: ManifestRow) -> contextlib.AbstractContextManager[set[str]]:
+    """The tags a row's run is created with, so it need not add them (one write less a video)."""
+    request: VideoRequest = row.request
+    return tags("omniflash", request.resolution, f"{request.duration}s")
+
+
+async def _outcome_of(state: State[Any], what: str) -> ArchivedVideo | BaseException:
+    outcome: object = await state.aresult(raise_on_failure=False)
+    if not isinstance(outcome, ArchivedVideo | BaseException):
+        outcome = TypeError(f"{what} returned {type(outcome).__name__}")
+    return outcome
+
+
+async def run_as_task(row: ManifestRow, common: dict[str, Any], started: RunStarted) -> RowRun:
+    """One row as a ``generate-video`` task run of the batch run (which cannot lose it: a
+    process that dies takes the batch run with it, and running the batch again resumes it)."""
+    with _row_tags(row):
+        running = agenerate_video_task(**_row_parameters(row, common), return_state=True)
+        state = await cast(Awaitable[State[ArchivedVideo]], running)
+    run_id = state.state_details.task_run_id
+    if run_id is not None:
+        started(str(run_id))
+    return await _outcome_of(state, "generate_video_task"), str(run_id) if run_id else None
+
+
 async def run_as_subflow(row: ManifestRow, common: dict[str, Any], started: RunStarted) -> RowRun:
     """One row as a ``generate_video`` subflow run in this process (which cannot lose it)."""
-    request = row.request
-    # Created with its tags, so the run does not have to add them (one write less per video).
-    with tags("omniflash", request.resolution, f"{request.duration}s"):
+    with _row_tags(row):
         state = await agenerate_video(**_row_parameters(row, common), return_state=True)
     run_id = state.state_details.flow_run_id
     if run_id is not None:
         started(str(run_id))
-    outcome: object = await state.aresult(raise_on_failure=False)
-    if not isinstance(outcome, ArchivedVideo | BaseException):
-        outcome = TypeError(f"generate_video returned {type(outcome).__name__}")
-    return outcome, str(run_id) if run_id else None
+    return await _outcome_of(state, "generate_video"), str(run_id) if run_id else None
 
 
 def deployment_runner(deployment: str, row_timeout_seconds: float) -> RowRunner:

@@ -39,6 +39,8 @@ MAX_ROW_ATTEMPTS: Final = 8
 _STARTING_AT_ONCE: Final = 16
 _START_SECONDS: Final = 1.0
 _RATE_LIMIT_PAUSE_CAP: Final = 60.0
+#: The least time between two updates of the batch's progress artifact (the end always shows).
+_PROGRESS_SECONDS: Final = 5.0
 #: Runs of one row that may be lost (worker died, deadline passed) before the row is reported.
 MAX_LOST_RUNS: Final = 3
 
@@ -58,6 +60,7 @@ class BatchScheduler:
         submissions: ResultStore,
         max_concurrency: int,
         concurrency_limit: str | None,
+        task_runs: bool = False,
     ) -> None:
         self.batch_id = batch_id
         self.rows = rows
@@ -69,6 +72,8 @@ class BatchScheduler:
         self.slots = asyncio.Semaphore(max_concurrency)
         self.starting = asyncio.Semaphore(_STARTING_AT_ONCE)
         self.concurrency_limit = concurrency_limit
+        #: Whether the runner's run ids are task runs' (fan_out 'tasks') or flow runs'.
+        self.task_runs = task_runs
         self.changed = asyncio.Condition()
         self.paused_until = 0.0
         self.stop_reason: str | None = None
@@ -161,12 +166,9 @@ class BatchScheduler:
                 "prefect.resource.name": f"{self.batch_id}/{row.id}",
             },
             related=[
+                {"prefect.resource.id": self._run_resource(lost), "prefect.resource.role": "lost"},
                 {
-                    "prefect.resource.id": f"prefect.flow-run.{lost}",
-                    "prefect.resource.role": "lost",
-                },
-                {
-                    "prefect.resource.id": f"prefect.flow-run.{run_id}",
+                    "prefect.resource.id": self._run_resource(run_id),
                     "prefect.resource.role": "rerun",
                 },
             ],
@@ -178,6 +180,13 @@ class BatchScheduler:
                 "run": self.runs[row.id],
             },
         )
+
+    def _run_resource(self, run_id: str) -> str:
+        return f"prefect.{'task-run' if self.task_runs else 'flow-run'}.{run_id}"
+
+    def _run_field(self, run_id: str | None) -> dict[str, str | None]:
+        """The item field naming the row's run."""
+        return {"task_run_id" if self.task_runs else "flow_run_id": run_id}
 
     async def _lost(
         self, row: ManifestRow, error: errors.VideoRunLostError, run_id: str | None
@@ -199,7 +208,7 @@ class BatchScheduler:
             "failed",
             error=f"VideoRunLostError: {error}",
             task_id=recorded.task_id,
-            flow_run_id=run_id,
+            **self._run_field(run_id),
         )
 
     async def _archived(
@@ -213,7 +222,7 @@ class BatchScheduler:
             location=archived.location,
             sha256=archived.sha256,
             cost=archived.cost,
-            flow_run_id=run_id,
+            **self._run_field(run_id),
         )
         await self.records.save(row, item)
         return item
@@ -244,7 +253,7 @@ class BatchScheduler:
             outcome.status,
             error=f"{_error_name(error)}: {error}",
             task_id=getattr(error, "task_id", None),
-            flow_run_id=run_id,
+            **self._run_field(run_id),
         )
 
     async def _start(self, row: ManifestRow, parameters: dict[str, Any]) -> RowRun:
@@ -325,7 +334,7 @@ class BatchScheduler:
     async def _count_finished(self) -> None:
         self.finished += 1
         now = time.monotonic()
-        if self.finished < len(self.rows) and now - self.last_progress < 1.0:
+        if self.finished < len(self.rows) and now - self.last_progress < _PROGRESS_SECONDS:
             return
         self.last_progress = now
         percent = 100.0 * self.finished / max(len(self.rows), 1)

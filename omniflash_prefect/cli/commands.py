@@ -35,7 +35,8 @@ from omniflash_prefect.cli.video_runs import GenerationOutcome, run_generation
 from omniflash_prefect.core.models import validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.credentials import load_client
-from omniflash_prefect.video.flows import afetch_video, load_result_storage
+from omniflash_prefect.video.flows import afetch_video
+from omniflash_prefect.video.one_video import load_result_storage
 from omniflash_prefect.video.submissions import Released, release_submission
 
 

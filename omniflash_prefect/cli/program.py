@@ -219,7 +219,11 @@ CostEstimateOption = Annotated[float | None, typer.Option(help=_run_help("cost_e
 CheckBalanceOption = Annotated[bool, typer.Option(help=_run_help("check_balance"))]
 #: Not the field's help, which speaks of a deployment name that is no option of this command.
 FanOutOption = Annotated[
-    FanOut, typer.Option(help="'subflows' (this process) or 'deployments' (the pool's workers).")
+    FanOut,
+    typer.Option(
+        help="'tasks' (task runs of the batch run), 'subflows' (flow runs in this process) or "
+        "'deployments' (runs picked up by the pool's workers)."
+    ),
 ]
 
 ReportJsonOption = Annotated[

@@ -1,4 +1,5 @@
-"""Reading the credentials block: once per run, however many tasks and videos need a client.
+"""Reading the credentials block (and storage blocks): once per run, however many tasks and videos
+need them.
 
 Every submit, poll and archive needs a client, and a client needs the credentials block, whose
 read is a Prefect API call. :func:`credentials_read_once` makes a ``generate_video`` run (or a
@@ -9,38 +10,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
+from typing import Any, TypeVar
 
 from omniflash_prefect.client import OmniFlashClient
 from omniflash_prefect.core.errors import BlockTypeError
 from omniflash_prefect.video.blocks import OmniFlashCredentials
 
-#: Reads of credentials blocks in the current ``generate_video`` (or batch) run, by name; see
+B = TypeVar("B")
+
+#: Reads of blocks in the current ``generate_video`` (or batch) run, by name; see
 #: :func:`credentials_read_once`. None outside such a run: every call reads the block.
-_CREDENTIALS: ContextVar[dict[str, asyncio.Future[OmniFlashCredentials]] | None] = ContextVar(
-    "omniflash_credentials", default=None
+_BLOCKS: ContextVar[dict[str, asyncio.Future[Any]] | None] = ContextVar(
+    "omniflash_blocks", default=None
 )
 
 
 @contextlib.contextmanager
 def credentials_read_once() -> Iterator[None]:
-    """Within this block, each named credentials block is read from the API once.
+    """Within this block, each named credentials (or storage) block is read from the API once.
 
     One video's submit, poll and archive tasks each need a client; without this each would read
-    the same block (an API call) again. Tasks and subflows run in a copy of the caller's context,
-    which shares the dict, so what one task read the next one reuses. Nested blocks share the
+    the same block (an API call) again, and each video of a batch its storage blocks. Tasks and
+    subflows run in a copy of the caller's context, which shares the dict, so what one task read
+    the next one reuses. Nested blocks share the
     outermost one's reads: a batch reads each block once for all its videos, even when they all
     start at the same moment (they wait for the one read in flight).
     """
-    if _CREDENTIALS.get() is not None:
+    if _BLOCKS.get() is not None:
         yield
         return
-    token = _CREDENTIALS.set({})
+    token = _BLOCKS.set({})
     try:
         yield
     finally:
-        _CREDENTIALS.reset(token)
+        _BLOCKS.reset(token)
 
 
 async def load_client(credentials_block: str | None = None) -> OmniFlashClient:
@@ -51,14 +56,22 @@ async def load_client(credentials_block: str | None = None) -> OmniFlashClient:
 
 
 async def _load_credentials(name: str) -> OmniFlashCredentials:
-    cache = _CREDENTIALS.get()
-    read = cache.get(name) if cache is not None else None
-    if cache is None or (read is not None and read.get_loop() is not asyncio.get_running_loop()):
-        return await _read_credentials(name)  # no sharing across event loops
-    if read is None or (read.done() and (read.cancelled() or read.exception() is not None)):
-        read = cache[name] = asyncio.ensure_future(_read_credentials(name))  # a failure is retried
+    return await read_block_once(name, _read_credentials)
+
+
+async def read_block_once(name: str, read: Callable[[str], Awaitable[B]]) -> B:
+    """``read(name)``, once per :func:`credentials_read_once` scope and event loop: callers at
+    the same moment wait for the one read in flight, and a failed read is tried again."""
+    cache = _BLOCKS.get()
+    key = f"{getattr(read, '__qualname__', read)}:{name}"
+    done = cache.get(key) if cache is not None else None
+    if cache is None or (done is not None and done.get_loop() is not asyncio.get_running_loop()):
+        return await read(name)  # no sharing across event loops
+    if done is None or (done.done() and (done.cancelled() or done.exception() is not None)):
+        done = cache[key] = asyncio.ensure_future(read(name))
     # Shielded: one caller cancelled must not cancel the read the others wait for.
-    return await asyncio.shield(read)
+    result: B = await asyncio.shield(done)
+    return result
 
 
 async def _read_credentials(name: str) -> OmniFlashCredentials:

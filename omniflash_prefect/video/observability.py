@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
@@ -29,6 +30,11 @@ from omniflash_prefect.video.archive import ArchivedVideo
 EVENT_PREFIX = "omniflash.video"
 #: The smallest rise of the API's progress (in points) that updates the progress artifact.
 PROGRESS_STEP: Final = 10
+#: The least time between two updates of the progress artifact of a video in a batch (the
+#: first reading and the completion are always shown): a job of a few minutes moves its bar
+#: every so often, and hundreds of short jobs write twice each, not once per step. A video of
+#: its own (a ``generate_video`` run, followed live by ``omniflash generate``) has no minimum.
+PROGRESS_MIN_SECONDS: Final = 15.0
 #: The key, in a progress artifact's metadata, of the provider task it follows.
 TASK_ID_METADATA: Final = "task_id"
 
@@ -54,7 +60,9 @@ def short_prompt(prompt: str, limit: int = 60) -> str:
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
-async def acreate_task_progress_artifact(task_id: str, progress: float) -> UUID:
+async def acreate_task_progress_artifact(
+    task_id: str, progress: float, description: str | None = None
+) -> UUID:
     """A progress artifact on the current run for one provider task, whose metadata names the
     task (``TASK_ID_METADATA``), so readers such as ``omniflash generate`` need not parse text."""
     task_run_id, flow_run_id = get_task_and_flow_run_ids()
@@ -63,7 +71,7 @@ async def acreate_task_progress_artifact(task_id: str, progress: float) -> UUID:
             ArtifactCreate(
                 type="progress",
                 key=artifact_key("progress", task_id),
-                description=f"Generation progress of task {task_id}",
+                description=description or f"Generation progress of task {task_id}",
                 data=progress,
                 metadata_={TASK_ID_METADATA: task_id},
                 task_run_id=task_run_id,
@@ -73,20 +81,37 @@ async def acreate_task_progress_artifact(task_id: str, progress: float) -> UUID:
     return artifact.id
 
 
+def progress_write_due(
+    *, shown: float | None, progress: float, seconds_since_shown: float, min_seconds: float
+) -> bool:
+    """Whether a reading of a task moves its progress artifact: the first reading (``shown``
+    is None), then a rise of at least ``PROGRESS_STEP`` points at least ``min_seconds`` after
+    the last write. A reading of 100 waits for :meth:`TaskProgress.finish`, which the end
+    of the poll (or of the archive, with the summary) calls: one write, not two."""
+    if shown is None:
+        return True
+    if progress >= 100:
+        return False
+    return progress >= shown + PROGRESS_STEP and seconds_since_shown >= min_seconds
+
+
 class TaskProgress:
     """What a poll shows of one task: a log line per status, and its progress artifact.
 
     The artifact is created at the first reading, not at 0 before it (one write less per video,
     and a resumed video shows its real progress at once), then moves in steps of at least
-    ``PROGRESS_STEP`` points up to 100: every update is a database write on the Prefect server,
-    which a batch of hundreds of videos must not flood.
+    ``PROGRESS_STEP`` points and ``PROGRESS_MIN_SECONDS`` up to 100
+    (:func:`progress_write_due`): every write is a database write on the Prefect server, which a
+    batch of hundreds of videos must not flood.
     """
 
-    def __init__(self, task_id: str, logger: RunLogger) -> None:
+    def __init__(self, task_id: str, logger: RunLogger, *, min_seconds: float = 0.0) -> None:
         self.task_id = task_id
         self.logger = logger
+        self.min_seconds = min_seconds
         self.status: str | None = None
         self.progress = 0.0
+        self.shown_at = 0.0
         self.artifact_id: UUID | None = None
 
     async def report(self, update: VideoTask) -> None:
@@ -97,24 +122,30 @@ class TaskProgress:
             )
             self.status = update.status
         progress = float(update.progress) if update.progress is not None else self.progress
-        if (
-            self.artifact_id is None
-            or progress >= self.progress + PROGRESS_STEP
-            or (progress == 100 != self.progress)
+        if progress_write_due(
+            shown=None if self.artifact_id is None else self.progress,
+            progress=progress,
+            seconds_since_shown=time.monotonic() - self.shown_at,
+            min_seconds=self.min_seconds,
         ):
             await self._show(progress)
 
-    async def finish(self) -> None:
-        """The task completed: the artifact shows 100%."""
-        if self.artifact_id is None or self.progress != 100:
-            await self._show(100.0)
+    async def finish(self, summary: str | None = None) -> None:
+        """The task completed: the artifact shows 100%, and ``summary`` (markdown) as its
+        description when given: a video that is a task run of a batch shows its summary there,
+        in the same write, instead of in an artifact of its own."""
+        if self.artifact_id is None or self.progress != 100 or summary is not None:
+            await self._show(100.0, summary)
 
-    async def _show(self, progress: float) -> None:
+    async def _show(self, progress: float, description: str | None = None) -> None:
         if self.artifact_id is None:
-            self.artifact_id = await acreate_task_progress_artifact(self.task_id, progress)
+            self.artifact_id = await acreate_task_progress_artifact(
+                self.task_id, progress, description
+            )
         else:
-            await aupdate_progress_artifact(self.artifact_id, progress)
+            await aupdate_progress_artifact(self.artifact_id, progress, description)
         self.progress = progress
+        self.shown_at = time.monotonic()
 
 
 def emit_video_event(
@@ -172,15 +203,23 @@ def _cell(value: str) -> str:
 
 
 async def publish_archive_artifacts(
-    *, request: VideoRequest | None, task: VideoTask, archived: ArchivedVideo, wall_seconds: float
+    *,
+    request: VideoRequest | None,
+    task: VideoTask,
+    archived: ArchivedVideo,
+    wall_seconds: float,
+    link_artifact: bool = True,
 ) -> None:
-    """The link artifact to the archived video and the markdown summary, on the current run."""
-    await acreate_link_artifact(
-        link=link_for(archived.location),
-        link_text=Path(archived.storage_key).name,
-        key=artifact_key("video", task.id),
-        description=f"Archived video of task {task.id}",
-    )
+    """The markdown summary (which links to the video) on the current run, and unless
+    ``link_artifact`` is False, a link artifact to the archived video: a batch's videos skip
+    it, one write less each, as their batch's table already lists every location."""
+    if link_artifact:
+        await acreate_link_artifact(
+            link=link_for(archived.location),
+            link_text=Path(archived.storage_key).name,
+            key=artifact_key("video", task.id),
+            description=f"Archived video of task {task.id}",
+        )
     await acreate_markdown_artifact(
         markdown=render_summary(
             request=request, task=task, archived=archived, wall_seconds=wall_seconds

@@ -1,9 +1,9 @@
 """Reusable Prefect tasks: submit, poll and archive one video; each usable alone in any flow.
 
-They are thin: the client does the protocol, :mod:`omniflash_prefect.video.submissions` and
-:mod:`omniflash_prefect.video.claims` the at-most-once bookkeeping,
-:mod:`omniflash_prefect.video.archive` the storage and
-:mod:`omniflash_prefect.video.observability` what the UI shows. What they add is Prefect's
+They are thin: each step is done by :mod:`omniflash_prefect.video.steps` (on top of the client,
+the at-most-once bookkeeping of :mod:`omniflash_prefect.video.submissions` and
+:mod:`omniflash_prefect.video.claims`, the storage of :mod:`omniflash_prefect.video.archive` and
+what the UI shows, :mod:`omniflash_prefect.video.observability`). What they add is Prefect's
 memory:
 
 * ``submit_video`` sends a request at most once per submission key, however many callers race
@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import time
-from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Any
 
 import httpx
@@ -36,45 +33,27 @@ from prefect import Task, get_run_logger, task
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.filesystems import WritableFileSystem
 
-from omniflash_prefect.core.errors import (
-    GenerationCancelledError,
-    GenerationFailedError,
-    PollTimeoutError,
-)
 from omniflash_prefect.core.models import VideoTask, validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
-from omniflash_prefect.settings import OmniFlashSettings
-from omniflash_prefect.video.archive import (
-    ArchivedVideo,
-    check_is_mp4,
-    destination_of,
-    sidecar_key,
-    staging_path,
-    store_video,
-    video_key,
-    write_sidecar,
-)
-from omniflash_prefect.video.claims import claim, current_record_storage, record_store
-from omniflash_prefect.video.credentials import load_client
+from omniflash_prefect.video.archive import ArchivedVideo
+from omniflash_prefect.video.claims import current_record_storage
 from omniflash_prefect.video.dispatch import dispatching_task
-from omniflash_prefect.video.observability import (
-    RunLogger,
-    TaskProgress,
-    emit_video_event,
+from omniflash_prefect.video.observability import TaskProgress
+from omniflash_prefect.video.steps import (
+    archive_record_key,
+    archive_step,
+    call_submission_key,
+    default_storage,
+    poll_step,
+    submit_step,
 )
-from omniflash_prefect.video.submissions import call_take, submission_key, submit_once
 
 #: Prefect-level retries of ``poll_video`` (only for what :func:`poll_failure_is_transient`
 #: accepts), and the seconds before each.
 POLL_RETRIES = 2
 POLL_RETRY_DELAYS = [5.0, 30.0]
-
-
-def default_storage() -> WritableFileSystem:
-    """The local archive directory from ``OMNIFLASH_ARCHIVE_DIR`` (default ``./videos``)."""
-    return LocalFileSystem(basepath=str(OmniFlashSettings().archive_dir.expanduser().resolve()))
 
 
 def prefect_api_unavailable(error: BaseException) -> bool:
@@ -88,13 +67,8 @@ def prefect_api_unavailable(error: BaseException) -> bool:
 # -- submit ----------------------------------------------------------------------------------
 
 
-def _this_call_key(request: VideoRequest, idempotency_key: str | None, run: TaskRun | None) -> str:
-    take = 0 if idempotency_key else call_take(request, run.id if run is not None else None)
-    return submission_key(request, idempotency_key, take=take)
-
-
 def _submission_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    return _this_call_key(
+    return call_submission_key(
         parameters["request"], parameters.get("idempotency_key"), context.task_run
     )
 
@@ -119,21 +93,8 @@ async def asubmit_video(
     the one that sends, and get its task id.
     """
     context = TaskRunContext.get()
-    key = _this_call_key(request, idempotency_key, context.task_run if context else None)
-    storage = await current_record_storage()
-    submitted = await submit_once(request, key, storage, lambda: load_client(credentials_block))
-    logger = get_run_logger()
-    if not submitted.sent:
-        logger.info("Reusing task %s, submitted earlier under the same key", submitted.task_id)
-        return submitted.task_id
-    logger.info("Submitted task %s (request %s)", submitted.task_id, request.fingerprint()[:16])
-    emit_video_event(
-        "submitted",
-        submitted.task_id,
-        prompt=request.prompt,
-        payload={"request": request.to_api_body(), "fingerprint": request.fingerprint()},
-    )
-    return submitted.task_id
+    key = call_submission_key(request, idempotency_key, context.task_run if context else None)
+    return await submit_step(request, key, await current_record_storage(), credentials_block)
 
 
 submit_video = dispatching_task(asubmit_video)
@@ -210,38 +171,17 @@ async def apoll_video(
     ``(retries + 1 + max_wait / poll_min) * max_attempts`` status calls: 1,815 with the defaults
     (2 retries, 1800 s, 5 s, 5 attempts).
     """
-    task_id = validate_task_id(task_id)
-    logger = get_run_logger()
-    progress = TaskProgress(task_id, logger)
-
-    spent = _seconds_spent_by_earlier_attempts()
-    async with await load_client(credentials_block) as client:
-        budget = (
-            client.poll_schedule.timeout_seconds if max_wait_seconds is None else max_wait_seconds
-        )
-        try:
-            done = await client.wait(
-                task_id,
-                max_wait_seconds=max(budget - spent, 0.0),
-                first_poll_delay=first_poll_delay,
-                on_update=progress.report,
-            )
-        except (GenerationFailedError, GenerationCancelledError) as exc:
-            code = exc.error_code if isinstance(exc, GenerationFailedError) else "cancelled"
-            emit_video_event(
-                "failed", task_id, prompt=prompt, payload={"error_code": code, "reason": str(exc)}
-            )
-            raise
-        except PollTimeoutError:
-            logger.error("Task %s is still running; resume with poll_video(%r)", task_id, task_id)
-            raise
-    await progress.finish()
-    emit_video_event(
-        "completed",
+    progress = TaskProgress(validate_task_id(task_id), get_run_logger())
+    done = await poll_step(
         task_id,
+        progress,
+        credentials_block=credentials_block,
+        max_wait_seconds=max_wait_seconds,
+        waited_before=_seconds_spent_by_earlier_attempts(),
+        first_poll_delay=first_poll_delay,
         prompt=prompt,
-        payload={"cost": done.cost, "api_seconds": done.actual_time},
     )
+    await progress.finish()
     return done
 
 
@@ -257,13 +197,6 @@ def _archive_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> s
         parameters.get("storage") or default_storage(),
         parameters.get("prefix", "omniflash"),
     )
-
-
-def archive_record_key(video: VideoTask, storage: WritableFileSystem, prefix: str) -> str:
-    """The record (and claim) key of one task's video in one destination."""
-    destination = destination_of(storage, video_key(prefix, video))
-    digest = hashlib.sha256(f"{video.id}|{destination}".encode()).hexdigest()
-    return f"omniflash-archive-{digest}"
 
 
 @task(
@@ -288,76 +221,14 @@ async def aarchive_video(
     Concurrent archives of one task to one destination download it once: the others wait and
     return the same result.
     """
-    logger = get_run_logger()
-    target = storage if storage is not None else default_storage()
-    record_key = archive_record_key(task, target, prefix)
-    records = await current_record_storage()
-    store = record_store(records)
-    # The claimed record is written under the claim only: the task's own cached result, under
-    # ``record_key``, is rewritten by Prefect after the claim is let go, not atomically.
-    claimed_record = f"{record_key}-archived"
-    async with claim(record_key, records):
-        for key in (claimed_record, record_key):
-            if await store.aexists(key):
-                earlier = (await store.aread(key)).result
-                if isinstance(earlier, ArchivedVideo):
-                    logger.info("Task %s is archived already, at %s", task.id, earlier.location)
-                    return earlier
-        archived = await _archive(task, target, prefix, request, credentials_block, logger)
-        await store.awrite(archived, key=claimed_record)  # before the claim is let go
-    logger.info(
-        "Archived task %s to %s (%d bytes)", task.id, archived.location, archived.size_bytes
+    return await archive_step(
+        task,
+        await current_record_storage(),
+        storage=storage,
+        prefix=prefix,
+        request=request,
+        credentials_block=credentials_block,
     )
-    emit_video_event(
-        "archived",
-        task.id,
-        prompt=archived.prompt,
-        payload={
-            "location": archived.location,
-            "sha256": archived.sha256,
-            "size_bytes": archived.size_bytes,
-        },
-    )
-    return archived
 
 
 archive_video = dispatching_task(aarchive_video)
-
-
-async def _archive(
-    task: VideoTask,
-    target: WritableFileSystem,
-    prefix: str,
-    request: VideoRequest | None,
-    credentials_block: str | None,
-    logger: RunLogger,
-) -> ArchivedVideo:
-    """Download, check and store the video and its sidecar; the record of what was stored."""
-    key = video_key(prefix, task)
-    started = time.monotonic()
-    async with await load_client(credentials_block) as client:
-        with TemporaryDirectory(prefix="omniflash-") as scratch:
-            staged = staging_path(target, key, Path(scratch))
-            try:
-                source, downloaded = await client.download_task(task, staged, logger)
-                check_is_mp4(staged)
-                location = await store_video(target, staged, key)
-            finally:
-                staged.unlink(missing_ok=True)
-    archived = ArchivedVideo(
-        task_id=task.id,
-        location=location,
-        storage_key=key,
-        sidecar_location=destination_of(target, sidecar_key(key)),
-        sha256=downloaded.sha256,
-        size_bytes=downloaded.size_bytes,
-        cost=task.cost,
-        prompt=request.prompt if request is not None else None,
-        created=task.created,
-        completed=task.completed,
-        api_seconds=task.actual_time,
-        download_seconds=round(time.monotonic() - started, 3),
-        source_expires_at=source.video_expires_at,
-    )
-    await write_sidecar(target, sidecar_key(key), task=source, request=request, archived=archived)
-    return archived

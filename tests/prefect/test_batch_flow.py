@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.client.schemas.objects import State
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.events.schemas.events import ReceivedEvent
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
@@ -22,7 +23,7 @@ from omniflash_prefect.batches import flow as batch_flow
 from omniflash_prefect.batches.flow import generate_video_batch
 from omniflash_prefect.batches.manifest import InvalidManifestError, ManifestRow
 from omniflash_prefect.batches.report import BatchReport, report_table
-from omniflash_prefect.batches.runners import RowRun, RunStarted, run_as_subflow
+from omniflash_prefect.batches.runners import RowRun, RunStarted, run_as_subflow, run_as_task
 from omniflash_prefect.batches.scheduler import MAX_LOST_RUNS
 from omniflash_prefect.core.errors import (
     InsufficientBalanceError,
@@ -33,9 +34,10 @@ from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.emulator import EmulatorServer, video_sha256
 from omniflash_prefect.emulator.validation import price_of
 from omniflash_prefect.video.blocks import OmniFlashCredentials
-from omniflash_prefect.video.observability import artifact_key
+from omniflash_prefect.video.observability import artifact_key, short_prompt
 from omniflash_prefect.video.tasks import asubmit_video
-from tests.support.server_reads import run_artifacts, stored_events
+from tests.support.api_calls import PrefectApiCalls
+from tests.support.server_reads import run_artifacts, stored_events, task_runs_of
 
 
 def rows(count: int, **fields: Any) -> list[dict[str, Any]]:
@@ -115,10 +117,9 @@ async def test_thirty_rows_with_failures_429s_and_cut_downloads(
     assert str(flow_run_id) == report.batch_id
     summary = str(artifacts[artifact_key("batch-summary", report.batch_id)].data)
     assert f"{len(archived)} of {count} videos archived" in summary
-    async with get_client() as client:
-        children = await client.read_flow_runs()
-    subflows = [run for run in children if run.parent_task_run_id is not None]
-    assert len({run.name for run in subflows}) >= count  # each row its own named run
+    # Each row its own task run of the batch run (the default fan-out), none a flow run.
+    assert len({item.task_run_id for item in report.items} - {None}) == count
+    assert all(item.flow_run_id is None for item in report.items)
 
 
 async def test_budget_stops_new_submissions(
@@ -317,9 +318,9 @@ async def test_an_overloaded_prefect_api_delays_rows_but_fails_none(
             raise PrefectHTTPStatusError.from_httpx_error(
                 httpx.HTTPStatusError("busy", request=request, response=response)
             )
-        return await run_as_subflow(row, common, started)
+        return await run_as_task(row, common, started)
 
-    monkeypatch.setattr(batch_flow, "run_as_subflow", busy_then_fine)
+    monkeypatch.setattr(batch_flow, "run_as_task", busy_then_fine)
     state = await generate_video_batch(
         requests=rows(3), credentials_block=credentials_block, return_state=True
     )
@@ -355,30 +356,44 @@ async def test_manifest_read_from_a_filesystem_block(
     assert emulator.state.submission_count == 2
 
 
+def final_runs_of(report: BatchReport) -> Callable[[list[TaskRun]], bool]:
+    """Whether the server holds every row's task run in a final state."""
+    wanted = {item.task_run_id for item in report.items}
+
+    def enough(runs: list[TaskRun]) -> bool:
+        final = {str(run.id) for run in runs if run.state is not None and run.state.is_final()}
+        return wanted <= final
+
+    return enough
+
+
 async def test_a_failed_row_names_its_video_run(
     emulator: EmulatorServer, credentials_block: str
 ) -> None:
-    """A row whose generation failed carries the id of its generate_video run, which is that
-    row's run and Failed; the batch's table and summary show it."""
+    """A row whose generation failed carries the id of its generate-video task run, which is
+    that row's run and Failed; the batch's table and summary show it."""
     emulator.config.task_failure_rate = 1.0
     state = await generate_video_batch(
         requests=rows(2), credentials_block=credentials_block, return_state=True
     )
     report = await report_of(state)
-    async with get_client() as client:
-        for item in report.items:
-            assert item.status == "failed"
-            assert item.flow_run_id is not None
-            run = await client.read_flow_run(UUID(item.flow_run_id))
-            assert run.parameters["prompt"] == item.prompt
-            assert run.state is not None
-            assert run.state.is_failed()
-    artifacts = await run_artifacts(state.state_details.flow_run_id)
-    table = next(a for a in artifacts if a.type == "table")
-    summary = next(a for a in artifacts if a.type == "markdown")
+    batch_run = state.state_details.flow_run_id
+    assert batch_run is not None
+    runs = await task_runs_of(batch_run, final_runs_of(report))
+    by_id = {str(run.id): run for run in runs}
     for item in report.items:
-        assert str(item.flow_run_id) in str(table.data)
-        assert str(item.flow_run_id) in str(summary.data)
+        assert item.status == "failed"
+        assert item.task_run_id is not None
+        run = by_id[item.task_run_id]
+        assert run.name == short_prompt(item.prompt or "", 48)
+        assert run.state is not None
+        assert run.state.is_failed()
+    artifacts = await run_artifacts(batch_run)
+    table = next(a for a in artifacts if a.type == "table")
+    summary = next(a for a in artifacts if a.type == "markdown" and "batch" in (a.key or ""))
+    for item in report.items:
+        assert str(item.task_run_id) in str(table.data)
+        assert str(item.task_run_id) in str(summary.data)
 
 
 async def test_two_batches_with_one_batch_id_at_once_pay_once_per_row(
@@ -452,7 +467,11 @@ async def test_a_lost_run_runs_its_row_again_which_resumes_the_paid_task(
     monkeypatch.setattr(batch_flow, "run_as_subflow", paid_then_lost(lost))
     batch_id = f"lost-{uuid.uuid4().hex[:8]}"
     state = await generate_video_batch(
-        requests=rows(3), batch_id=batch_id, credentials_block=credentials_block, return_state=True
+        requests=rows(3),
+        batch_id=batch_id,
+        credentials_block=credentials_block,
+        fan_out="subflows",
+        return_state=True,
     )
     report = await report_of(state)
 
@@ -476,7 +495,7 @@ async def test_a_row_lost_again_and_again_is_reported_with_its_task_id(
     lost: dict[str, str] = {}
     monkeypatch.setattr(batch_flow, "run_as_subflow", paid_then_lost(lost, always=True))
     state = await generate_video_batch(
-        requests=rows(1), credentials_block=credentials_block, return_state=True
+        requests=rows(1), credentials_block=credentials_block, fan_out="subflows", return_state=True
     )
     report = await report_of(state)
 
@@ -517,7 +536,7 @@ async def test_a_row_lost_during_its_submission_is_reported_and_never_resent(
     monkeypatch.setattr(batch_flow, "run_as_subflow", unknown_then_lost)
     request = rows(1)
     state = await generate_video_batch(
-        requests=request, credentials_block=credentials_block, return_state=True
+        requests=request, credentials_block=credentials_block, fan_out="subflows", return_state=True
     )
     report = await report_of(state)
 
@@ -530,3 +549,79 @@ async def test_a_row_lost_during_its_submission_is_reported_and_never_resent(
     assert fingerprint[:16] in (item.error or "")
     assert item.runs == 2
     assert emulator.state.submission_attempts == 1
+
+
+async def test_videos_as_task_runs_of_the_batch_run(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """By default each row is one ``generate-video`` task run of the batch run, named from its
+    prompt, created with its tags, with its steps inside it (no nested runs); its progress
+    artifact is on it and ends at 100 with the video's summary (link and cost), and the batch's
+    table names it."""
+    state = await generate_video_batch(
+        requests=rows(3), credentials_block=credentials_block, return_state=True
+    )
+    report = await report_of(state)
+    assert report.ok, report
+    batch_run = state.state_details.flow_run_id
+    assert batch_run is not None
+    runs = await task_runs_of(batch_run, final_runs_of(report))
+    assert sorted(run.name for run in runs) == sorted(
+        short_prompt(item.prompt or "", 48) for item in report.items
+    )
+    async with get_client() as client:
+        child_flow_runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[batch_run])
+            )
+        )
+    assert child_flow_runs == []
+    by_id = {str(run.id): run for run in runs}
+    artifacts = await run_artifacts(batch_run)
+    for item in report.items:
+        assert item.task_run_id is not None
+        video_run = by_id[item.task_run_id]
+        assert {"omniflash", "720p", "4s"} <= set(video_run.tags)
+        assert video_run.state is not None
+        assert video_run.state.is_completed()
+        assert item.task_id is not None
+        (progress,) = [a for a in artifacts if a.key == artifact_key("progress", item.task_id)]
+        assert progress.task_run_id == video_run.id
+        assert progress.data == 100
+        assert progress.description is not None
+        assert f"`{item.task_id}`" in progress.description
+        assert f"| Cost | {item.cost:g} |" in progress.description
+        assert Path(item.location or "").as_uri() in progress.description
+    # One artifact per video: no separate summary or link (the batch's table lists them all).
+    video_keys = {a.key for a in artifacts if a.task_run_id is not None}
+    assert video_keys == {artifact_key("progress", item.task_id or "") for item in report.items}
+    table = next(a for a in artifacts if a.key == artifact_key("batch", report.batch_id))
+    for item in report.items:
+        assert str(item.task_run_id) in str(table.data)
+
+
+#: Prefect API calls one more video of a batch may add (the measured figure is in the README).
+MAX_API_CALLS_PER_BATCH_VIDEO = 2.5
+
+
+async def test_prefect_api_calls_per_video_of_a_batch(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """What one more video costs a batch in Prefect API calls (its task runs travel as events,
+    not calls), from the difference between a batch of 2 and one of 10: a regression that adds
+    a write, or a read, per video shows here."""
+
+    async def calls_of(count: int) -> PrefectApiCalls:
+        with PrefectApiCalls().counting() as calls:
+            state = await generate_video_batch(
+                requests=rows(count, prompt=f"{count} of a kind {uuid.uuid4().hex[:6]}"),
+                credentials_block=credentials_block,
+                max_concurrency=count,
+                return_state=True,
+            )
+        assert (await report_of(state)).ok
+        return calls
+
+    small, large = await calls_of(2), await calls_of(10)
+    per_video = (large.total - small.total) / 8
+    assert 0 < per_video <= MAX_API_CALLS_PER_BATCH_VIDEO, (small.counts, large.counts)

@@ -75,13 +75,13 @@ def progress_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
         artifacts.aupdate_progress_artifact,
     )
 
-    async def creating(task_id: str, progress: float) -> Any:
+    async def creating(task_id: str, progress: float, description: str | None = None) -> Any:
         writes.append(("create", progress))
-        return await create(task_id, progress)
+        return await create(task_id, progress, description)
 
-    async def updating(artifact_id: Any, progress: float) -> Any:
+    async def updating(artifact_id: Any, progress: float, description: str | None = None) -> Any:
         writes.append(("update", progress))
-        return await update(artifact_id, progress)
+        return await update(artifact_id, progress, description)
 
     monkeypatch.setattr(observability, "acreate_task_progress_artifact", creating)
     monkeypatch.setattr(observability, "aupdate_progress_artifact", updating)

@@ -133,11 +133,11 @@ async def test_an_unavailable_prefect_api_is_retried_a_failed_generation_is_not(
     refused: list[str] = []
     create = observability.acreate_task_progress_artifact
 
-    async def busy_once(task_id: str, progress: float) -> Any:
+    async def busy_once(task_id: str, progress: float, description: str | None = None) -> Any:
         if not refused:
             refused.append(task_id)
             raise prefect_503()
-        return await create(task_id, progress)
+        return await create(task_id, progress, description)
 
     monkeypatch.setattr(observability, "acreate_task_progress_artifact", busy_once)
     quick = poll_video.with_options(retry_delay_seconds=0)

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import Artifact
+from prefect.client.schemas.objects import Artifact, TaskRun
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from prefect.events.schemas.events import ReceivedEvent
 from prefect.events.worker import EventsWorker
@@ -23,6 +23,35 @@ async def run_artifacts(flow_run_id: UUID) -> list[Artifact]:
         )
 
 
+async def _drain_events(within: float) -> None:
+    """Send every event this process has queued (task runs reach the server as events)."""
+    drained = EventsWorker.drain_all(timeout=within, at_exit=False)
+    if inspect.isawaitable(drained):
+        await drained
+
+
+async def task_runs_of(
+    flow_run_id: UUID, enough: Callable[[list[TaskRun]], bool], within: float = 30
+) -> list[TaskRun]:
+    """The task runs of a flow run as the server stores them, once ``enough`` says they are all
+    there (e.g. in a final state), or when ``within`` seconds have passed.
+
+    Task runs are recorded from their events, which the server persists in batches: drain this
+    process's events, then read until the server has them.
+    """
+    await _drain_events(within)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    async with get_client() as client:
+        while True:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            if enough(runs) or loop.time() > deadline:
+                return runs
+            await asyncio.sleep(0.2)
+
+
 async def stored_events(
     prefix: str, enough: Callable[[list[ReceivedEvent]], bool], within: float = 30
 ) -> list[ReceivedEvent]:
@@ -32,9 +61,7 @@ async def stored_events(
     Events travel through a background worker and the server's batching persister, neither of
     which can be awaited directly: drain the worker, then read until they are all there.
     """
-    drained = EventsWorker.drain_all(timeout=within, at_exit=False)
-    if inspect.isawaitable(drained):
-        await drained
+    await _drain_events(within)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     async with get_client() as client:

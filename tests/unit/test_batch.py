@@ -362,6 +362,7 @@ def _items() -> list[BatchItem]:
             cost=1.5,
             seconds=12.34,
             runs=2,
+            task_run_id="tr-fox",
         ),
         BatchItem(
             id="kite",
@@ -436,6 +437,7 @@ def test_report_table_has_one_row_per_item() -> None:
         "runs": 2,
         "location_or_error": "s3://videos/fox.mp4",
         "flow_run": "",
+        "task_run": "tr-fox",
     }
     prompt = fox["prompt"]
     assert isinstance(prompt, str)
@@ -444,7 +446,7 @@ def test_report_table_has_one_row_per_item() -> None:
     assert "\n" not in prompt
     assert kite["location_or_error"] == "DownloadError: broke"
     assert (kite["cost"], kite["seconds"], kite["task_id"]) == ("", "", "")
-    assert kite["flow_run"] == "run-kite"
+    assert (kite["flow_run"], kite["task_run"]) == ("run-kite", "")
     assert owl["status"] == "archived (earlier run)"
     assert owl["location_or_error"] == "/data/owl.mp4"
     assert bee["prompt"] == ""
@@ -477,9 +479,15 @@ def test_report_markdown_names_the_batch_counts_and_budget() -> None:
 def test_report_markdown_links_every_row_not_archived_to_its_run() -> None:
     """Rows not archived are listed with their status and a link to their video run when the
     run's page is known (its bare id otherwise); archived rows are not listed."""
-    report = BatchReport.of("batch-42", _items(), 61.3)
-    linked = report_markdown(report, run_url=lambda run: f"http://ui/runs/flow-run/{run}")
+    elk = BatchItem(id="elk", status="failed", error="GenerationFailedError", task_run_id="tr-elk")
+    report = BatchReport.of("batch-42", [*_items(), elk], 61.3)
+    linked = report_markdown(
+        report,
+        run_url=lambda run: f"http://ui/runs/flow-run/{run}",
+        task_run_url=lambda run: f"http://ui/runs/task-run/{run}",
+    )
     assert "| kite | failed |  | [run-kite](http://ui/runs/flow-run/run-kite) |" in linked
+    assert "| elk | failed |  | [tr-elk](http://ui/runs/task-run/tr-elk) |" in linked
     assert "| bee | skipped_budget |  |  |" in linked
     assert "| fox |" not in linked
     assert "| kite | failed |  | run-kite |" in report_markdown(report)

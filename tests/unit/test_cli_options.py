@@ -25,7 +25,8 @@ def test_fan_out_takes_only_its_choices() -> None:
 
 def test_fan_out_choices_are_the_flow_parameter_values() -> None:
     """The enum's values are what deployments and ``--param fan_out=...`` pass as strings."""
-    assert [choice.value for choice in FanOut] == ["subflows", "deployments"]
+    assert [choice.value for choice in FanOut] == ["tasks", "subflows", "deployments"]
+    assert BatchRunOptions().fan_out is FanOut.TASKS
     assert FanOut("deployments") is FanOut.DEPLOYMENTS
 
 

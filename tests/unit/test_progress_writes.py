@@ -1,0 +1,39 @@
+"""When a poll writes its progress artifact: rarely enough for a batch of hundreds of videos,
+often enough to follow a job of minutes."""
+
+from __future__ import annotations
+
+from omniflash_prefect.video.observability import (
+    PROGRESS_MIN_SECONDS,
+    PROGRESS_STEP,
+    progress_write_due,
+)
+
+
+def due(shown: float | None, progress: float, seconds: float, minimum: float) -> bool:
+    return progress_write_due(
+        shown=shown, progress=progress, seconds_since_shown=seconds, min_seconds=minimum
+    )
+
+
+def test_the_first_reading_is_always_shown() -> None:
+    for progress in (0.0, 35.0, 100.0):
+        assert due(None, progress, 0.0, PROGRESS_MIN_SECONDS)
+
+
+def test_a_rise_is_shown_only_when_big_enough_and_late_enough() -> None:
+    late, early = PROGRESS_MIN_SECONDS, PROGRESS_MIN_SECONDS - 0.1
+    assert due(20.0, 20.0 + PROGRESS_STEP, late, PROGRESS_MIN_SECONDS)
+    assert not due(20.0, 20.0 + PROGRESS_STEP, early, PROGRESS_MIN_SECONDS)
+    assert not due(20.0, 20.0 + PROGRESS_STEP - 1, 10 * late, PROGRESS_MIN_SECONDS)
+
+
+def test_a_video_of_its_own_moves_with_every_step() -> None:
+    """No minimum time: ``omniflash generate`` follows a single video's bar live."""
+    assert due(20.0, 20.0 + PROGRESS_STEP, 0.0, 0.0)
+    assert not due(20.0, 20.0 + PROGRESS_STEP - 1, 0.0, 0.0)
+
+
+def test_completion_is_left_to_the_end_of_the_poll() -> None:
+    """100 is written once, by ``finish`` (with the summary, for a batch's video)."""
+    assert not due(40.0, 100.0, 1000.0, 0.0)
