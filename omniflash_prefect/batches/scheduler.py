@@ -70,7 +70,11 @@ class BatchScheduler:
         self.records = records
         self.submissions = submissions
         self.slots = asyncio.Semaphore(max_concurrency)
-        self.starting = asyncio.Semaphore(_STARTING_AT_ONCE)
+        # Flow runs are created by API calls, a burst a server on SQLite answers with 503s; a
+        # task run is an event, so rows that are task runs all start at once.
+        self.starting: asyncio.Semaphore | None = (
+            None if task_runs else asyncio.Semaphore(_STARTING_AT_ONCE)
+        )
         self.concurrency_limit = concurrency_limit
         #: Whether the runner's run ids are task runs' (fan_out 'tasks') or flow runs'.
         self.task_runs = task_runs
@@ -257,16 +261,20 @@ class BatchScheduler:
         )
 
     async def _start(self, row: ManifestRow, parameters: dict[str, Any]) -> RowRun:
-        """Run the row, letting at most ``_STARTING_AT_ONCE`` rows start in the same second or so.
+        """Run the row, letting at most ``_STARTING_AT_ONCE`` rows that are flow runs start in the
+        same second or so.
 
-        Every row in flight at once is fine; every row *starting* at once is a burst of writes
-        that a Prefect server on SQLite answers with 503s. A start holds its gate until the row
-        ends or about a second has passed, which is roughly what a start takes.
+        Every row in flight at once is fine; every flow run *starting* at once is a burst of
+        writes that a Prefect server on SQLite answers with 503s. A start holds its gate until
+        the row ends or about a second has passed, which is roughly what a start takes.
         """
+        def started(run_id: str) -> None:
+            self._run_started(row, run_id)
+
+        if self.starting is None:
+            return await self.runner(row, parameters, started)
         async with self.starting:
-            running = asyncio.ensure_future(
-                self.runner(row, parameters, lambda run_id: self._run_started(row, run_id))
-            )
+            running = asyncio.ensure_future(self.runner(row, parameters, started))
             try:
                 await asyncio.wait({running}, timeout=_START_SECONDS)
             except asyncio.CancelledError:
