@@ -268,6 +268,7 @@ class BatchScheduler:
         writes that a Prefect server on SQLite answers with 503s. A start holds its gate until
         the row ends or about a second has passed, which is roughly what a start takes.
         """
+
         def started(run_id: str) -> None:
             self._run_started(row, run_id)
 
