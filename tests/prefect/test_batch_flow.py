@@ -20,6 +20,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
 
 from omniflash_prefect.batches import flow as batch_flow
+from omniflash_prefect.batches import scheduler
 from omniflash_prefect.batches.flow import generate_video_batch
 from omniflash_prefect.batches.manifest import InvalidManifestError, ManifestRow
 from omniflash_prefect.batches.report import BatchReport, report_table
@@ -600,18 +601,21 @@ async def test_videos_as_task_runs_of_the_batch_run(
         assert str(item.task_run_id) in str(table.data)
 
 
-#: Prefect API calls one more video of a batch may add (the measured figure is in the README).
-MAX_API_CALLS_PER_BATCH_VIDEO = 2.5
+#: Prefect API calls one more video of a batch may add: its progress artifact, created at the
+#: first reading and updated once with the summary (the README gives the measured figures).
+MAX_API_CALLS_PER_BATCH_VIDEO = 2.25
 
 
 async def test_prefect_api_calls_per_video_of_a_batch(
-    emulator: EmulatorServer, credentials_block: str
+    emulator: EmulatorServer, credentials_block: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What one more video costs a batch in Prefect API calls (its task runs travel as events,
+    """What one more video costs a batch in Prefect API calls (its task run travels as events,
     not calls), from the difference between a batch of 2 and one of 10: a regression that adds
-    a write, or a read, per video shows here."""
+    a write, or a read, per video shows here. What is paced by time, not by videos (log batches,
+    the batch's own progress bar), is left out, so a slow machine does not count."""
+    monkeypatch.setattr(scheduler, "_PROGRESS_SECONDS", 3600.0)
 
-    async def calls_of(count: int) -> PrefectApiCalls:
+    async def calls_of(count: int) -> int:
         with PrefectApiCalls().counting() as calls:
             state = await generate_video_batch(
                 requests=rows(count, prompt=f"{count} of a kind {uuid.uuid4().hex[:6]}"),
@@ -620,8 +624,8 @@ async def test_prefect_api_calls_per_video_of_a_batch(
                 return_state=True,
             )
         assert (await report_of(state)).ok
-        return calls
+        return calls.total - calls.counts["POST /api/logs/"]
 
     small, large = await calls_of(2), await calls_of(10)
-    per_video = (large.total - small.total) / 8
-    assert 0 < per_video <= MAX_API_CALLS_PER_BATCH_VIDEO, (small.counts, large.counts)
+    per_video = (large - small) / 8
+    assert 0 < per_video <= MAX_API_CALLS_PER_BATCH_VIDEO, (small, large)

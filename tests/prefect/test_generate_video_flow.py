@@ -110,7 +110,8 @@ async def test_progress_artifact_follows_readings_in_steps(
 ) -> None:
     """The progress artifact is created at the first reading, then moves in steps of at least
     PROGRESS_STEP points, up to 100: a few writes per video, not one per poll."""
-    emulator.config.job_seconds = 1.0
+    # Long enough for many more polls than the at most 11 writes, even on a loaded machine.
+    emulator.config.job_seconds = 3.0
     task_id = await _submitted_task(emulator)
     done = await poll_in_a_flow(task_id, credentials_block, None)
     assert done.status == "completed"

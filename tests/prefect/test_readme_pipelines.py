@@ -1,5 +1,6 @@
-"""The README's two pipelines, as written there: the sync one (``.map`` and a direct subflow
-call from a sync flow) and the async one, each against the emulator."""
+"""The README's pipelines, as written there: the sync one (``.map`` and a direct subflow call from
+a sync flow), the async one, and the catalogue (``generate_video_task.map``), each against the
+emulator."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def pipeline(marker: str) -> dict[str, Any]:
     return namespace
 
 
-def assert_archived(locations: list[str], emulator: EmulatorServer, count: int) -> None:
+def assert_archived(
+    locations: list[str], emulator: EmulatorServer, count: int, prefix: str = "storyboard"
+) -> None:
     assert len(locations) == count
     assert emulator.state.submission_count == count
     assert {Path(location).stem for location in locations} == set(
@@ -41,7 +44,7 @@ def assert_archived(locations: list[str], emulator: EmulatorServer, count: int) 
     )
     for location in locations:
         video = Path(location)
-        assert video.parent.parent.name == "storyboard"
+        assert video.parent.parent.name == prefix
         assert hashlib.sha256(video.read_bytes()).hexdigest() == video_sha256(video.stem, None)
 
 
@@ -61,3 +64,13 @@ async def test_the_async_pipeline_returns_its_videos(
     """Awaited, the async pipeline gathers the a-prefixed tasks over two prompts."""
     locations = await pipeline("async def storyboard(")["storyboard"](PROMPTS)
     assert_archived(locations, emulator, 2)
+
+
+def test_the_catalogue_maps_one_task_run_per_video(
+    emulator: EmulatorServer, readme_block: str
+) -> None:
+    """The sync flow that maps ``generate_video_task`` over prompts: one video per prompt, even
+    for two identical prompts (each call its own video), every one archived."""
+    prompts = [*PROMPTS, PROMPTS[0]]
+    locations = pipeline("def catalogue(")["catalogue"](prompts)
+    assert_archived(locations, emulator, 3, prefix="catalogue")
