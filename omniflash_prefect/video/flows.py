@@ -112,8 +112,8 @@ generate_video = dispatching_flow(agenerate_video)
 @task(
     name="generate-video",
     task_run_name=_task_run_name,
-    # Each call is its own video; the submission key and the archive's claim already make it
-    # idempotent, and its result is the archive record the nested tasks keep.
+    # Each call is its own video: the submission key and the archive's claim already make it
+    # idempotent, and the archive's record keeps what its result would.
     cache_policy=NO_CACHE,
     persist_result=False,
     log_prints=False,
@@ -133,8 +133,9 @@ async def agenerate_video_task(
 ) -> ArchivedVideo:
     """Generate one video and archive it, as a task run of the calling flow.
 
-    The parameters and guarantees are those of the ``generate_video`` flow; its submit, poll and
-    archive are nested task runs, and its progress and summary artifacts sit on this task run.
+    The parameters and guarantees are those of the ``generate_video`` flow (a test keeps the two
+    signatures equal). Its submit, poll and archive run inside this task run, not as nested
+    ones; its progress artifact sits on it and ends showing the video's summary.
     Tag it where it is called (``with tags("omniflash"): ...``): a task run cannot retag itself
     without a write. Without an ``idempotency_key``, each call is its own video, and a retried
     flow run reuses every video of its earlier attempt one for one.

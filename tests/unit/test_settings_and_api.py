@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,14 @@ PUBLIC_NAMES = [
     "submit_video",
     "validate_task_id",
 ]
+
+
+def test_the_video_task_takes_the_video_flows_parameters() -> None:
+    """``generate_video_task`` and ``generate_video`` are one video two ways: same names, order,
+    annotations and defaults, so a batch (or a user) can pass one's parameters to the other."""
+    flow_signature = inspect.signature(omniflash_prefect.agenerate_video.fn)
+    task_signature = inspect.signature(omniflash_prefect.agenerate_video_task.fn)
+    assert task_signature == flow_signature
 
 
 def test_the_public_api_is_exactly_these_names() -> None:
