@@ -37,7 +37,7 @@ def test_the_batch_runs_worker_killed_then_the_batch_run_again_pays_once(
         # The batch run and two videos fill the doomed worker, which dies once both are paid;
         # the survivor then takes the other videos in flight, and the batch's second run.
         held: list[FlowRun] = fleet.videos_in_flight_on(
-            doomed_name, lambda emulator: emulator.state.submission_count >= 2
+            doomed_name, lambda emulator: emulator.state.submission_count >= 2, doomed
         )
         kill_with_its_runs(doomed)
         survivor = stack.enter_context(fleet.worker(f"survivor-{fleet.batch_id}"))

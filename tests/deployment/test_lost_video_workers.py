@@ -53,9 +53,10 @@ def _no_more_stalls(emulator: EmulatorServer) -> None:
 
 
 SCENARIOS = {
-    # Every video in flight paid for and still being generated.
+    # Every video in flight paid for and still being generated. The jobs outlast the victim's
+    # start on a loaded machine, so the keeper cannot finish its videos and take the victim's.
     "mid-generation": Scenario(
-        EmulatorConfig(job_seconds=15),
+        EmulatorConfig(job_seconds=30),
         reached=lambda emulator: emulator.state.submission_count >= MAX_CONCURRENCY,
         after_kill=lambda emulator: None,
     ),
@@ -92,7 +93,7 @@ def test_a_worker_killed_mid_batch_loses_no_video_and_pays_once(
         fleet.wait_running(batch_run_id, keeper)
         victim_name = f"victim-{fleet.batch_id}"
         victim = stack.enter_context(fleet.worker(victim_name))
-        held: list[FlowRun] = fleet.videos_in_flight_on(victim_name, chosen.reached)
+        held: list[FlowRun] = fleet.videos_in_flight_on(victim_name, chosen.reached, keeper, victim)
         kill_with_its_runs(victim)
         chosen.after_kill(emulator)
         batch_run = fleet.wait_final(batch_run_id, keeper)

@@ -62,8 +62,9 @@ HEARTBEAT_SECONDS = 30
 SILENCE_SECONDS = 40
 #: How long a taken run may take to start running: room for a loaded machine.
 PENDING_SECONDS = 60
-#: Bounds of the waits below (each ends as soon as what it waits for is there).
-SETUP_SECONDS = 60.0
+#: Bounds of the waits below (each ends as soon as what it waits for is there). A worker that
+#: starts while the rest of the suite runs beside it may take most of a minute to take a run.
+SETUP_SECONDS = 120.0
 BATCH_SECONDS = 300.0
 
 
@@ -249,12 +250,16 @@ class Fleet:
         final: FlowRun = wait_for(f"run {run_id} ending by itself", ended, BATCH_SECONDS, *logs)
         return final
 
-    def videos_in_flight_on(self, worker: str, reached: Callable[[EmulatorServer], bool]) -> Any:
-        """Wait until the videos in flight reached their stage and ``worker`` runs two or more."""
+    def videos_in_flight_on(
+        self, worker: str, reached: Callable[[EmulatorServer], bool], *logs: Background
+    ) -> Any:
+        """Wait until the videos in flight reached their stage and ``worker`` runs two or more;
+        on a timeout, fail with ``logs`` (the workers' output)."""
         return wait_for(
             f"videos in flight on {worker}, at the stage it dies in",
             lambda: reached(self.emulator) and videos_held_by(self.server, self.deployed, worker),
             SETUP_SECONDS,
+            *logs,
         )
 
     def report(self) -> dict[str, dict[str, Any]]:
