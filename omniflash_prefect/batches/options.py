@@ -24,9 +24,10 @@ class FanOut(StrEnum):
     """Where a batch runs its videos.
 
     ``tasks`` (the default): each video is a ``generate-video`` task run of the batch run, in
-    its process, with its submit, poll and archive as nested task runs; task runs reach the
-    server as events over one connection, which costs the server a fraction of a flow run.
-    ``subflows``: each video is a ``generate-video`` flow run in the batch's process.
+    its process, with its submit, poll and archive inside it; task runs reach the server as
+    events over one connection, which costs the server a fraction of a flow run.
+    ``subflows``: each video is a ``generate-video`` flow run in the batch's process, with its
+    submit, poll and archive as nested task runs.
     ``deployments``: each video is a run of the ``generate-video`` deployment, which every
     worker of its pool can pick up.
     """

@@ -34,9 +34,9 @@ def credentials_read_once() -> Iterator[None]:
     One video's submit, poll and archive tasks each need a client; without this each would read
     the same block (an API call) again, and each video of a batch its storage blocks. Tasks and
     subflows run in a copy of the caller's context, which shares the dict, so what one task read
-    the next one reuses. Nested blocks share the
-    outermost one's reads: a batch reads each block once for all its videos, even when they all
-    start at the same moment (they wait for the one read in flight).
+    the next one reuses. Nested blocks share the outermost one's reads: a batch reads each block
+    once for all its videos, even when they all start at the same moment (they wait for the one
+    read in flight).
     """
     if _BLOCKS.get() is not None:
         yield

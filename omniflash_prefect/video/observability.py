@@ -203,23 +203,15 @@ def _cell(value: str) -> str:
 
 
 async def publish_archive_artifacts(
-    *,
-    request: VideoRequest | None,
-    task: VideoTask,
-    archived: ArchivedVideo,
-    wall_seconds: float,
-    link_artifact: bool = True,
+    *, request: VideoRequest | None, task: VideoTask, archived: ArchivedVideo, wall_seconds: float
 ) -> None:
-    """The markdown summary (which links to the video) on the current run, and unless
-    ``link_artifact`` is False, a link artifact to the archived video: a batch's videos skip
-    it, one write less each, as their batch's table already lists every location."""
-    if link_artifact:
-        await acreate_link_artifact(
-            link=link_for(archived.location),
-            link_text=Path(archived.storage_key).name,
-            key=artifact_key("video", task.id),
-            description=f"Archived video of task {task.id}",
-        )
+    """The link artifact to the archived video and the markdown summary, on the current run."""
+    await acreate_link_artifact(
+        link=link_for(archived.location),
+        link_text=Path(archived.storage_key).name,
+        key=artifact_key("video", task.id),
+        description=f"Archived video of task {task.id}",
+    )
     await acreate_markdown_artifact(
         markdown=render_summary(
             request=request, task=task, archived=archived, wall_seconds=wall_seconds

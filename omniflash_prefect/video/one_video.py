@@ -81,11 +81,15 @@ class OneVideo(ABC):
         archive_prefix: str,
         storage: WritableFileSystem,
         results: WritableFileSystem | None,
+        records: WritableFileSystem,
     ) -> None:
         self.credentials_block = credentials_block
         self.archive_prefix = archive_prefix
         self.storage = storage
         self.results = results
+        #: Where the video's submission and archive records are: ``results``, else the run's
+        #: result storage (resolved once: it may be a block, read through the API).
+        self.records = records
         self.started = time.monotonic()
 
     @classmethod
@@ -98,22 +102,20 @@ class OneVideo(ABC):
     ) -> OneVideo:
         storage = await load_storage(storage_block)
         results = await load_result_storage(result_storage_block)
-        return cls(credentials_block, archive_prefix, storage, results)
+        records = await current_record_storage(results)
+        return cls(credentials_block, archive_prefix, storage, results, records)
 
     async def generate(self, request: VideoRequest, idempotency_key: str | None) -> ArchivedVideo:
         """Submit (at most once per key), then follow the task to its archived video."""
-        records = await current_record_storage(self.results)
         # A video submitted by an earlier run is likely done: poll it at once.
         resuming = idempotency_key is not None and await submission_recorded(
-            request, idempotency_key, record_store(records)
+            request, idempotency_key, record_store(self.records)
         )
-        task_id = await self.submit(request, idempotency_key, records)
+        task_id = await self.submit(request, idempotency_key)
         return await self.follow(task_id, request=request, resuming=resuming)
 
     @abstractmethod
-    async def submit(
-        self, request: VideoRequest, idempotency_key: str | None, records: WritableFileSystem
-    ) -> str:
+    async def submit(self, request: VideoRequest, idempotency_key: str | None) -> str:
         """The task id of the request under its submission key, sent at most once."""
 
     @abstractmethod
@@ -135,10 +137,7 @@ class VideoAsFlowRun(OneVideo):
         """``work`` keeping its records in the run's result storage block, if one was named."""
         return work if self.results is None else work.with_options(result_storage=self.results)
 
-    async def submit(
-        self, request: VideoRequest, idempotency_key: str | None, records: WritableFileSystem
-    ) -> str:
-        del records  # the task keeps its records in its own result storage
+    async def submit(self, request: VideoRequest, idempotency_key: str | None) -> str:
         return await self._in_results(asubmit_video)(
             request, credentials_block=self.credentials_block, idempotency_key=idempotency_key
         )
@@ -174,12 +173,10 @@ class VideoAsTaskRun(OneVideo):
     """A video that is a task run (tagged by its caller): its steps run inside it, and its
     progress artifact ends showing the summary."""
 
-    async def submit(
-        self, request: VideoRequest, idempotency_key: str | None, records: WritableFileSystem
-    ) -> str:
+    async def submit(self, request: VideoRequest, idempotency_key: str | None) -> str:
         context = TaskRunContext.get()
         key = call_submission_key(request, idempotency_key, context.task_run if context else None)
-        return await submit_step(request, key, records, self.credentials_block)
+        return await submit_step(request, key, self.records, self.credentials_block)
 
     async def follow(
         self, task_id: str, *, request: VideoRequest | None, resuming: bool
@@ -196,7 +193,7 @@ class VideoAsTaskRun(OneVideo):
         )
         archived = await archive_step(
             task,
-            await current_record_storage(self.results),
+            self.records,
             storage=self.storage,
             prefix=self.archive_prefix,
             request=request,

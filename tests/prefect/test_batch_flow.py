@@ -607,19 +607,26 @@ MAX_API_CALLS_PER_BATCH_VIDEO = 2.25
 
 
 async def test_prefect_api_calls_per_video_of_a_batch(
-    emulator: EmulatorServer, credentials_block: str, monkeypatch: pytest.MonkeyPatch
+    emulator: EmulatorServer,
+    credentials_block: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """What one more video costs a batch in Prefect API calls (its task run travels as events,
     not calls), from the difference between a batch of 2 and one of 10: a regression that adds
-    a write, or a read, per video shows here. What is paced by time, not by videos (log batches,
-    the batch's own progress bar), is left out, so a slow machine does not count."""
+    a write, or a read, per video shows here (the videos go to a storage block, which the batch
+    reads once, not once per video). What is paced by time, not by videos (log batches, the
+    batch's own progress bar), is left out, so a slow machine does not count."""
     monkeypatch.setattr(scheduler, "_PROGRESS_SECONDS", 3600.0)
+    shelf = f"videos-{uuid.uuid4().hex[:8]}"
+    await LocalFileSystem(basepath=str(tmp_path / "shelf")).asave(shelf)
 
     async def calls_of(count: int) -> int:
         with PrefectApiCalls().counting() as calls:
             state = await generate_video_batch(
                 requests=rows(count, prompt=f"{count} of a kind {uuid.uuid4().hex[:6]}"),
                 credentials_block=credentials_block,
+                storage_block=f"local-file-system/{shelf}",
                 max_concurrency=count,
                 return_state=True,
             )
