@@ -5,6 +5,7 @@ Subpackages by layer, bottom up (each imports only the ones before it; ``ARCHITE
 * ``core``: the pure protocol (requests and their rules, answers, errors, retry, polling); no I/O;
 * ``settings``: ``OMNIFLASH_*`` configuration;
 * ``client``: the thin async client that does the network I/O;
+* ``media``: what a downloaded video file holds, and its previews (read with PyAV);
 * ``video``: one video in Prefect (credentials block, submission keys and claims, storage, what
   the UI shows, the submit/poll/archive tasks, the ``generate_video`` and ``fetch_video`` flows);
 * ``batches``: manifests, the spend ledger, the report and the ``generate_video_batch`` flow;
@@ -30,6 +31,7 @@ from omniflash_prefect.core.errors import (
     InvalidRequestError,
     InvalidTaskIdError,
     InvalidVideoRequestError,
+    MediaCheckError,
     NotFoundError,
     OmniFlashError,
     PaymentRequiredError,
@@ -45,6 +47,7 @@ from omniflash_prefect.core.errors import (
     VideoRunLostError,
     VideoTooLargeError,
 )
+from omniflash_prefect.core.media import MediaCheck, MediaFacts, Mismatch
 from omniflash_prefect.core.models import (
     Balance,
     DownloadedVideo,
@@ -103,6 +106,10 @@ __all__ = [
     "InvalidTaskIdError",
     "InvalidVideoRequestError",
     "ManifestError",
+    "MediaCheck",
+    "MediaCheckError",
+    "MediaFacts",
+    "Mismatch",
     "NotFoundError",
     "OmniFlashClient",
     "OmniFlashCredentials",

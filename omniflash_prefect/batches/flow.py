@@ -67,12 +67,20 @@ from omniflash_prefect.batches.runners import (
 )
 from omniflash_prefect.batches.scheduler import BatchScheduler
 from omniflash_prefect.core import errors
+from omniflash_prefect.media.inspection import data_uri, thumbnail
 from omniflash_prefect.settings import OmniFlashSettings
+from omniflash_prefect.video.archive import read_stored
 from omniflash_prefect.video.claims import current_record_storage, record_store
 from omniflash_prefect.video.credentials import credentials_read_once, load_client
 from omniflash_prefect.video.dispatch import dispatching_flow
 from omniflash_prefect.video.observability import artifact_key
-from omniflash_prefect.video.one_video import load_result_storage
+from omniflash_prefect.video.one_video import load_result_storage, load_storage
+
+#: The batch summary's gallery: its first videos, each a small poster linked to its run, and a
+#: cap on the images' total size, so the summary of a batch of thousands stays light to show.
+GALLERY_VIDEOS = 24
+GALLERY_BYTES = 256 * 1024
+GALLERY_THUMBNAIL_SIDE = 160
 
 
 async def load_manifest(
@@ -163,6 +171,7 @@ async def agenerate_video_batch(
     archive_prefix: str = "omniflash",
     result_storage_block: str | None = None,
     row_timeout_seconds: float | None = None,
+    strict_media: bool = False,
 ) -> State[BatchReport]:
     """Generate every video of a manifest; returns the report, Completed only if all archived.
 
@@ -189,6 +198,10 @@ async def agenerate_video_batch(
         row_timeout_seconds: With fan_out="deployments", how long to wait for one video run
             before it counts as lost and the row runs again (default: the poll deadline,
             OMNIFLASH_POLL_TIMEOUT_SECONDS, plus 900 s to wait for a worker and archive).
+        strict_media: End the batch run Failed when an archived video is not what its row asked
+            for, or cannot be read, once every row is done (each video's own run completes,
+            flagged in its summary; nothing is generated again). Default: such a video is a
+            warning, flagged in the table, the summary and the report.
     """
     started = time.monotonic()
     options = BatchRunOptions.checked(
@@ -213,8 +226,8 @@ async def agenerate_video_batch(
         "result_storage_block": result_storage_block,
     }
     report = await _run_rows(rows, options, blocks, started)
-    await _publish(report, options.budget)
-    if report.ok:
+    await _publish(report, options.budget, await load_storage(storage_block))
+    if report.ok and not (strict_media and report.media_flagged):
         return Completed(data=report, message=report.headline())
     return Failed(data=report, message=report.headline())
 
@@ -272,7 +285,31 @@ async def _run_rows(
     return BatchReport.of(batch_id, items, time.monotonic() - started)
 
 
-async def _publish(report: BatchReport, budget: float | None) -> None:
+async def gallery_thumbnails(report: BatchReport, storage: WritableFileSystem) -> dict[str, str]:
+    """Small posters of the first archived videos, as ``data:`` URIs by row id, for the batch
+    summary: at most :data:`GALLERY_VIDEOS` of them and :data:`GALLERY_BYTES` in all, so a
+    batch of thousands keeps an artifact the UI can show. A poster that cannot be read is left
+    out (the video and its run are still listed in the table)."""
+    chosen: dict[str, str] = {}
+    spent = 0
+    for item in report.items:
+        key = item.preview_keys.get("poster")
+        if item.status != "archived" or key is None:
+            continue
+        try:
+            jpeg = await read_stored(storage, key)
+            uri = data_uri(await asyncio.to_thread(thumbnail, jpeg, GALLERY_THUMBNAIL_SIDE))
+        except Exception as exc:  # storage blocks raise anything, and a gallery is optional
+            get_run_logger().warning("No gallery picture of row %s: %s", item.id, exc)
+            continue
+        if len(chosen) == GALLERY_VIDEOS or spent + len(uri) > GALLERY_BYTES:
+            break
+        chosen[item.id] = uri
+        spent += len(uri)
+    return chosen
+
+
+async def _publish(report: BatchReport, budget: float | None, storage: WritableFileSystem) -> None:
     """The report as the run's table and summary artifacts, and its headline in the log."""
     await acreate_table_artifact(
         table=report_table(report),
@@ -281,7 +318,11 @@ async def _publish(report: BatchReport, budget: float | None) -> None:
     )
     await acreate_markdown_artifact(
         markdown=report_markdown(
-            report, budget=budget, run_url=_run_page, task_run_url=_task_run_page
+            report,
+            budget=budget,
+            run_url=_run_page,
+            task_run_url=_task_run_page,
+            thumbnails=await gallery_thumbnails(report, storage),
         ),
         key=artifact_key("batch-summary", report.batch_id),
         description=f"Summary of batch {report.batch_id}",

@@ -20,7 +20,7 @@ is given.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -34,6 +34,7 @@ from omniflash_prefect.core.errors import (
     PaymentRequiredError,
     RateLimitedError,
 )
+from omniflash_prefect.core.media import MediaCheck
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.observability import short_prompt
 
@@ -80,6 +81,17 @@ class BatchItem(BaseModel):
             "worker died) and the row ran again."
         ),
     )
+    media: MediaCheck | None = Field(
+        default=None, description="What the archived file holds, and whether it is as asked."
+    )
+    preview_keys: dict[str, str] = Field(
+        default_factory=dict, description="Keys of the video's previews in its storage."
+    )
+
+    @property
+    def media_flagged(self) -> bool:
+        """Archived, but not what was asked for, or unreadable."""
+        return self.media is not None and self.media.flagged
 
 
 class BatchReport(BaseModel):
@@ -97,6 +109,11 @@ class BatchReport(BaseModel):
     def ok(self) -> bool:
         """True when every row was archived."""
         return all(item.status == "archived" for item in self.items)
+
+    @property
+    def media_flagged(self) -> list[BatchItem]:
+        """The archived rows whose video is not what was asked for, or unreadable."""
+        return [item for item in self.items if item.media_flagged]
 
     @classmethod
     def of(cls, batch_id: str, items: list[BatchItem], wall_seconds: float) -> BatchReport:
@@ -117,9 +134,11 @@ class BatchReport(BaseModel):
             for status, count in self.counts.items()
             if count and status != "archived"
         )
+        flagged = len(self.media_flagged)
         return (
             f"{self.counts.get('archived', 0)} of {len(self.items)} videos archived"
             + (f" ({rest})" if rest else "")
+            + (f", {flagged} not as asked" if flagged else "")
             + f", total cost {self.total_cost:g}"
         )
 
@@ -243,6 +262,7 @@ def report_table(report: BatchReport) -> list[dict[str, object]]:
             "cost": "" if item.cost is None else f"{item.cost:g}",
             "seconds": "" if item.seconds is None else f"{item.seconds:.1f}",
             "runs": item.runs,
+            "media": item.media.describe() if item.media is not None else "",
             "location_or_error": item.location or item.error or "",
             "flow_run": item.flow_run_id or "",
             "task_run": item.task_run_id or "",
@@ -257,10 +277,12 @@ def report_markdown(
     budget: float | None = None,
     run_url: Callable[[str], str | None] | None = None,
     task_run_url: Callable[[str], str | None] | None = None,
+    thumbnails: Mapping[str, str] | None = None,
 ) -> str:
-    """The batch's markdown summary: counts, total cost, wall time, and every row that was not
-    archived, linked to its video run (``run_url`` and ``task_run_url`` turn a flow run's or a
-    task run's id into its page)."""
+    """The batch's markdown summary: counts, total cost, wall time, every row that was not
+    archived or not as asked, linked to its video run (``run_url`` and ``task_run_url`` turn a
+    flow run's or a task run's id into its page), and a gallery of ``thumbnails`` (``data:``
+    URIs by row id, already bounded by the caller), each linked to its video's run."""
     lines = [
         f"# Batch {report.batch_id}",
         "",
@@ -289,7 +311,29 @@ def report_markdown(
             f"{_run_link(item, run_url, task_run_url)} |"
             for item in unfinished
         ]
+    flagged = report.media_flagged
+    if flagged:
+        lines += ["", "## Videos not as asked", "", "| Row | Media check | Run |", "|---|---|---|"]
+        lines += [
+            f"| {item.id} | {_cell(item.media.describe() if item.media else '')} | "
+            f"{_run_link(item, run_url, task_run_url)} |"
+            for item in flagged
+        ]
+    if thumbnails:
+        archived = sum(1 for item in report.items if item.status == "archived")
+        lines += ["", "## Gallery", "", f"The first {len(thumbnails)} of {archived} videos.", ""]
+        for item in report.items:
+            uri = thumbnails.get(item.id)
+            if uri is None:
+                continue
+            image = f"![{item.id}]({uri})"
+            url = _run_url(item, run_url, task_run_url)
+            lines.append(f"[{image}]({url})" if url else image)
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _run_link(
@@ -297,10 +341,22 @@ def _run_link(
     run_url: Callable[[str], str | None] | None,
     task_run_url: Callable[[str], str | None] | None,
 ) -> str:
+    run_id = item.flow_run_id or item.task_run_id
+    if run_id is None:
+        return ""
+    url = _run_url(item, run_url, task_run_url)
+    return f"[{run_id}]({url})" if url else run_id
+
+
+def _run_url(
+    item: BatchItem,
+    run_url: Callable[[str], str | None] | None,
+    task_run_url: Callable[[str], str | None] | None,
+) -> str | None:
+    """The page of the row's video run, a flow run or else a task run, when known."""
     run_id, page_of = item.flow_run_id, run_url
     if run_id is None:
         run_id, page_of = item.task_run_id, task_run_url
-    if run_id is None:
-        return ""
-    url = page_of(run_id) if page_of is not None else None
-    return f"[{run_id}]({url})" if url else run_id
+    if run_id is None or page_of is None:
+        return None
+    return page_of(run_id)

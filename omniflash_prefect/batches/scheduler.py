@@ -226,6 +226,8 @@ class BatchScheduler:
             location=archived.location,
             sha256=archived.sha256,
             cost=archived.cost,
+            media=archived.media,
+            preview_keys=archived.preview_keys,
             **self._run_field(run_id),
         )
         await self.records.save(row, item)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from omniflash_prefect.batches.report import BatchReport
 from omniflash_prefect.cli.exit_codes import (
     EXIT_ERROR,
     EXIT_FAILED,
+    EXIT_NOT_AS_ASKED,
     EXIT_OK,
     FailureStatus,
     classify,
@@ -60,6 +62,7 @@ class BatchOptions:
     archive_dir: Path | None = None
     archive_prefix: str = "omniflash"
     result_storage_block: str | None = None
+    strict_media: bool = False
 
     def flow_parameters(self) -> dict[str, Any]:
         """The parameters of the ``generate_video_batch`` run (a local manifest as an absolute
@@ -75,6 +78,7 @@ class BatchOptions:
             "storage_block": self.storage_block,
             "archive_prefix": self.archive_prefix,
             "result_storage_block": self.result_storage_block,
+            "strict_media": self.strict_media,
         }
 
 
@@ -85,21 +89,32 @@ class BatchOutcome:
     report: BatchReport | None = None
     error: BaseException | None = None
     flow_run_id: UUID | None = None
+    strict_media: bool = False
 
     @property
     def status(self) -> BatchStatus:
-        """``ok`` or ``partial`` with a report, else the stopping error's status word."""
+        """``ok`` or ``partial`` with a report (``not_as_asked`` when ``--strict-media`` finds
+        an archived video that is not), else the stopping error's status word."""
         if self.report is not None:
-            return "ok" if self.report.ok else "partial"
+            if not self.report.ok:
+                return "partial"
+            return "not_as_asked" if self._strictly_flagged else "ok"
         return self._failure()[0]
 
     @property
     def exit_code(self) -> int:
-        """0 every row archived; 4 some rows not archived; else the stopping error's code (2
-        invalid manifest or usage and 3 balance too low: nothing sent; 1 anything else)."""
+        """0 every row archived; 4 some rows not archived; 5 all archived, but with
+        ``--strict-media`` some not as asked; else the stopping error's code (2 invalid manifest
+        or usage and 3 balance too low: nothing sent; 1 anything else)."""
         if self.report is not None:
-            return EXIT_OK if self.report.ok else EXIT_FAILED
+            if not self.report.ok:
+                return EXIT_FAILED
+            return EXIT_NOT_AS_ASKED if self._strictly_flagged else EXIT_OK
         return self._failure()[1]
+
+    @property
+    def _strictly_flagged(self) -> bool:
+        return self.strict_media and self.report is not None and bool(self.report.media_flagged)
 
     def _failure(self) -> tuple[FailureStatus, int]:
         if self.error is None:
@@ -179,7 +194,8 @@ async def run_batch(
                 )
         except Exception as exc:
             return BatchOutcome(error=exc)
-        return await _outcome_of(state, flow_run_id)
+        outcome = await _outcome_of(state, flow_run_id)
+        return dataclasses.replace(outcome, strict_media=options.strict_media)
 
 
 async def _outcome_of(state: State[Any], flow_run_id: UUID) -> BatchOutcome:

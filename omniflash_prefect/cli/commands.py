@@ -54,6 +54,7 @@ class GenerateOptions:
     storage_block: str | None = None
     credentials_block: str | None = None
     idempotency_key: str | None = None
+    strict_media: bool = False
 
     def request(self, image_urls: Sequence[str]) -> VideoRequest:
         """The video request with these image URLs; raises if the API would refuse it."""
@@ -72,6 +73,7 @@ class GenerateOptions:
             "credentials_block": self.credentials_block,
             "storage_block": self.storage_block,
             "idempotency_key": self.idempotency_key,
+            "strict_media": self.strict_media,
         }
 
 

@@ -9,6 +9,8 @@ script can rely on one meaning per code whichever command it ran:
 * 3 ``refused``: the provider clearly said no (key, balance, request, rate limit, unknown task),
   or a batch's balance check did; nothing was accepted, nothing is paid;
 * 4 ``failed``: the task exists but produced no video (failed, cancelled, timed out);
+* 5 ``not_as_asked``: with ``--strict-media``, a video was archived (it is kept) but is not the
+  duration, resolution or shape asked for, or could not be read;
 * 1 ``error``: anything else, e.g. a submission of unknown outcome or a failed download.
 """
 
@@ -24,6 +26,7 @@ from omniflash_prefect.core.errors import (
     InvalidRequestError,
     InvalidTaskIdError,
     InvalidVideoRequestError,
+    MediaCheckError,
     NotFoundError,
     PaymentRequiredError,
     RateLimitedError,
@@ -36,8 +39,9 @@ EXIT_ERROR: Final = 1
 EXIT_INVALID: Final = 2
 EXIT_REFUSED: Final = 3
 EXIT_FAILED: Final = 4
+EXIT_NOT_AS_ASKED: Final = 5
 
-FailureStatus = Literal["invalid", "refused", "failed", "error"]
+FailureStatus = Literal["invalid", "refused", "failed", "not_as_asked", "error"]
 
 #: Asked for something wrong; nothing was sent. ``UsageError`` covers the command's own
 #: ``CommandUsageError``; a submission record that must not be released is ``release``'s.
@@ -76,4 +80,6 @@ def classify(
         return "refused", EXIT_REFUSED
     if isinstance(error, GenerationError):
         return "failed", EXIT_FAILED
+    if isinstance(error, MediaCheckError):
+        return "not_as_asked", EXIT_NOT_AS_ASKED
     return "error", EXIT_ERROR

@@ -63,6 +63,15 @@ ResultStorageBlockOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON object instead of progress and text.")
 ]
+StrictMediaOption = Annotated[
+    bool,
+    typer.Option(
+        help=(
+            "Exit 5 when an archived video is not the duration, resolution and shape asked for, "
+            "or cannot be read (it is kept); default: a warning, shown in the output."
+        )
+    ),
+]
 
 
 @app.command()
@@ -88,13 +97,15 @@ def generate(
         str | None,
         typer.Option(help="Reuse the video of an earlier run with the same key and request."),
     ] = None,
+    strict_media: StrictMediaOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Generate one video with the generate_video flow, showing its progress, and archive it.
 
     Exit codes: 0 archived; 2 invalid input or usage (nothing sent); 3 refused by the API (key,
-    balance, request, rate limit); 4 generation failed, was cancelled or timed out; 1 anything
-    else (e.g. a submission of unknown outcome, a failed download).
+    balance, request, rate limit); 4 generation failed, was cancelled or timed out; 5 archived,
+    but with --strict-media not the video asked for; 1 anything else (e.g. a submission of
+    unknown outcome, a failed download).
     """
     options = GenerateOptions(
         prompt=prompt,
@@ -107,6 +118,7 @@ def generate(
         storage_block=storage_block,
         credentials_block=credentials_block,
         idempotency_key=idempotency_key,
+        strict_media=strict_media,
     )
     with rendering.progress_bar(enabled=not json_output) as show:
         outcome = asyncio.run(run_generate(options, on_progress=show))
@@ -256,13 +268,15 @@ def batch(
     archive_dir: ArchiveDirOption = None,
     credentials_block: CredentialsBlockOption = None,
     result_storage_block: ResultStorageBlockOption = None,
+    strict_media: StrictMediaOption = False,
     json_output: ReportJsonOption = False,
 ) -> None:
     """Generate every video of a manifest with the generate_video_batch flow and report them.
 
     Exit codes: 0 every row archived; 2 invalid manifest or usage (nothing sent); 3 the balance
     cannot cover the budget, or the API refused the balance check (nothing sent); 4 some rows
-    were not archived (see the report); 1 anything else.
+    were not archived (see the report); 5 all archived, but with --strict-media some are not the
+    videos asked for; 1 anything else.
     """
     run = _checked_run_options(
         json_output=json_output,
@@ -283,6 +297,7 @@ def batch(
         storage_block=storage_block,
         archive_dir=archive_dir,
         result_storage_block=result_storage_block,
+        strict_media=strict_media,
     )
     with rendering.progress_bar(enabled=not json_output) as show:
         on_progress = (lambda p: show(RunProgress("videos", p))) if show else None

@@ -16,6 +16,7 @@ from typing import NoReturn
 import typer
 from prefect.logging.handlers import PrefectConsoleHandler
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,6 +24,7 @@ from omniflash_prefect.cli.batch_commands import BatchOutcome
 from omniflash_prefect.cli.flow_runs import flow_run_ui_url
 from omniflash_prefect.cli.progress import ProgressCallback, RunProgress
 from omniflash_prefect.cli.video_runs import GenerationOutcome
+from omniflash_prefect.video.observability import describe_facts
 
 console = Console()
 errors = Console(stderr=True)
@@ -87,6 +89,12 @@ def print_archived(outcome: GenerationOutcome, heading: str) -> None:
     console.print(f"  size:     {archived.size_bytes} bytes", highlight=False)
     if archived.cost is not None:
         console.print(f"  cost:     {archived.cost}", highlight=False)
+    if archived.media is not None:
+        shown = archived.media.describe()
+        if archived.media.facts is not None:
+            shown += f" ({describe_facts(archived.media.facts)})"
+        style = "yellow" if archived.media.flagged else "default"
+        console.print(f"  media:    [{style}]{escape(shown)}[/{style}]", soft_wrap=True)
     console.print(f"  flow run: {outcome.flow_run_id}", highlight=False)
     url = flow_run_ui_url(outcome.flow_run_id) if outcome.flow_run_id else None
     if url:
@@ -148,6 +156,13 @@ def _print_batch_report(outcome: BatchOutcome) -> None:
         table = Table("id", "status", "task id", "error")
         for item in unfinished:
             table.add_row(item.id, item.status, item.task_id or "", item.error or "")
+        console.print(table)
+    if report.media_flagged:
+        table = Table("id", "task id", "media check", "location")
+        for item in report.media_flagged:
+            problem = item.media.describe() if item.media is not None else ""
+            table.add_row(item.id, item.task_id or "", problem, item.location or "")
+        console.print("[yellow]Archived, but not as asked:[/yellow]")
         console.print(table)
     console.print(f"  wall time: {report.wall_seconds:.1f} s", highlight=False)
     console.print(f"  flow run:  {outcome.flow_run_id}", highlight=False)

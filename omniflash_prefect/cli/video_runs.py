@@ -21,7 +21,7 @@ from prefect.client.schemas.objects import State
 from omniflash_prefect.cli.exit_codes import EXIT_OK, FailureStatus, classify
 from omniflash_prefect.cli.flow_runs import run_flow_watched
 from omniflash_prefect.cli.progress import ProgressCallback, RunProgress, read_run_progress
-from omniflash_prefect.core.errors import GenerationError
+from omniflash_prefect.core.errors import GenerationError, MediaCheckError
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.flows import agenerate_video
 
@@ -64,9 +64,16 @@ class GenerationOutcome:
                 location=self.archived.location,
                 sha256=self.archived.sha256,
                 size_bytes=self.archived.size_bytes,
+                media=(
+                    self.archived.media.model_dump(mode="json")
+                    if self.archived.media is not None
+                    else None
+                ),
             )
         if self.error is not None:
             body.update(error=str(self.error), error_type=type(self.error).__name__)
+            if isinstance(self.error, MediaCheckError):
+                body.update(location=self.error.location, media_problem=self.error.problem)
         return body
 
 
@@ -128,7 +135,7 @@ async def _outcome_of(
         if isinstance(result, BaseException)
         else RuntimeError(f"the flow run ended {state.name}: {state.message}")
     )
-    task_id = error.task_id if isinstance(error, GenerationError) else None
+    task_id = error.task_id if isinstance(error, GenerationError | MediaCheckError) else None
     if task_id is None and last is not None:
         task_id = last.task_id
     return GenerationOutcome(prompt, error=error, task_id=task_id, flow_run_id=flow_run_id)

@@ -35,10 +35,12 @@ The tree::
     │   ├── GenerationFailedError       status "failed", with the API's error code and message
     │   ├── GenerationCancelledError    status "cancelled"
     │   └── PollTimeoutError            still running when the poll deadline passed
-    └── DownloadError                   the video could not be fetched intact
-        ├── UnsafeDownloadURLError      a URL this package will not fetch (scheme, host)
-        ├── VideoTooLargeError          over the size cap
-        └── VideoExpiredError           the signed result URL has expired
+    ├── DownloadError                   the video could not be fetched intact
+    │   ├── UnsafeDownloadURLError      a URL this package will not fetch (scheme, host)
+    │   ├── VideoTooLargeError          over the size cap
+    │   └── VideoExpiredError           the signed result URL has expired
+    └── MediaCheckError                 ``strict_media``: archived (location kept), but not the
+                                        video asked for, or unreadable
 
 None of these messages ever contains the API key: the response mapping takes the key and
 scrubs it from anything the server echoed back.
@@ -327,6 +329,23 @@ class VideoTooLargeError(DownloadError):
 
 class VideoExpiredError(DownloadError):
     """The result URL has expired (links live about 24 hours); nothing was downloaded."""
+
+
+class MediaCheckError(OmniFlashError):
+    """The archived video is not what was asked for, or could not be read (``strict_media``).
+
+    Raised only after the video is stored: the paid file is kept at ``location`` and its record
+    says what was found, so nothing needs to be generated or downloaded again to look at it.
+    """
+
+    def __init__(self, task_id: str, location: str, problem: str) -> None:
+        self.task_id = task_id
+        self.location = location
+        self.problem = problem
+        super().__init__(
+            f"the video of task {task_id} is archived at {location}, but its media check found "
+            f"{problem}"
+        )
 
 
 def redact(text: str, secret: str | None) -> str:

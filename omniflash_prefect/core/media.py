@@ -2,7 +2,7 @@
 
 A request asks for a duration (4-10 s), a resolution named by the frame's short side (720p,
 1080p, 4k) and an aspect ratio (``W:H``). What a file holds is read elsewhere
-(:mod:`omniflash_prefect.media.probe`) into :class:`MediaFacts`; :func:`judge` compares the two
+(:mod:`omniflash_prefect.media.inspection`) into :class:`MediaFacts`; :func:`judge` compares the two
 with the tolerances below and gives a :class:`MediaCheck`, which the sidecar, the archive record,
 the summary and the batch table all show.
 """

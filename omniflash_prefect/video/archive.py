@@ -14,13 +14,15 @@ import inspect
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from pydantic import BaseModel, ConfigDict, Field
 
-from omniflash_prefect.core.errors import DownloadError, UsageError
+from omniflash_prefect.core.errors import DownloadError, MediaCheckError, UsageError
+from omniflash_prefect.core.media import MediaCheck
 from omniflash_prefect.core.models import VideoTask, validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
 
@@ -45,6 +47,23 @@ class ArchivedVideo(BaseModel):
     api_seconds: float | None = Field(default=None, description="Generation time per the API.")
     download_seconds: float = Field(description="Time spent downloading and storing.")
     source_expires_at: int | None = Field(default=None, description="When the source URL expired.")
+    media: MediaCheck | None = Field(
+        default=None,
+        description=(
+            "What the file holds (duration, frame size, codec...) and whether it is what was "
+            "asked for; None in records written before videos were checked."
+        ),
+    )
+    preview_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Keys of the previews beside the video, by kind (poster, contact_sheet).",
+    )
+
+    def raise_for_media(self) -> None:
+        """Raise :class:`MediaCheckError` when the media check flagged this video (a mismatch
+        or an unreadable file); the video stays where it is."""
+        if self.media is not None and self.media.flagged:
+            raise MediaCheckError(self.task_id, self.location, self.media.describe())
 
 
 def archive_day(task: VideoTask) -> str:
@@ -82,6 +101,11 @@ def video_key(prefix: str, task: VideoTask) -> str:
 def sidecar_key(key: str) -> str:
     """The sidecar JSON's key, next to the video's."""
     return key.removesuffix(".mp4") + ".json"
+
+
+def preview_key(key: str, kind: str) -> str:
+    """A preview's key, next to the video's: ``<task id>.poster.jpg``."""
+    return key.removesuffix(".mp4") + f".{kind.replace('_', '-')}.jpg"
 
 
 def looks_like_mp4(head: bytes) -> bool:
@@ -174,8 +198,29 @@ async def write_sidecar(
         "source_expires_at": task.video_expires_at,
         "video": archived.location,
         "archived_at": dt.datetime.now(dt.UTC).isoformat(),
+        "media": archived.media.model_dump(mode="json") if archived.media is not None else None,
+        "previews": archived.preview_keys,
     }
     await _write(storage, key, json.dumps(record, indent=2, sort_keys=True).encode())
+
+
+async def store_previews(
+    storage: WritableFileSystem, key: str, previews: Mapping[str, bytes]
+) -> dict[str, str]:
+    """Write each preview JPEG beside the video at ``key``; their keys, by kind."""
+    keys = {kind: preview_key(key, kind) for kind in previews}
+    await asyncio.gather(*(_write(storage, keys[kind], jpeg) for kind, jpeg in previews.items()))
+    return keys
+
+
+async def read_stored(storage: WritableFileSystem, key: str) -> bytes:
+    """The bytes at ``key`` (a preview, to embed it in a summary)."""
+    if isinstance(storage, LocalFileSystem):
+        return await asyncio.to_thread(_local_path(storage, key).read_bytes)
+    read = getattr(storage, "aread_path", None) or storage.read_path
+    result = read(key)
+    content: bytes = await result if inspect.isawaitable(result) else result
+    return content
 
 
 async def _write(storage: WritableFileSystem, key: str, content: bytes) -> None:

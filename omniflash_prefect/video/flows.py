@@ -79,6 +79,7 @@ async def agenerate_video(
     archive_prefix: str = "omniflash",
     idempotency_key: str | None = None,
     result_storage_block: str | None = None,
+    strict_media: bool = False,
 ) -> ArchivedVideo:
     """Generate one Omni-Flash-Ext video and archive it.
 
@@ -97,13 +98,19 @@ async def agenerate_video(
         result_storage_block: '<type-slug>/<name>' of a writable filesystem block that keeps the
             task id and archive records (default: Prefect's result storage); share one, e.g. an
             S3 bucket, between workers that may resume each other's videos.
+        strict_media: Fail the run when the archived video is not what was asked for (duration,
+            resolution, orientation, aspect ratio) or cannot be read; the video stays archived.
+            Default: such a video is a warning, flagged in the summary and the sidecar.
     """
     request = _request_of(prompt, duration, resolution, aspect_ratio, image_urls, video_urls)
     with credentials_read_once():
         video = await VideoAsFlowRun.load(
             credentials_block, storage_block, archive_prefix, result_storage_block
         )
-        return await video.generate(request, idempotency_key)
+        archived = await video.generate(request, idempotency_key)
+    if strict_media:
+        archived.raise_for_media()
+    return archived
 
 
 generate_video = dispatching_flow(agenerate_video)
@@ -130,6 +137,7 @@ async def agenerate_video_task(
     archive_prefix: str = "omniflash",
     idempotency_key: str | None = None,
     result_storage_block: str | None = None,
+    strict_media: bool = False,
 ) -> ArchivedVideo:
     """Generate one video and archive it, as a task run of the calling flow.
 
@@ -145,7 +153,10 @@ async def agenerate_video_task(
         video = await VideoAsTaskRun.load(
             credentials_block, storage_block, archive_prefix, result_storage_block
         )
-        return await video.generate(request, idempotency_key)
+        archived = await video.generate(request, idempotency_key)
+    if strict_media:
+        archived.raise_for_media()
+    return archived
 
 
 generate_video_task = dispatching_task(agenerate_video_task)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
@@ -21,11 +22,14 @@ from prefect.artifacts import (
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.events import emit_event
+from prefect.filesystems import WritableFileSystem
 from prefect.utilities.context import get_task_and_flow_run_ids
 
+from omniflash_prefect.core.media import MediaCheck, MediaFacts
 from omniflash_prefect.core.models import VideoTask
 from omniflash_prefect.core.requests import VideoRequest
-from omniflash_prefect.video.archive import ArchivedVideo
+from omniflash_prefect.media.inspection import within_embed_budget
+from omniflash_prefect.video.archive import ArchivedVideo, read_stored
 
 EVENT_PREFIX = "omniflash.video"
 #: The smallest rise of the API's progress (in points) that updates the progress artifact.
@@ -172,9 +176,12 @@ def render_summary(
     task: VideoTask,
     archived: ArchivedVideo,
     wall_seconds: float,
+    previews: Mapping[str, str] | None = None,
 ) -> str:
     """The markdown summary of one generation, shown on its flow run (without the request's
-    rows when only the task id was known, as for ``fetch_video``)."""
+    rows when only the task id was known, as for ``fetch_video``): what was asked, what it cost,
+    what the file holds and whether that is what was asked, and ``previews`` (``data:`` URIs by
+    kind) as images, which the UI shows without any public URL."""
     rows = []
     if request is not None:
         rows += [
@@ -194,16 +201,72 @@ def render_summary(
         ("SHA-256", f"`{archived.sha256}`"),
         ("Location", f"[{archived.location}]({link_for(archived.location)})"),
     ]
+    if archived.media is not None:
+        rows += media_rows(archived.media)
     table = "\n".join(f"| {name} | {_cell(value)} |" for name, value in rows)
-    return f"# Video generated\n\n| | |\n|---|---|\n{table}\n"
+    title = (
+        "Video generated"
+        if not (archived.media and archived.media.flagged)
+        else ("Video generated: not as asked")
+    )
+    images = "".join(
+        f"\n![{kind.replace('_', ' ')} of {task.id}]({uri})\n"
+        for kind, uri in (previews or {}).items()
+    )
+    return f"# {title}\n\n| | |\n|---|---|\n{table}\n{images}"
+
+
+def media_rows(check: MediaCheck) -> list[tuple[str, str]]:
+    """The summary's rows about what the file holds: the verdict, then the facts."""
+    verdict = {
+        "ok": "as asked",
+        "unchecked": "not compared (request unknown)",
+    }.get(check.verdict, f"**{check.describe()}**")
+    rows = [("Media check", verdict)]
+    if check.facts is not None:
+        rows.append(("Delivered", describe_facts(check.facts)))
+    return rows
+
+
+def describe_facts(facts: MediaFacts) -> str:
+    """``1080x1920 portrait, 6.02 s, h264, 24 fps, no audio``."""
+    parts = [f"{facts.resolution_label} {facts.orientation}"]
+    if facts.duration_seconds is not None:
+        parts.append(f"{facts.duration_seconds:g} s")
+    parts.append(facts.codec)
+    if facts.frame_rate is not None:
+        parts.append(f"{facts.frame_rate:g} fps")
+    parts.append("audio" if facts.has_audio else "no audio")
+    return ", ".join(parts)
 
 
 def _cell(value: str) -> str:
     return value.replace("|", "\\|").replace("\n", " ")
 
 
+async def embedded_previews(
+    storage: WritableFileSystem, archived: ArchivedVideo, logger: RunLogger
+) -> dict[str, str]:
+    """The video's previews read back from its storage, as ``data:`` URIs within
+    :data:`~omniflash_prefect.media.inspection.EMBED_BUDGET_BYTES`; none when they cannot be
+    read (a summary without pictures is still a summary)."""
+    try:
+        jpegs = {
+            kind: await read_stored(storage, key) for kind, key in archived.preview_keys.items()
+        }
+    except Exception as exc:  # storage blocks raise anything, and previews are optional
+        logger.warning("Previews of task %s could not be read: %s", archived.task_id, exc)
+        return {}
+    return within_embed_budget(jpegs)
+
+
 async def publish_archive_artifacts(
-    *, request: VideoRequest | None, task: VideoTask, archived: ArchivedVideo, wall_seconds: float
+    *,
+    request: VideoRequest | None,
+    task: VideoTask,
+    archived: ArchivedVideo,
+    wall_seconds: float,
+    previews: Mapping[str, str] | None = None,
 ) -> None:
     """The link artifact to the archived video and the markdown summary, on the current run."""
     await acreate_link_artifact(
@@ -214,7 +277,11 @@ async def publish_archive_artifacts(
     )
     await acreate_markdown_artifact(
         markdown=render_summary(
-            request=request, task=task, archived=archived, wall_seconds=wall_seconds
+            request=request,
+            task=task,
+            archived=archived,
+            wall_seconds=wall_seconds,
+            previews=previews,
         ),
         key=artifact_key("summary", task.id),
         description=f"Generation summary of task {task.id}",

@@ -31,6 +31,7 @@ from omniflash_prefect.video.credentials import read_block_once
 from omniflash_prefect.video.observability import (
     PROGRESS_MIN_SECONDS,
     TaskProgress,
+    embedded_previews,
     publish_archive_artifacts,
     render_summary,
 )
@@ -165,6 +166,7 @@ class VideoAsFlowRun(OneVideo):
             task=task,
             archived=archived,
             wall_seconds=time.monotonic() - self.started,
+            previews=await embedded_previews(self.storage, archived, get_run_logger()),
         )
         return archived
 
@@ -204,6 +206,7 @@ class VideoAsTaskRun(OneVideo):
             task=task,
             archived=archived,
             wall_seconds=time.monotonic() - self.started,
+            previews=await embedded_previews(self.storage, archived, logger),
         )
         await progress.finish(summary)
         return archived

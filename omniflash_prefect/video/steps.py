@@ -14,6 +14,7 @@ downloaded at most once per destination (the claimed ``-archived`` record).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from omniflash_prefect.core.errors import (
 )
 from omniflash_prefect.core.models import VideoTask, validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.media.inspection import inspect_video
 from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.archive import (
     ArchivedVideo,
@@ -37,6 +39,7 @@ from omniflash_prefect.video.archive import (
     destination_of,
     sidecar_key,
     staging_path,
+    store_previews,
     store_video,
     video_key,
     write_sidecar,
@@ -166,6 +169,7 @@ async def archive_step(
     logger.info(
         "Archived task %s to %s (%d bytes)", task.id, archived.location, archived.size_bytes
     )
+    report_media_check(archived, logger)
     emit_video_event(
         "archived",
         task.id,
@@ -174,9 +178,31 @@ async def archive_step(
             "location": archived.location,
             "sha256": archived.sha256,
             "size_bytes": archived.size_bytes,
+            "media": archived.media.verdict if archived.media is not None else None,
         },
     )
     return archived
+
+
+def report_media_check(archived: ArchivedVideo, logger: RunLogger) -> None:
+    """A warning and an ``omniflash.video.mismatch`` event when the video is not what was asked
+    for (or could not be read), with the asked and the delivered values."""
+    check = archived.media
+    if check is None or not check.flagged:
+        return
+    logger.warning("Task %s: the archived video's %s", archived.task_id, check.describe())
+    emit_video_event(
+        "mismatch",
+        archived.task_id,
+        prompt=archived.prompt,
+        payload={
+            "verdict": check.verdict,
+            "location": archived.location,
+            "mismatches": [mismatch.model_dump() for mismatch in check.mismatches],
+            "reason": check.reason,
+            "delivered": check.facts.model_dump() if check.facts is not None else None,
+        },
+    )
 
 
 async def _download_and_store(
@@ -196,6 +222,9 @@ async def _download_and_store(
             try:
                 source, downloaded = await client.download_task(task, staged, logger)
                 check_is_mp4(staged)
+                # Before the video is reported archived, and from the staged file, which is
+                # local whatever the storage: a paid file is stored whatever the verdict.
+                inspection = await asyncio.to_thread(inspect_video, staged, request)
                 location = await store_video(target, staged, key)
             finally:
                 staged.unlink(missing_ok=True)
@@ -213,6 +242,8 @@ async def _download_and_store(
         api_seconds=task.actual_time,
         download_seconds=round(time.monotonic() - started, 3),
         source_expires_at=source.video_expires_at,
+        media=inspection.check,
+        preview_keys=await store_previews(target, key, inspection.previews),
     )
     await write_sidecar(target, sidecar_key(key), task=source, request=request, archived=archived)
     return archived

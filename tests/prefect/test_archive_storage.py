@@ -40,7 +40,12 @@ async def test_dropped_download_is_resumed_into_the_archive(
     assert archived.size_bytes == 2 * 1024 * 1024
     assert archived.sha256 == video_sha256(archived.task_id, 2 * 1024 * 1024)
     folder = Path(archived.location).parent
-    assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".mp4"]
+    assert sorted(p.name.partition(".")[2] for p in folder.iterdir()) == [
+        "contact-sheet.jpg",
+        "json",
+        "mp4",
+        "poster.jpg",
+    ]
 
 
 async def test_expired_url_refuses_after_one_fresh_read(

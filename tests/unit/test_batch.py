@@ -435,6 +435,7 @@ def test_report_table_has_one_row_per_item() -> None:
         "cost": "1.5",
         "seconds": "12.3",
         "runs": 2,
+        "media": "",
         "location_or_error": "s3://videos/fox.mp4",
         "flow_run": "",
         "task_run": "tr-fox",

@@ -1,9 +1,10 @@
 """The layering that ARCHITECTURE.md promises, checked on the source itself.
 
-Subpackages stack bottom up: ``core`` (pure), ``settings``, ``client``, ``video``, ``batches``,
-``cli``. A module may import its own layer and the ones below, never one above; ``emulator``
-plays the provider and imports nothing of the package; and ``core`` imports no Prefect and no
-network code, which a child process proves by importing it with those modules blocked.
+Subpackages stack bottom up: ``core`` (pure), ``settings``, ``client``, ``media``, ``video``,
+``batches``, ``cli``. A module may import its own layer and the ones below, never one above;
+``emulator`` plays the provider and imports nothing of the package; and ``core`` imports no
+Prefect and no network code, which a child process proves by importing it with those modules
+blocked.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "omniflash_prefect"
-LAYERS = ["core", "settings", "client", "video", "batches", "cli"]
+LAYERS = ["core", "settings", "client", "media", "video", "batches", "cli"]
 #: What the pure core may never import, directly or through anything it imports.
 NETWORK_AND_ORCHESTRATION = ["prefect", "httpx", "httpcore", "anyio", "h11", "asyncio", "ssl"]
 #: Standard modules that open sockets or processes, which no core module imports itself.
