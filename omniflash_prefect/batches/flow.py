@@ -73,7 +73,7 @@ from omniflash_prefect.video.archive import read_stored
 from omniflash_prefect.video.claims import current_record_storage, record_store
 from omniflash_prefect.video.credentials import credentials_read_once, load_client
 from omniflash_prefect.video.dispatch import dispatching_flow
-from omniflash_prefect.video.observability import artifact_key
+from omniflash_prefect.video.observability import RunLogger, artifact_key
 from omniflash_prefect.video.one_video import load_result_storage, load_storage
 
 #: The batch summary's gallery: its first videos, each a small poster linked to its run, and a
@@ -285,9 +285,16 @@ async def _run_rows(
     return BatchReport.of(batch_id, items, time.monotonic() - started)
 
 
-async def gallery_thumbnails(report: BatchReport, storage: WritableFileSystem) -> dict[str, str]:
+async def gallery_thumbnails(
+    report: BatchReport,
+    storage: WritableFileSystem,
+    logger: RunLogger,
+    *,
+    max_videos: int = GALLERY_VIDEOS,
+    max_bytes: int = GALLERY_BYTES,
+) -> dict[str, str]:
     """Small posters of the first archived videos, as ``data:`` URIs by row id, for the batch
-    summary: at most :data:`GALLERY_VIDEOS` of them and :data:`GALLERY_BYTES` in all, so a
+    summary: at most ``max_videos`` of them and ``max_bytes`` in all, so a
     batch of thousands keeps an artifact the UI can show. A poster that cannot be read is left
     out (the video and its run are still listed in the table)."""
     chosen: dict[str, str] = {}
@@ -300,9 +307,9 @@ async def gallery_thumbnails(report: BatchReport, storage: WritableFileSystem) -
             jpeg = await read_stored(storage, key)
             uri = data_uri(await asyncio.to_thread(thumbnail, jpeg, GALLERY_THUMBNAIL_SIDE))
         except Exception as exc:  # storage blocks raise anything, and a gallery is optional
-            get_run_logger().warning("No gallery picture of row %s: %s", item.id, exc)
+            logger.warning("No gallery picture of row %s: %s", item.id, exc)
             continue
-        if len(chosen) == GALLERY_VIDEOS or spent + len(uri) > GALLERY_BYTES:
+        if len(chosen) == max_videos or spent + len(uri) > max_bytes:
             break
         chosen[item.id] = uri
         spent += len(uri)
@@ -322,7 +329,7 @@ async def _publish(report: BatchReport, budget: float | None, storage: WritableF
             budget=budget,
             run_url=_run_page,
             task_run_url=_task_run_page,
-            thumbnails=await gallery_thumbnails(report, storage),
+            thumbnails=await gallery_thumbnails(report, storage, get_run_logger()),
         ),
         key=artifact_key("batch-summary", report.batch_id),
         description=f"Summary of batch {report.batch_id}",
