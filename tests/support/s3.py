@@ -46,6 +46,10 @@ class Bucket:
         listed = self.s3.list_objects_v2(Bucket=self.name)
         return [item["Key"] for item in listed.get("Contents", [])]
 
+    def read(self, key: str) -> bytes:
+        body: bytes = self.s3.get_object(Bucket=self.name, Key=key)["Body"].read()
+        return body
+
     def pending_uploads(self) -> list[str]:
         listed = self.s3.list_multipart_uploads(Bucket=self.name)
         return [upload["Key"] for upload in listed.get("Uploads", [])]
