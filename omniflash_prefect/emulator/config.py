@@ -147,8 +147,10 @@ class EmulatorConfig(BaseModel):
     video_size_bytes: Annotated[int | None, CommandLineFlag("--video-size")] = Field(
         default=None,
         description=(
-            "None: the sample clip plus a small task-specific box. N: a valid MP4 of exactly N "
-            "bytes (padded with one top-level 'free' box). Fixed per task at submit time."
+            "None: the clip of the asked duration, resolution and aspect ratio plus a small "
+            "task-specific box. N: a valid MP4 of exactly N bytes (padded with one top-level "
+            "'free' box); a submit whose clip leaves less than 16 bytes of it is refused (400, "
+            "nothing charged). Fixed per task at submit time."
         ),
     )
     seed: int = Field(
@@ -159,7 +161,9 @@ class EmulatorConfig(BaseModel):
     @field_validator("video_size_bytes")
     @classmethod
     def _video_fits_sample(cls, value: int | None) -> int | None:
-        """A sized video must hold the sample clip and a task-specific ``free`` box."""
+        """No video is smaller than the sample clip (what ``serve_wrong_shape`` delivers) and a
+        task-specific ``free`` box; whether a size holds the clip of a requested shape is only
+        known once that clip is encoded, so it is checked per submit."""
         if value is not None and value < min_video_size():
             raise ValueError(f"must be at least {min_video_size()} bytes (sample clip + 16)")
         return value
