@@ -40,7 +40,7 @@ from .errors import ApiError
 from .state import EmulatorState, InsufficientBalanceError, TaskRecord
 from .uploads import MAX_IMAGE_BYTES, read_image_upload
 from .validation import validate_submit
-from .videos import min_video_size
+from .videos import VideoFault, min_video_size
 
 BAD_GATEWAY_HTML = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 #: Room for multipart boundaries and part headers on top of the image size limit.
@@ -125,8 +125,9 @@ class _Api:
         try:
             valid = validate_submit(body)
             shape = VideoShape(valid.duration, valid.resolution, valid.aspect_ratio)
+            video_fault = self._video_fault()
             size_bytes = self.config.video_size_bytes
-            if size_bytes is not None:
+            if size_bytes is not None and video_fault is None:
                 await self._check_video_fits(shape, size_bytes)
             record = self.state.create_task(
                 body,
@@ -136,6 +137,7 @@ class _Api:
                 failure_rate=self.config.task_failure_rate,
                 video_size_bytes=size_bytes,
                 shape=shape,
+                video_fault=video_fault,
             )
         except ApiError as exc:
             return _error(exc)
@@ -149,6 +151,15 @@ class _Api:
         return JSONResponse(
             {"code": 200, "data": [{"status": "submitted", "task_id": record.task_id}]}
         )
+
+    def _video_fault(self) -> VideoFault | None:
+        """The media fault a task submitted now gets; an unreadable file has no shape to get
+        wrong, so that fault wins when both are on."""
+        if self.config.serve_unreadable_mp4:
+            return "unreadable_mp4"
+        if self.config.serve_wrong_shape:
+            return "wrong_shape"
+        return None
 
     @staticmethod
     async def _check_video_fits(shape: VideoShape, size_bytes: int) -> None:

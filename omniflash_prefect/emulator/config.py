@@ -124,6 +124,23 @@ class EmulatorConfig(BaseModel):
             "and a video/mp4 type, but not an MP4 (a provider with a broken store)."
         ),
     )
+    serve_wrong_shape: bool = Field(
+        default=False,
+        description=(
+            "Deliver the packaged 1 s 320x180 (16:9) sample clip, padded as usual, whatever "
+            "was asked: its duration and resolution always differ from the request, its "
+            "orientation and aspect ratio too unless 16:9 was asked. Fixed per task at submit "
+            "time."
+        ),
+    )
+    serve_unreadable_mp4: bool = Field(
+        default=False,
+        description=(
+            "Deliver a file that starts with a valid 'ftyp' box followed by task-specific "
+            "garbage (64 KiB, or video_size_bytes in all): it passes a signature check, yet no "
+            "demuxer can read it. Wins over serve_wrong_shape. Fixed per task at submit time."
+        ),
+    )
     url_ttl_seconds: Annotated[float, CommandLineFlag("--url-ttl")] = Field(
         default=86400.0,
         ge=0.0,

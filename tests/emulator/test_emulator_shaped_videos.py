@@ -1,4 +1,4 @@
-"""Over HTTP: each task's video has the shape it asked for.
+"""Over HTTP: each task's video has the shape it asked for, unless a media fault says otherwise.
 
 Videos are probed from their headers (``av.open`` reads the index, nothing is decoded).
 """
@@ -14,7 +14,7 @@ import pytest
 
 from omniflash_prefect.emulator import EmulatorServer, VideoShape, video_sha256
 from omniflash_prefect.emulator.clips import clip_bytes
-from omniflash_prefect.emulator.videos import min_video_size
+from omniflash_prefect.emulator.videos import ftyp_box, min_video_size
 
 from .helpers import FakeClock, body, error_code, submit, top_level_boxes, video_url
 
@@ -76,7 +76,8 @@ async def test_a_padded_shaped_video_is_exact_and_resumes_from_any_offset(
 async def test_a_size_too_small_for_the_clip_is_refused_at_submit(
     emulator: EmulatorServer, client: httpx.AsyncClient
 ) -> None:
-    """An exact size that cannot hold the asked clip answers 400 before anything is charged."""
+    """An exact size that cannot hold the asked clip answers 400 before anything is charged;
+    the same size is fine for the wrong-shape fault, whose sample clip fits."""
     emulator.config.video_size_bytes = min_video_size()
     response = await client.post("/v1/videos/generations", json=body(**PORTRAIT))
     assert response.status_code == 400
@@ -86,3 +87,49 @@ async def test_a_size_too_small_for_the_clip_is_refused_at_submit(
     assert "1080x1920" in message
     assert emulator.state.submission_count == 0
     assert emulator.state.used_balance() == 0
+
+    emulator.config.serve_wrong_shape = True
+    await submit(client, **PORTRAIT)
+    assert emulator.state.submission_count == 1
+
+
+async def test_the_wrong_shape_fault_serves_the_sample_and_is_fixed_at_submit(
+    emulator: EmulatorServer, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """With serve_wrong_shape, a 6 s 1080x1920 request gets the 1 s 320x180 sample; turning the
+    fault off later does not change that task, and the next task is served as asked."""
+    emulator.config.serve_wrong_shape = True
+    faulty = await submit(client, **PORTRAIT)
+    emulator.config.serve_wrong_shape = False
+    fine = await submit(client, **PORTRAIT)
+
+    wrong = await _download(client, clock, faulty)
+    width, height, seconds, _ = _probe(wrong)
+    assert (width, height) == (320, 180)
+    assert seconds == pytest.approx(1.0, abs=0.1)
+    assert hashlib.sha256(wrong).hexdigest() == emulator.state.video_sha256(faulty)
+    assert emulator.state.snapshot()["tasks"][faulty]["video_fault"] == "wrong_shape"
+
+    right = await _download(client, clock, fine)
+    assert _probe(right)[:2] == (1080, 1920)
+
+
+async def test_the_unreadable_fault_has_an_mp4_signature_and_nothing_readable(
+    emulator: EmulatorServer, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """With serve_unreadable_mp4 (which wins over serve_wrong_shape), the file starts with a
+    valid ftyp box, no demuxer reads it, its hash is predictable and ranges still work."""
+    emulator.config.serve_unreadable_mp4 = True
+    emulator.config.serve_wrong_shape = True
+    task_id = await submit(client, **PORTRAIT)
+    video = await _download(client, clock, task_id)
+    assert emulator.state.task(task_id).video_fault == "unreadable_mp4"
+    assert video.startswith(ftyp_box())
+    assert video[4:8] == b"ftyp"
+    with pytest.raises(av.error.FFmpegError):
+        _probe(video)
+    assert hashlib.sha256(video).hexdigest() == emulator.state.video_sha256(task_id)
+
+    resumed = await client.get(await video_url(client, task_id), headers={"Range": "bytes=30-"})
+    assert resumed.status_code == 206
+    assert resumed.content == video[30:]
