@@ -15,9 +15,10 @@ subprocess (``archive_helpers.py``), so ``ru_maxrss`` is that contender's own pe
    (download to a scratch file, checks, then boto3's managed multipart upload).
 
 Every archived copy is checked afterwards (not timed): size, SHA-256 against the emulator's
-``video_sha256`` (the file re-read from disk; for S3 a HEAD and, unless ``--no-s3-readback``, the
-object streamed back and hashed). Also measured: SHA-256 of the same number of bytes in memory
-(the integrity check's cost) and ``check_is_mp4``. Prints one JSON object.
+``state.video_sha256`` (the file re-read from disk; for S3 a HEAD and, unless
+``--no-s3-readback``, the object streamed back and hashed). Also measured: SHA-256 of the same
+number of bytes in memory (the integrity check's cost) and ``check_is_mp4``. Prints one JSON
+object.
 
     uv run --frozen python benchmarks/archive_throughput.py --size-mib 16     # smoke, < 1 min
     uv run --frozen python benchmarks/archive_throughput.py --size-mib 1024 --repeat 2
@@ -69,7 +70,7 @@ from benchlib import (
 from omniflash_prefect.client import OmniFlashClient
 from omniflash_prefect.core.models import VideoTask
 from omniflash_prefect.core.requests import VideoRequest
-from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
 
 MOTO_START_SECONDS = 60.0
 GOAL_RSS_ABOVE_IDLE_MIB = 200.0
@@ -401,7 +402,7 @@ def main() -> None:
             emulator = stack.enter_context(EmulatorServer(config))
             task = asyncio.run(make_task(emulator))
             started = time.perf_counter()
-            expected = video_sha256(task.id, size_bytes)
+            expected = emulator.state.video_sha256(task.id)
             out["task_id"] = task.id
             out["expected_sha256"] = expected
             out["expected_sha256_seconds_emulator_bytes"] = round(time.perf_counter() - started, 2)

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .clips import VideoShape
 from .config import EmulatorConfig
 from .downloads import (
     RangeNotSatisfiableError,
@@ -39,7 +40,7 @@ from .errors import ApiError
 from .state import EmulatorState, InsufficientBalanceError, TaskRecord
 from .uploads import MAX_IMAGE_BYTES, read_image_upload
 from .validation import validate_submit
-from .videos import video_size
+from .videos import VideoFault, min_video_size
 
 BAD_GATEWAY_HTML = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 #: Room for multipart boundaries and part headers on top of the image size limit.
@@ -123,13 +124,20 @@ class _Api:
             return _error(ApiError(400, "invalid_request_error", f"malformed JSON body: {exc}"))
         try:
             valid = validate_submit(body)
+            shape = VideoShape(valid.duration, valid.resolution, valid.aspect_ratio)
+            video_fault = self._video_fault()
+            size_bytes = self.config.video_size_bytes
+            if size_bytes is not None and video_fault is None:
+                await self._check_video_fits(shape, size_bytes)
             record = self.state.create_task(
                 body,
                 price=valid.price,
                 balance=None if self.config.unlimited_balance else self.config.balance,
                 job_seconds=self.config.job_seconds,
                 failure_rate=self.config.task_failure_rate,
-                video_size_bytes=self.config.video_size_bytes,
+                video_size_bytes=size_bytes,
+                shape=shape,
+                video_fault=video_fault,
             )
         except ApiError as exc:
             return _error(exc)
@@ -143,6 +151,33 @@ class _Api:
         return JSONResponse(
             {"code": 200, "data": [{"status": "submitted", "task_id": record.task_id}]}
         )
+
+    def _video_fault(self) -> VideoFault | None:
+        """The media fault a task submitted now gets; an unreadable file has no shape to get
+        wrong, so that fault wins when both are on."""
+        if self.config.serve_unreadable_mp4:
+            return "unreadable_mp4"
+        if self.config.serve_wrong_shape:
+            return "wrong_shape"
+        return None
+
+    @staticmethod
+    async def _check_video_fits(shape: VideoShape, size_bytes: int) -> None:
+        """Refuse (400, before anything is charged) a submit whose clip is too large for the
+        configured ``video_size_bytes``: the size is exact, so it cannot be met by padding.
+
+        Knowing the clip's size means encoding it (once per shape), in a thread so the server
+        goes on answering meanwhile.
+        """
+        needed = await asyncio.to_thread(min_video_size, shape)
+        if size_bytes < needed:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                f"emulator: video_size_bytes is {size_bytes}, but a "
+                f"{shape.clip_format.label} video needs at least {needed} bytes; raise it or "
+                "leave it unset",
+            )
 
     async def task(self, request: Request) -> Response:
         """``GET /v1/tasks/{task_id}``: the task as of now; every read is counted as a poll."""
@@ -248,7 +283,8 @@ class _Api:
             return s3_error(403, "AccessDenied", "Signature does not match")
         if now >= int(expires):
             return s3_error(403, "AccessDenied", "Request has expired")
-        total = video_size(task_id, record.video_size_bytes)
+        layout = await asyncio.to_thread(record.video_layout)  # may encode the clip
+        total = layout.total
         asked = None if self.config.ignore_range else request.headers.get("range")
         try:
             byte_range = parse_byte_range(asked, total)
@@ -261,10 +297,8 @@ class _Api:
             or self.state.chance(self.config.download_drop_rate)
         )
         return VideoResponse(
-            task_id,
-            record.video_size_bytes,
+            layout,
             byte_range or (0, total),
-            total,
             partial=byte_range is not None,
             cut=cut,
             stall_seconds=self.config.download_stall_seconds,

@@ -124,6 +124,23 @@ class EmulatorConfig(BaseModel):
             "and a video/mp4 type, but not an MP4 (a provider with a broken store)."
         ),
     )
+    serve_wrong_shape: bool = Field(
+        default=False,
+        description=(
+            "Deliver the packaged 1 s 320x180 (16:9) sample clip, padded as usual, whatever "
+            "was asked: its duration and resolution always differ from the request, its "
+            "orientation and aspect ratio too unless 16:9 was asked. Fixed per task at submit "
+            "time."
+        ),
+    )
+    serve_unreadable_mp4: bool = Field(
+        default=False,
+        description=(
+            "Deliver a file that starts with a valid 'ftyp' box followed by task-specific "
+            "garbage (64 KiB, or video_size_bytes in all): it passes a signature check, yet no "
+            "demuxer can read it. Wins over serve_wrong_shape. Fixed per task at submit time."
+        ),
+    )
     url_ttl_seconds: Annotated[float, CommandLineFlag("--url-ttl")] = Field(
         default=86400.0,
         ge=0.0,
@@ -147,8 +164,10 @@ class EmulatorConfig(BaseModel):
     video_size_bytes: Annotated[int | None, CommandLineFlag("--video-size")] = Field(
         default=None,
         description=(
-            "None: the sample clip plus a small task-specific box. N: a valid MP4 of exactly N "
-            "bytes (padded with one top-level 'free' box). Fixed per task at submit time."
+            "None: the clip of the asked duration, resolution and aspect ratio plus a small "
+            "task-specific box. N: a valid MP4 of exactly N bytes (padded with one top-level "
+            "'free' box); a submit whose clip leaves less than 16 bytes of it is refused (400, "
+            "nothing charged). Fixed per task at submit time."
         ),
     )
     seed: int = Field(
@@ -159,7 +178,9 @@ class EmulatorConfig(BaseModel):
     @field_validator("video_size_bytes")
     @classmethod
     def _video_fits_sample(cls, value: int | None) -> int | None:
-        """A sized video must hold the sample clip and a task-specific ``free`` box."""
+        """No video is smaller than the sample clip (what ``serve_wrong_shape`` delivers) and a
+        task-specific ``free`` box; whether a size holds the clip of a requested shape is only
+        known once that clip is encoded, so it is checked per submit."""
         if value is not None and value < min_video_size():
             raise ValueError(f"must be at least {min_video_size()} bytes (sample clip + 16)")
         return value

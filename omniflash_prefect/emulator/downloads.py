@@ -23,7 +23,7 @@ from xml.sax.saxutils import escape
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .videos import CHUNK_BYTES, iter_video_chunks
+from .videos import CHUNK_BYTES, VideoLayout
 
 #: Where an MP4's first box type (``ftyp``) sits, and what ``serve_non_mp4`` puts there.
 _SIGNATURE_START, _SIGNATURE_END, _SPOILED = 4, 8, b"junk"
@@ -89,14 +89,15 @@ def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 class VideoResponse(Response):
-    """Streams ``[start, end)`` of a task's video in chunks, optionally cutting it half way."""
+    """Streams ``[start, end)`` of a task's video in chunks, optionally cutting it half way.
+
+    Takes the video's layout ready made: working it out may encode a clip, which must happen off
+    the event loop, before the response is built."""
 
     def __init__(
         self,
-        task_id: str,
-        size_bytes: int | None,
+        layout: VideoLayout,
         byte_range: tuple[int, int],
-        total: int,
         *,
         partial: bool,
         cut: bool,
@@ -104,10 +105,10 @@ class VideoResponse(Response):
         stall_seconds: float = 0.0,
         not_mp4: bool = False,
     ) -> None:
-        self.task_id = task_id
+        self.layout = layout
+        self.task_id = layout.task_id
         self.not_mp4 = not_mp4
         self.stall_seconds = stall_seconds
-        self.size_bytes = size_bytes
         self.start, self.end = byte_range
         self.cut = cut
         self.on_complete = on_complete
@@ -117,7 +118,7 @@ class VideoResponse(Response):
             "content-type": "video/mp4",
         }
         if partial:
-            headers["content-range"] = f"bytes {self.start}-{self.end - 1}/{total}"
+            headers["content-range"] = f"bytes {self.start}-{self.end - 1}/{layout.total}"
         super().__init__(status_code=206 if partial else 200, headers=headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,7 +144,7 @@ class VideoResponse(Response):
         budget = half if self.cut else length
         stall_at = half if self.stall_seconds > 0 else None
         sent = 0
-        chunks = iter_video_chunks(self.task_id, self.size_bytes, self.start, self.end, CHUNK_BYTES)
+        chunks = self.layout.chunks(self.start, self.end, CHUNK_BYTES)
         if self.not_mp4:
             chunks = spoil_mp4_signature(chunks, self.start)
         for chunk in chunks:

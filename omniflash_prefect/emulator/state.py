@@ -3,9 +3,10 @@
 Tasks, accepted submissions, uploads, the money spent and per-task counters (polls, first poll
 time, download attempts) live here behind one ``threading.Lock``: the app mutates them from the
 server thread while a test reads them from its own thread. Readers get copies, never live
-records. A task's whole timeline (when it finishes, whether it fails, its video size) is fixed at
-submit time, so changing the config later never rewrites a task in flight; its status is then a
-pure function of the injectable clock, which is how tests move time forward without waiting.
+records. A task's whole timeline (when it finishes, whether it fails) and its video (shape,
+size, injected media fault) are fixed at submit time, so changing the config later never
+rewrites a task in flight; its status is then a pure function of the injectable clock, which is
+how tests move time forward without waiting.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from .clips import VideoShape
+from .videos import VideoFault, VideoLayout, video_layout, video_sha256
 
 Status = Literal["pending", "processing", "completed", "failed"]
 
@@ -51,6 +55,8 @@ class TaskRecord:
     will_fail: bool
     price: float
     video_size_bytes: int | None
+    shape: VideoShape
+    video_fault: VideoFault | None
     polls: int = 0
     first_poll_at: float | None = None
     downloads: int = 0
@@ -80,6 +86,12 @@ class TaskRecord:
     def cost_at(self, now: float) -> float:
         """The reserved price, or 0 once the task has failed (the price is refunded)."""
         return 0.0 if self.status_at(now) == "failed" else self.price
+
+    def video_layout(self) -> VideoLayout:
+        """How this task's video is made (encodes its clip if not cached: not on the event loop)."""
+        return video_layout(
+            self.task_id, self.video_size_bytes, shape=self.shape, fault=self.video_fault
+        )
 
     def as_dict(self, now: float) -> dict[str, Any]:
         """JSON-able view, with the status, progress and cost as of ``now``."""
@@ -159,6 +171,8 @@ class EmulatorState:
         job_seconds: float,
         failure_rate: float,
         video_size_bytes: int | None,
+        shape: VideoShape,
+        video_fault: VideoFault | None = None,
     ) -> TaskRecord:
         """Accept a validated submit: reserve its price, decide its fate, record it.
 
@@ -183,6 +197,8 @@ class EmulatorState:
                 will_fail=self._chance(failure_rate),
                 price=price,
                 video_size_bytes=video_size_bytes,
+                shape=shape,
+                video_fault=video_fault,
             )
             self._tasks[task_id] = record
             self._submissions.append(copy.deepcopy(request))
@@ -225,6 +241,19 @@ class EmulatorState:
         with self._lock:
             self._tasks[task_id].completed_downloads += 1
             self._lock.notify_all()
+
+    def video_sha256(self, task_id: str) -> str:
+        """SHA-256 of the video the task serves, from its size, shape and fault fixed at submit
+        time (``serve_non_mp4`` is applied per download and is not part of it); ``KeyError`` if
+        the task is unknown. What a test compares an archived file with."""
+        record = self.task(task_id)
+        return video_sha256(
+            record.task_id, record.video_size_bytes, shape=record.shape, fault=record.video_fault
+        )
+
+    def video_size(self, task_id: str) -> int:
+        """Byte size of the video the task serves; ``KeyError`` if the task is unknown."""
+        return self.task(task_id).video_layout().total
 
     def wait_until(self, predicate: Callable[[EmulatorState], bool], timeout: float) -> bool:
         """Block until ``predicate(state)`` holds, re-checked after every recorded call, or until

@@ -23,6 +23,8 @@ DEFAULT_DURATION = 6
 #: Price per second of video, by (lower-case) resolution.
 PRICE_PER_SECOND = {"720p": 0.04, "1080p": 0.06, "4k": 0.12}
 DEFAULT_RESOLUTION = "720p"
+#: What a submit naming neither ``aspect_ratio`` nor ``size`` gets.
+DEFAULT_ASPECT_RATIO = "16:9"
 IMAGE_COUNTS = (0, 1, 3)
 KNOWN_FIELDS = frozenset(
     {
@@ -48,6 +50,7 @@ class ValidSubmit:
     duration: int
     resolution: str
     price: float
+    aspect_ratio: str = DEFAULT_ASPECT_RATIO
 
 
 def _show(value: Any) -> str:
@@ -157,4 +160,9 @@ def validate_submit(body: object) -> ValidSubmit:
             raise _invalid(f"invalid video_urls item {_show(video)[:100]}, expected an http(s) URL")
 
     resolution = resolution.lower()
-    return ValidSubmit(duration, resolution, price_of(duration, resolution))
+    return ValidSubmit(
+        duration,
+        resolution,
+        price_of(duration, resolution),
+        aspect_ratio or size or DEFAULT_ASPECT_RATIO,
+    )

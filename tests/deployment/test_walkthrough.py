@@ -29,7 +29,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFi
 from prefect.exceptions import ObjectNotFound
 
 from omniflash_prefect import OmniFlashCredentials
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.video.observability import artifact_key, short_prompt
 from tests.support.processes import (
     README_API_URL,
@@ -217,7 +217,7 @@ def test_walkthrough_runs_the_deployment_on_a_process_worker(
     assert emulator.state.submission_count == 1
     (task_id,) = emulator.state.snapshot()["tasks"]
     (video,) = archive.glob(f"omniflash/*/{task_id}.mp4")
-    assert hashlib.sha256(video.read_bytes()).hexdigest() == video_sha256(task_id, None)
+    assert hashlib.sha256(video.read_bytes()).hexdigest() == emulator.state.video_sha256(task_id)
     assert tree(project) == files, "the run wrote into the checkout"
 
     with api(server) as client:
@@ -229,7 +229,9 @@ def test_walkthrough_runs_the_deployment_on_a_process_worker(
         }
     assert artifacts[artifact_key("progress", task_id)].data == 100
     assert video.as_uri() in str(artifacts[artifact_key("video", task_id)].data)
-    assert video_sha256(task_id, None) in str(artifacts[artifact_key("summary", task_id)].data)
+    assert emulator.state.video_sha256(task_id) in str(
+        artifacts[artifact_key("summary", task_id)].data
+    )
     events = video_events(server, task_id, {"submitted", "completed", "archived"})
     assert {"submitted", "completed", "archived"} <= events.keys()
     assert all(f"prefect.flow-run.{flow_run.id}" in related for related in events.values())
@@ -256,7 +258,9 @@ def test_readme_pipeline_example_composes_the_tasks_in_a_flow(
     videos = sorted(archive.glob("storyboard/*/*.mp4"))
     assert sorted(video.stem for video in videos) == sorted(emulator.state.snapshot()["tasks"])
     for video in videos:
-        assert hashlib.sha256(video.read_bytes()).hexdigest() == video_sha256(video.stem, None)
+        assert hashlib.sha256(video.read_bytes()).hexdigest() == emulator.state.video_sha256(
+            video.stem
+        )
         assert str(video) in output
     with api(server) as client:
         (flow_run,) = client.read_flow_runs(

@@ -12,7 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, video_sha256, video_size
+from omniflash_prefect.emulator import (
+    DEFAULT_SHAPE,
+    EmulatorConfig,
+    EmulatorServer,
+    video_sha256,
+    video_size,
+)
 
 from .helpers import (
     START,
@@ -69,8 +75,12 @@ async def test_task_goes_pending_processing_completed_and_serves_a_valid_mp4(
     assert download.status_code == 200
     assert download.headers["content-type"] == "video/mp4"
     assert download.headers["accept-ranges"] == "bytes"
-    assert int(download.headers["content-length"]) == video_size(task_id, None)
-    assert hashlib.sha256(download.content).hexdigest() == video_sha256(task_id, None)
+    # A submit naming no duration, resolution or aspect ratio gets the default shape.
+    assert int(download.headers["content-length"]) == video_size(task_id, shape=DEFAULT_SHAPE)
+    digest = hashlib.sha256(download.content).hexdigest()
+    assert (
+        digest == video_sha256(task_id, shape=DEFAULT_SHAPE) == emulator.state.video_sha256(task_id)
+    )
     kinds = [kind for kind, _ in top_level_boxes(download.content)]
     assert {"ftyp", "moov", "mdat", "free"} <= set(kinds)
     assert kinds[0] == "ftyp"
@@ -402,6 +412,8 @@ async def test_state_records_submissions_polls_and_downloads(
     assert summary["downloads"] == 1
     assert summary["completed_downloads"] == 1
     assert summary["price"] == 0.16
+    assert summary["shape"] == {"duration": 4, "resolution": "720p", "aspect_ratio": "16:9"}
+    assert summary["video_fault"] is None
 
 
 async def test_polls_are_counted_even_when_rate_limited(

@@ -12,13 +12,13 @@ import httpx
 import pytest
 from starlette.types import Message
 
-from omniflash_prefect.emulator import EmulatorServer, video_sha256, video_size
+from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.emulator.downloads import (
     RangeNotSatisfiableError,
     VideoResponse,
     parse_byte_range,
 )
-from omniflash_prefect.emulator.videos import iter_video_chunks
+from omniflash_prefect.emulator.videos import iter_video_chunks, video_layout
 
 from .helpers import FakeClock, submit, task_data, top_level_boxes, video_url
 
@@ -86,7 +86,7 @@ async def test_cut_download_raises_and_a_range_request_completes_it(
     assert rest.status_code == 206
     assert rest.headers["content-range"] == f"bytes {len(head)}-999999/1000000"
     video = head + rest.content
-    assert hashlib.sha256(video).hexdigest() == video_sha256(task_id, 1_000_000)
+    assert hashlib.sha256(video).hexdigest() == emulator.state.video_sha256(task_id)
     record = emulator.state.task(task_id)
     assert (record.downloads, record.completed_downloads) == (2, 1)
 
@@ -166,7 +166,7 @@ async def test_ignore_range_serves_the_whole_file(
     response = await client.get(url, headers={"Range": "bytes=100-"})
     assert response.status_code == 200
     assert "content-range" not in response.headers
-    assert hashlib.sha256(response.content).hexdigest() == video_sha256(task_id, None)
+    assert hashlib.sha256(response.content).hexdigest() == emulator.state.video_sha256(task_id)
 
 
 @pytest.mark.parametrize("start", [0, 2, 6, 100])
@@ -191,7 +191,7 @@ async def test_unsatisfiable_range_is_416(
     """A range starting at or past the end answers 416 with the size in Content-Range."""
     task_id = await _completed_task(client, clock)
     url = await video_url(client, task_id)
-    size = video_size(task_id, None)
+    size = emulator.state.video_size(task_id)
     for header in (f"bytes={size}-", f"bytes={size + 5}-{size + 9}", "bytes=-0"):
         response = await client.get(url, headers={"Range": header})
         assert response.status_code == 416
@@ -234,7 +234,7 @@ async def test_head_gives_headers_without_counting_a_download(
     task_id = await _completed_task(client, clock)
     response = await client.head(await video_url(client, task_id))
     assert response.status_code == 200
-    assert response.headers["content-length"] == str(video_size(task_id, None))
+    assert response.headers["content-length"] == str(emulator.state.video_size(task_id))
     assert response.content == b""
     assert emulator.state.downloads(task_id) == 0
 
@@ -319,7 +319,7 @@ async def test_video_of_a_requested_size(
         assert [kind for kind, _ in boxes][-1] == "free"
         assert {"ftyp", "moov", "mdat"} <= {kind for kind, _ in boxes}
         digest = hashlib.sha256(response.content).hexdigest()
-        assert digest == video_sha256(task_id, 5_000_000)
+        assert digest == emulator.state.video_sha256(task_id)
         digests.add(digest)
     assert len(digests) == 2
 
@@ -328,11 +328,11 @@ async def test_video_size_is_fixed_at_submit(
     emulator: EmulatorServer, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     """Changing video_size_bytes later does not change the video of an accepted task."""
-    emulator.config.video_size_bytes = 100_000
+    emulator.config.video_size_bytes = 400_000
     task_id = await _completed_task(client, clock)
     emulator.config.video_size_bytes = None
     response = await client.get(await video_url(client, task_id))
-    assert len(response.content) == 100_000
+    assert len(response.content) == 400_000
 
 
 async def test_download_stops_when_the_client_goes_away() -> None:
@@ -354,10 +354,8 @@ async def test_download_stops_when_the_client_goes_away() -> None:
             await asyncio.sleep(0)  # let the server notice, as it would between socket writes
 
     response = VideoResponse(
-        "task_01KS1H7ZYSJWH1N779S2FSHTKA",
-        size,
+        await asyncio.to_thread(video_layout, "task_01KS1H7ZYSJWH1N779S2FSHTKA", size),
         (0, size),
-        size,
         partial=False,
         cut=False,
         on_complete=lambda: completed.append("done"),
@@ -406,7 +404,7 @@ async def test_short_stall_delays_a_download_that_then_completes(
     response = await client.get(url, timeout=httpx.Timeout(5.0))
     elapsed = time.monotonic() - started
     assert response.status_code == 200
-    assert hashlib.sha256(response.content).hexdigest() == video_sha256(task_id, 1_000_000)
+    assert hashlib.sha256(response.content).hexdigest() == emulator.state.video_sha256(task_id)
     assert elapsed >= 0.2  # the stall did happen
     # Counted by the server once its last chunk is handed over, maybe just after the read.
     assert await asyncio.to_thread(

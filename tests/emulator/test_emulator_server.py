@@ -18,10 +18,13 @@ from .helpers import http_client
 def test_public_api_is_exactly_the_documented_names() -> None:
     """``__all__`` is sorted, lists the documented names, and each one resolves."""
     expected = [
+        "DEFAULT_SHAPE",
         "EmulatorConfig",
         "EmulatorServer",
         "EmulatorState",
         "TaskRecord",
+        "VideoFault",
+        "VideoShape",
         "create_app",
         "serve",
         "video_sha256",

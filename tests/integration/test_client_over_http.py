@@ -28,7 +28,7 @@ from omniflash_prefect import (
     VideoTooLargeError,
 )
 from omniflash_prefect.core.protocol import error_from_response
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 from tests.support.fast_client import FAST_RETRIES
 
 REQUEST = VideoRequest(prompt="a lighthouse in a storm, waves crashing, slow aerial orbit")
@@ -60,7 +60,7 @@ async def test_submit_wait_download_end_to_end(
     assert task.video_url is not None
     video = await client.download(task.video_url, tmp_path / "out" / f"{task_id}.mp4")
     data = video.path.read_bytes()
-    assert video.sha256 == hashlib.sha256(data).hexdigest() == video_sha256(task_id, None)
+    assert video.sha256 == hashlib.sha256(data).hexdigest() == emulator.state.video_sha256(task_id)
     assert video.size_bytes == len(data)
     assert {b"ftyp", b"moov", b"mdat"} <= set(top_level_boxes(data))
     assert not list(video.path.parent.glob("*.part"))
@@ -233,7 +233,7 @@ async def test_interrupted_downloads_resume_to_the_exact_bytes(
     assert task.video_url is not None
     video = await client.download(task.video_url, tmp_path / "v.mp4")
     assert video.size_bytes == 3 * 1024 * 1024
-    assert video.sha256 == video_sha256(task_id, 3 * 1024 * 1024)
+    assert video.sha256 == emulator.state.video_sha256(task_id)
     assert hashlib.sha256((tmp_path / "v.mp4").read_bytes()).hexdigest() == video.sha256
     assert emulator.state.downloads(task_id) == 3
 

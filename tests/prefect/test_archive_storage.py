@@ -22,7 +22,7 @@ from omniflash_prefect import (
     poll_video,
     submit_video,
 )
-from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
 from omniflash_prefect.video.credentials import load_client
 from tests.support.s3 import Bucket
 from tests.support.server_reads import omniflash_events
@@ -38,7 +38,7 @@ async def test_dropped_download_is_resumed_into_the_archive(
     emulator.config.drop_first_downloads = 2
     archived = await generate_video(prompt=PROMPT, credentials_block=credentials_block)
     assert archived.size_bytes == 2 * 1024 * 1024
-    assert archived.sha256 == video_sha256(archived.task_id, 2 * 1024 * 1024)
+    assert archived.sha256 == emulator.state.video_sha256(archived.task_id)
     folder = Path(archived.location).parent
     assert sorted(p.name.partition(".")[2] for p in folder.iterdir()) == [
         "contact-sheet.jpg",
@@ -86,7 +86,7 @@ def test_archive_renews_a_url_that_expired_while_waiting(
         assert done.video_expires_at is not None
         assert archived.source_expires_at is not None
         assert archived.source_expires_at > done.video_expires_at + 86400
-        assert archived.sha256 == video_sha256(archived.task_id, None)
+        assert archived.sha256 == emu.state.video_sha256(archived.task_id)
         # Counted by the server once its last chunk is handed over, maybe just after the read.
         assert emu.state.wait_until(
             lambda state: state.task(archived.task_id).completed_downloads == 1, 10
@@ -113,7 +113,9 @@ async def test_archive_to_s3_block_is_byte_exact_and_multipart(
     body = stored["Body"].read()
     assert len(body) == size
     assert (
-        hashlib.sha256(body).hexdigest() == archived.sha256 == video_sha256(archived.task_id, size)
+        hashlib.sha256(body).hexdigest()
+        == archived.sha256
+        == emulator.state.video_sha256(archived.task_id)
     )
     assert "-" in stored["ETag"], "uploaded in parts, not from one in-memory buffer"
     sidecar = json.loads(
@@ -181,7 +183,9 @@ async def test_s3_archive_is_byte_exact_when_the_server_ignores_range_after_a_cu
     key = f"renders/{archived.storage_key}"
     body = bucket.s3.get_object(Bucket=bucket.name, Key=key)["Body"].read()
     assert (
-        hashlib.sha256(body).hexdigest() == archived.sha256 == video_sha256(archived.task_id, size)
+        hashlib.sha256(body).hexdigest()
+        == archived.sha256
+        == emulator.state.video_sha256(archived.task_id)
     )
     assert bucket.pending_uploads() == []
 

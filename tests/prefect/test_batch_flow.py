@@ -32,7 +32,7 @@ from omniflash_prefect.core.errors import (
     VideoRunLostError,
 )
 from omniflash_prefect.core.requests import VideoRequest
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.emulator.validation import price_of
 from omniflash_prefect.video.blocks import OmniFlashCredentials
 from omniflash_prefect.video.observability import artifact_key, short_prompt
@@ -104,7 +104,11 @@ async def test_thirty_rows_with_failures_429s_and_cut_downloads(
         assert item.location is not None
         assert item.task_id is not None
         data = Path(item.location).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == item.sha256 == video_sha256(item.task_id, None)
+        assert (
+            hashlib.sha256(data).hexdigest()
+            == item.sha256
+            == emulator.state.video_sha256(item.task_id)
+        )
         assert emulator.state.task(item.task_id).downloads >= 2  # the first one was cut
     assert report.counts["archived"] == len(archived)
     assert report.total_cost == pytest.approx(len(archived) * price_of(4, "720p"))

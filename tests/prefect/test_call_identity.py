@@ -18,7 +18,7 @@ from omniflash_prefect import (
     poll_video,
     submit_video,
 )
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 
 
 def test_map_with_duplicates_and_a_retry_pays_once_per_call(
@@ -54,7 +54,7 @@ def test_map_with_duplicates_and_a_retry_pays_once_per_call(
     assert {video.task_id for video in archived} == set(first)
     for video in archived:
         content = Path(video.location).read_bytes()
-        assert hashlib.sha256(content).hexdigest() == video_sha256(video.task_id, None)
+        assert hashlib.sha256(content).hexdigest() == emulator.state.video_sha256(video.task_id)
 
 
 async def test_identical_calls_in_one_run_are_takes_and_a_key_is_one_video(

@@ -20,7 +20,7 @@ from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
 from omniflash_prefect.cli import app
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.emulator.state import EmulatorState
 
 
@@ -35,11 +35,11 @@ def batch_json(*args: str) -> tuple[int, dict[str, Any]]:
     return result.exit_code, json.loads(result.stdout)
 
 
-def assert_archived_exactly(item: dict[str, Any]) -> None:
+def assert_archived_exactly(item: dict[str, Any], emulator: EmulatorServer) -> None:
     assert item["status"] == "archived", item
     data = Path(item["location"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == item["sha256"]
-    assert item["sha256"] == video_sha256(item["task_id"], None)
+    assert item["sha256"] == emulator.state.video_sha256(item["task_id"])
 
 
 def test_invalid_rows_exit_2_and_nothing_is_sent(
@@ -90,7 +90,7 @@ def test_csv_manifest_reports_every_row(
     assert report["batch_id"] == "catalogue"
     assert [item["id"] for item in report["items"]] == ["sku-1", "sku-2", "sku-3"]
     for item in report["items"][:2]:
-        assert_archived_exactly(item)
+        assert_archived_exactly(item, emulator)
     assert report["items"][2]["status"] == "skipped_invalid"
     assert report["counts"]["archived"] == 2
     assert report["counts"]["skipped_invalid"] == 1
@@ -148,7 +148,7 @@ def test_batch_killed_mid_download_resumes_without_paying_twice(
     assert code == 0, report
     assert [item["id"] for item in report["items"]] == [f"n{i}" for i in range(6)]
     for item in report["items"]:
-        assert_archived_exactly(item)
+        assert_archived_exactly(item, emulator)
     assert {item["task_id"] for item in report["items"][:3]} == set(before)
     assert emulator.state.submission_count == 6
     assert not list(fast_settings.rglob("*.part"))
@@ -168,7 +168,7 @@ def test_archive_dir_puts_every_video_there(
     )
     assert code == 0, report
     for item in report["items"]:
-        assert_archived_exactly(item)
+        assert_archived_exactly(item, emulator)
         assert Path(item["location"]).is_relative_to(archive)
         assert Path(item["location"]).with_suffix(".json").is_file()
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from omniflash_prefect import OmniFlashClient, VideoRequest
 from omniflash_prefect.cli import app
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 
 
 def paid_task(emulator: EmulatorServer, prompt: str = "A dragonfly on a reed") -> str:
@@ -49,7 +49,7 @@ def test_fetch_archives_a_paid_task_once(
     assert first["flow_run_id"]
     location = Path(first["location"])
     assert location.is_relative_to(tmp_path)
-    assert hashlib.sha256(location.read_bytes()).hexdigest() == video_sha256(task_id, None)
+    assert hashlib.sha256(location.read_bytes()).hexdigest() == emulator.state.video_sha256(task_id)
     assert emulator.state.submission_count == 1  # the one made above, none by fetch
     polls, downloads = emulator.state.polls(task_id), emulator.state.downloads(task_id)
 

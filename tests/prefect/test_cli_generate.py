@@ -27,7 +27,7 @@ from omniflash_prefect import OmniFlashCredentials
 from omniflash_prefect.cli import app, rendering
 from omniflash_prefect.cli.progress import RunProgress, progress_from_artifacts
 from omniflash_prefect.cli.video_runs import run_generation
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.video.observability import TASK_ID_METADATA, artifact_key
 
 PROMPT = "A paper lantern rising over a night market, slow upward tilt"
@@ -83,7 +83,7 @@ def test_json_reports_the_archived_video(
     assert video.is_relative_to(fast_settings)
     content = video.read_bytes()
     assert hashlib.sha256(content).hexdigest() == report["sha256"]
-    assert report["sha256"] == video_sha256(report["task_id"], None)
+    assert report["sha256"] == emulator.state.video_sha256(report["task_id"])
     assert report["size_bytes"] == len(content)
     assert emulator.state.submission_count == 1
     assert read_flow_run_state(report["flow_run_id"]) == ("generate-video", "COMPLETED")

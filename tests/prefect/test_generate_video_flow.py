@@ -14,7 +14,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from omniflash_prefect import ArchivedVideo, OmniFlashClient, VideoRequest, generate_video
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.video import observability, tasks
 from omniflash_prefect.video.observability import artifact_key
 from tests.support.server_reads import omniflash_events, run_artifacts
@@ -37,7 +37,7 @@ async def test_one_video_end_to_end_is_observable(
     video = Path(archived.location)
     assert video.is_relative_to(fast_settings / "omniflash")
     assert hashlib.sha256(video.read_bytes()).hexdigest() == archived.sha256
-    assert archived.sha256 == video_sha256(archived.task_id, None)
+    assert archived.sha256 == emulator.state.video_sha256(archived.task_id)
     assert archived.cost == pytest.approx(0.24)
     sidecar = json.loads(Path(archived.sidecar_location).read_text())
     assert sidecar["task_id"] == archived.task_id

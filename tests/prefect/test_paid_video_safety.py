@@ -20,7 +20,7 @@ from omniflash_prefect import (
     generate_video,
     submit_video,
 )
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.video.submissions import submission_key
 from tests.support.server_reads import omniflash_events
 
@@ -91,7 +91,7 @@ async def test_ambiguous_submission_is_never_resent_by_a_later_run(
         prompt=PROMPT, credentials_block=credentials_block, idempotency_key=key + "-checked"
     )
     assert emulator.state.submission_count == 1
-    assert fresh.sha256 == video_sha256(fresh.task_id, None)
+    assert fresh.sha256 == emulator.state.video_sha256(fresh.task_id)
 
 
 async def test_task_id_survives_a_crash_before_the_result_is_saved(

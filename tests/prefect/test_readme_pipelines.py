@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from omniflash_prefect import OmniFlashCredentials
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 from tests.support.readme import readme_section
 
 PROMPTS = ["A paper boat sets sail", "The boat reaches the far shore"]
@@ -45,7 +45,9 @@ def assert_archived(
     for location in locations:
         video = Path(location)
         assert video.parent.parent.name == prefix
-        assert hashlib.sha256(video.read_bytes()).hexdigest() == video_sha256(video.stem, None)
+        assert hashlib.sha256(video.read_bytes()).hexdigest() == emulator.state.video_sha256(
+            video.stem
+        )
 
 
 def test_the_sync_pipeline_returns_its_videos(

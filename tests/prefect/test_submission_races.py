@@ -37,7 +37,7 @@ from omniflash_prefect import (
     submit_video,
 )
 from omniflash_prefect.cli import app
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.video.submissions import submission_key
 from tests.support.s3 import Bucket
 
@@ -217,7 +217,7 @@ def test_holder_killed_mid_submit_blocks_the_key_until_released(
         idempotency_key=key,
     )
     assert archived.task_id == paid
-    assert archived.sha256 == video_sha256(paid, None)
+    assert archived.sha256 == emulator.state.video_sha256(paid)
     assert emulator.state.submission_attempts == 1
 
 
@@ -276,9 +276,7 @@ async def test_concurrent_archives_of_one_task_download_it_once(
     assert emulator.state.downloads(done.id) == 1
     assert len({item.model_dump_json() for item in archived}) == 1
     location = Path(archived[0].location)
-    assert hashlib.sha256(location.read_bytes()).hexdigest() == video_sha256(
-        done.id, 4 * 1024 * 1024
-    )
+    assert hashlib.sha256(location.read_bytes()).hexdigest() == emulator.state.video_sha256(done.id)
     assert sorted(path.name for path in location.parent.iterdir()) == [
         f"{done.id}.json",
         f"{done.id}.mp4",

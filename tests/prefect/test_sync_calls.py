@@ -25,12 +25,12 @@ from omniflash_prefect import (
     poll_video,
     submit_video,
 )
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 
 
-def assert_intact(video: ArchivedVideo) -> None:
+def assert_intact(video: ArchivedVideo, emulator: EmulatorServer) -> None:
     content = Path(video.location).read_bytes()
-    assert hashlib.sha256(content).hexdigest() == video_sha256(video.task_id, None)
+    assert hashlib.sha256(content).hexdigest() == emulator.state.video_sha256(video.task_id)
 
 
 def test_tasks_called_directly_in_a_sync_flow_return_results(
@@ -59,8 +59,8 @@ def test_tasks_called_directly_in_a_sync_flow_return_results(
     assert video.status == "completed"
     assert archived.task_id == task_id
     assert kept.task_id != task_id
-    assert_intact(archived)
-    assert_intact(kept)
+    assert_intact(archived, emulator)
+    assert_intact(kept, emulator)
     assert emulator.state.submission_count == 2
 
 
@@ -86,8 +86,8 @@ def test_flows_called_from_a_sync_flow_run_as_its_subflows(
         return made, again, state.result(), str(flow_run.get_id())
 
     made, again, report, parent_id = parent()
-    assert_intact(made)
-    assert_intact(again)
+    assert_intact(made, emulator)
+    assert_intact(again, emulator)
     assert again.task_id == made.task_id
     assert again.location != made.location
     assert report.ok

@@ -35,7 +35,7 @@ from prefect.filesystems import LocalFileSystem
 from prefect.serializers import JSONSerializer
 
 from omniflash_prefect import OmniFlashCredentials
-from omniflash_prefect.emulator import EmulatorServer, video_sha256
+from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.observability import artifact_key
 from tests.support.processes import (
@@ -279,7 +279,7 @@ class Fleet:
             assert row["status"] == "archived", row
             video = Path(row["location_or_error"])
             digest = hashlib.sha256(video.read_bytes()).hexdigest()
-            assert digest == video_sha256(row["task_id"], None), row
+            assert digest == self.emulator.state.video_sha256(row["task_id"]), row
         assert self.emulator.state.submission_count == ROWS
 
     def assert_results_in_shared_storage(
