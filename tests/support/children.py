@@ -168,6 +168,9 @@ def prefect_server(
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     argv = [*argv, "--host", "127.0.0.1", "--port", str(port)]
+    # The UI asks the server where the API is: by default the settings' host and port, which the
+    # command line's --host and --port do not change, so a UI on another port would load no data.
+    env = {**env, "PREFECT_UI_API_URL": api_url}
     with Background(argv, cwd=home, env=env, log=home / "server.log") as process:
         started = time.monotonic()
         while not is_healthy(api_url):
