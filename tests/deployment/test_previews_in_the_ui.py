@@ -60,10 +60,6 @@ PREVIEWS_SHOWN = """([heading, previews]) => {
 SCREENSHOT_FOR_README = REPO / "docs" / "ui-video-summary.png"
 
 
-class NoPreviewInSummary(AssertionError):
-    """The summary shows no poster of its video (``generate_video`` does not embed one yet)."""
-
-
 @dataclass(frozen=True)
 class Summary:
     """The summary artifact of one ``generate_video`` run."""
@@ -115,11 +111,6 @@ def look_at_summary(page: Page, url: str, flow_run_id: UUID, screenshot: Path) -
     return {str(alt): int(width) for alt, width in shown.json_value()}
 
 
-@pytest.mark.xfail(
-    raises=NoPreviewInSummary,
-    strict=True,
-    reason="generate_video's summary embeds no previews yet; remove this mark when it does",
-)
 @pytest.mark.parametrize(
     ("route", "for_readme"),
     [
@@ -136,8 +127,7 @@ def test_the_summary_page_shows_the_videos_previews(
     with browser_page() as page:
         widths = look_at_summary(page, url, summary.flow_run_id, screenshot)
     poster = f"poster of {summary.task_id}"
-    if poster not in widths:
-        raise NoPreviewInSummary(f"no image {poster!r} on {url}; its previews: {widths}")
+    assert poster in widths, f"no image {poster!r} on {url}; its previews: {widths}"
     assert widths[poster] > 0, f"the poster was not decoded: {widths}"
     sheets = {alt: width for alt, width in widths.items() if alt.startswith("contact sheet")}
     assert sheets, f"no contact sheet on {url}: {widths}"
