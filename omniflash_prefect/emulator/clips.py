@@ -42,7 +42,7 @@ from .validation import DEFAULT_ASPECT_RATIO, DEFAULT_DURATION, DEFAULT_RESOLUTI
 
 #: Bump when anything that changes a clip's bytes changes (drawing, options), so cached clips
 #: of the old version are not served as if they were the new one.
-ENCODER_VERSION: Final = 1
+ENCODER_VERSION: Final = 2
 #: Frames per second: enough to see motion, few enough to encode a 10 s 4k clip in seconds.
 FRAME_RATE: Final = 8
 #: The frame's short side each resolution names.
@@ -150,40 +150,51 @@ class VideoShape:
         return ClipFormat(width, height, self.duration)
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+class _Painter:
+    """Draws the frames of one clip: its background and fonts are made once, for all of them.
+
+    Not shared between clips (nor threads): a FreeType face must not be used by two threads at
+    once, and clips of different shapes may be encoded at the same time.
+    """
+
+    def __init__(self, clip: ClipFormat) -> None:
+        self.clip = clip
+        short = min(clip.width, clip.height)
+        colour = _BACKGROUNDS.get(short, (60, 60, 60))
+        self.background = Image.new("RGB", (clip.width, clip.height), colour)
+        self.large = ImageFont.load_default(size=short // 5)
+        self.small = ImageFont.load_default(size=short // 14)
+
+    def frame(self, index: int) -> Image.Image:
+        """Frame ``index``: a bar at its share of the clip's length across the frame, then over
+        it the time (``00:03.5``) in large type, the frame number and the shape."""
+        clip = self.clip
+        image = self.background.copy()
+        draw = ImageDraw.Draw(image)
+        short = min(clip.width, clip.height)
+        bar = max(2, short // 24)
+        left = round(index / max(1, clip.seconds * FRAME_RATE - 1) * (clip.width - bar))
+        draw.rectangle((left, 0, left + bar - 1, clip.height - 1), fill=_BAR_COLOUR)
+        minutes, tenths = divmod(index * 10 // FRAME_RATE, 600)
+        lines = [
+            (f"{minutes:02d}:{tenths // 10:02d}.{tenths % 10}", self.large, 0, "md"),
+            (f"frame {index}", self.small, short // 20, "ma"),
+            (
+                f"{clip.label} \N{MIDDLE DOT} {FRAME_RATE} fps",
+                self.small,
+                short // 20 + short // 12,
+                "ma",
+            ),
+        ]
+        for text, font, below_middle, anchor in lines:
+            where = (clip.width / 2, clip.height / 2 + below_middle)
+            draw.text(where, text, font=font, fill=_TEXT_COLOUR, anchor=anchor)
+        return image
 
 
-def _static_layer(clip: ClipFormat) -> Image.Image:
-    """What every frame of the clip shares: the background and the line naming the shape."""
-    short = min(clip.width, clip.height)
-    image = Image.new("RGB", (clip.width, clip.height), _BACKGROUNDS.get(short, (60, 60, 60)))
-    draw = ImageDraw.Draw(image)
-    line = short // 12
-    where = (clip.width / 2, clip.height / 2 + short // 20 + line)
-    label = f"{clip.label} \N{MIDDLE DOT} {FRAME_RATE} fps"
-    draw.text(where, label, font=_font(short // 14), fill=_TEXT_COLOUR, anchor="ma")
-    return image
-
-
-def draw_frame(clip: ClipFormat, index: int, static: Image.Image | None = None) -> Image.Image:
-    """Frame ``index`` of the clip: a bar at its share of the clip's length across the frame,
-    over it the time (``00:03.5``) in large type and the frame number, then the shape."""
-    image = (static if static is not None else _static_layer(clip)).copy()
-    draw = ImageDraw.Draw(image)
-    short = min(clip.width, clip.height)
-    frames = clip.seconds * FRAME_RATE
-    bar = max(2, short // 24)
-    left = round(index / max(1, frames - 1) * (clip.width - bar))
-    draw.rectangle((left, 0, left + bar - 1, clip.height - 1), fill=_BAR_COLOUR)
-    tenths = index * 10 // FRAME_RATE
-    minutes, rest = divmod(tenths, 600)
-    time_text = f"{minutes:02d}:{rest // 10:02d}.{rest % 10}"
-    middle = (clip.width / 2, clip.height / 2)
-    draw.text(middle, time_text, font=_font(short // 5), fill=_TEXT_COLOUR, anchor="md")
-    below = (clip.width / 2, clip.height / 2 + short // 20)
-    draw.text(below, f"frame {index}", font=_font(short // 14), fill=_TEXT_COLOUR, anchor="ma")
-    return image
+def draw_frame(clip: ClipFormat, index: int) -> Image.Image:
+    """Frame ``index`` of the clip, as it is encoded (to look at one without encoding)."""
+    return _Painter(clip).frame(index)
 
 
 _encodes = 0
@@ -201,7 +212,7 @@ def encode_clip(clip: ClipFormat, path: Path) -> None:
     global _encodes
     with _encodes_lock:
         _encodes += 1
-    static = _static_layer(clip)
+    painter = _Painter(clip)
     to_yuv = VideoReformatter()
     with av.open(
         str(path), mode="w", format="mp4", container_options={"movflags": "+faststart"}
@@ -210,7 +221,7 @@ def encode_clip(clip: ClipFormat, path: Path) -> None:
         stream.width, stream.height, stream.pix_fmt = clip.width, clip.height, "yuv420p"
         stream.codec_context.thread_count = 1
         for index in range(clip.seconds * FRAME_RATE):
-            image = draw_frame(clip, index, static)
+            image = painter.frame(index)
             rgb = av.VideoFrame.from_image(image)  # type: ignore[no-untyped-call]  # PyAV's stub
             frame = to_yuv.reformat(rgb, format="yuv420p", interpolation=_CONVERSION)
             frame.pts = index
