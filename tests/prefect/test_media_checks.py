@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -25,6 +26,13 @@ from tests.support.s3 import Bucket
 from tests.support.server_reads import omniflash_events, run_artifacts
 
 DANCER = "a dancer on a rooftop at dusk"
+#: The request of the user's case: 6 s, 1080p, portrait.
+PORTRAIT_1080P: dict[str, Any] = {
+    "prompt": DANCER,
+    "duration": 6,
+    "resolution": "1080p",
+    "aspect_ratio": "9:16",
+}
 
 
 def image_size(jpeg: bytes) -> tuple[int, int]:
@@ -39,12 +47,7 @@ async def test_a_video_as_asked_is_checked_previewed_and_shown(
     """The user's case: 6 s, 1080p, 9:16. The file is read as 1080x1920, about 6 s; its poster
     and contact sheet sit beside it, are listed in the sidecar and embedded in the summary."""
     state = await generate_video(
-        prompt=DANCER,
-        duration=6,
-        resolution="1080p",
-        aspect_ratio="9:16",
-        credentials_block=credentials_block,
-        return_state=True,
+        **PORTRAIT_1080P, credentials_block=credentials_block, return_state=True
     )
     archived = await state.aresult()
     assert isinstance(archived, ArchivedVideo)
@@ -83,12 +86,7 @@ async def test_a_video_not_as_asked_is_a_flagged_warning(
     differs, with the asked and the delivered values."""
     emulator.config.serve_wrong_shape = True
     state = await generate_video(
-        prompt=DANCER,
-        duration=6,
-        resolution="1080p",
-        aspect_ratio="9:16",
-        credentials_block=credentials_block,
-        return_state=True,
+        **PORTRAIT_1080P, credentials_block=credentials_block, return_state=True
     )
     assert state.is_completed()
     archived = await state.aresult()
@@ -123,10 +121,7 @@ async def test_strict_media_fails_the_run_after_the_video_is_stored(
     """The paid file is kept and recorded: running again with the same key downloads nothing."""
     emulator.config.serve_wrong_shape = True
     arguments = {
-        "prompt": DANCER,
-        "duration": 6,
-        "resolution": "1080p",
-        "aspect_ratio": "9:16",
+        **PORTRAIT_1080P,
         "credentials_block": credentials_block,
         "idempotency_key": "strict-dancer",
         "strict_media": True,
