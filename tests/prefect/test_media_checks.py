@@ -206,6 +206,18 @@ async def test_a_strict_batch_ends_failed_once_every_row_is_archived(
     assert "3 not as asked" in report.headline()
     assert emulator.state.submission_count == 3
 
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    artifacts = {a.key: a for a in await run_artifacts(flow_run_id)}
+    summary = str(artifacts[artifact_key("batch-summary", report.batch_id)].data)
+    assert "## Videos not as asked" in summary
+    gallery = summary.partition("## Gallery")[2]
+    assert "The first 3 of 3 videos." in gallery
+    for item in report.items:
+        assert item.task_run_id is not None
+        assert f"![{item.id}](data:image/jpeg;base64," in gallery
+        assert f"/runs/task-run/{item.task_run_id})" in gallery
+
 
 def test_the_command_line_reports_the_check_and_exits_5_when_strict(
     emulator: EmulatorServer, block: str
