@@ -165,9 +165,9 @@ class EmulatorConfig(BaseModel):
         default=None,
         description=(
             "None: the clip of the asked duration, resolution and aspect ratio plus a small "
-            "task-specific box. N: a valid MP4 of exactly N bytes (padded with one top-level "
-            "'free' box); a submit whose clip leaves less than 16 bytes of it is refused (400, "
-            "nothing charged). Fixed per task at submit time."
+            "task-specific box. N: a valid MP4 of exactly N bytes (that clip padded with one "
+            "top-level 'free' box); a submit whose clip is larger than N - 16 bytes is refused "
+            "(400, nothing charged). Fixed per task at submit time."
         ),
     )
     seed: int = Field(
