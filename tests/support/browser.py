@@ -1,9 +1,10 @@
 """A headless Chromium driven by Playwright, for the tests that look at the Prefect UI.
 
-Playwright cannot download a browser of its own here: the tests drive the distribution's
-Chromium (Debian's ``chromium`` package, ``/usr/bin/chromium``), or the one named by
-``OMNIFLASH_CHROMIUM``. A missing browser fails the test and says how to install one: a test
-that skipped would hide that the UI was never looked at.
+The tests drive the distribution's Chromium (Debian's ``chromium`` package,
+``/usr/bin/chromium``), or the one named by ``OMNIFLASH_CHROMIUM``, never a browser build that
+Playwright downloads (the test machines reach package registries only). A missing browser
+fails the test and says how to install one: a test that skipped would hide that the UI was
+never looked at.
 
 The page reaches nothing but loopback: the UI's own calls to the outside (its analytics) are
 aborted before they leave, and Chromium's background services are off.
