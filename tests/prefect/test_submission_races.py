@@ -278,8 +278,10 @@ async def test_concurrent_archives_of_one_task_download_it_once(
     location = Path(archived[0].location)
     assert hashlib.sha256(location.read_bytes()).hexdigest() == emulator.state.video_sha256(done.id)
     assert sorted(path.name for path in location.parent.iterdir()) == [
+        f"{done.id}.contact-sheet.jpg",
         f"{done.id}.json",
         f"{done.id}.mp4",
+        f"{done.id}.poster.jpg",
     ]
 
 
