@@ -214,9 +214,8 @@ async def store_previews(
 
 
 async def read_stored(storage: WritableFileSystem, key: str) -> bytes:
-    """The bytes at ``key`` (a preview, to embed it in a summary)."""
-    if isinstance(storage, LocalFileSystem):
-        return await asyncio.to_thread(_local_path(storage, key).read_bytes)
+    """The bytes at ``key`` (a preview, to embed it in a summary): the block's own read, async
+    where it has one (``LocalFileSystem`` and ``S3Bucket`` do)."""
     read = getattr(storage, "aread_path", None) or storage.read_path
     result = read(key)
     content: bytes = await result if inspect.isawaitable(result) else result
