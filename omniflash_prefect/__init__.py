@@ -39,6 +39,8 @@ from omniflash_prefect.core.errors import (
     RateLimitedError,
     RequestProblem,
     ServerError,
+    SpendLimitNotFoundError,
+    SpendLimitReachedError,
     SubmissionOutcomeUnknownError,
     SubmissionReleaseError,
     UnexpectedResponseError,
@@ -61,6 +63,7 @@ from omniflash_prefect.core.polling import PollSchedule
 from omniflash_prefect.core.protocol import package_version as _package_version
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.core.retry import RetryPolicy
+from omniflash_prefect.core.spending import SpendLimit, SpendLimitView
 from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.blocks import OmniFlashCredentials
@@ -71,6 +74,14 @@ from omniflash_prefect.video.flows import (
     fetch_video,
     generate_video,
     generate_video_task,
+)
+from omniflash_prefect.video.spend_limits import (
+    OmniFlashSpendLimit,
+    SpendLimitHold,
+    define_spend_limit,
+    delete_spend_limit,
+    list_spend_limits,
+    read_spend_limit,
 )
 from omniflash_prefect.video.submissions import release_submission
 from omniflash_prefect.video.tasks import (
@@ -115,6 +126,7 @@ __all__ = [
     "OmniFlashCredentials",
     "OmniFlashError",
     "OmniFlashSettings",
+    "OmniFlashSpendLimit",
     "PaymentRequiredError",
     "PollSchedule",
     "PollTimeoutError",
@@ -123,6 +135,11 @@ __all__ = [
     "ResultVideo",
     "RetryPolicy",
     "ServerError",
+    "SpendLimit",
+    "SpendLimitHold",
+    "SpendLimitNotFoundError",
+    "SpendLimitReachedError",
+    "SpendLimitView",
     "SubmissionOutcomeUnknownError",
     "SubmissionReleaseError",
     "TaskError",
@@ -143,11 +160,15 @@ __all__ = [
     "apoll_video",
     "archive_video",
     "asubmit_video",
+    "define_spend_limit",
+    "delete_spend_limit",
     "fetch_video",
     "generate_video",
     "generate_video_batch",
     "generate_video_task",
+    "list_spend_limits",
     "poll_video",
+    "read_spend_limit",
     "release_submission",
     "submit_video",
     "validate_task_id",

@@ -64,6 +64,15 @@ class OmniFlashSettings(BaseSettings):
     max_download_bytes: int = Field(
         default=4 * 1024**3, gt=0, description="Refuse videos larger than this."
     )
+    spend_lease_seconds: float = Field(
+        default=120.0,
+        ge=1,
+        description=(
+            "Lease of a run's reservations on a spend limit: the run renews it every third of "
+            "it while it has videos in flight, and the reservations of a run that died (killed, "
+            "its machine gone) are released this long after its last renewal at most."
+        ),
+    )
     claim_lease_seconds: float = Field(
         default=60.0,
         ge=3,

@@ -25,6 +25,7 @@ Thin on top of :mod:`omniflash_prefect.batches.report` (the budget and report, p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from pathlib import Path
@@ -75,6 +76,7 @@ from omniflash_prefect.video.credentials import credentials_read_once, load_clie
 from omniflash_prefect.video.dispatch import dispatching_flow
 from omniflash_prefect.video.observability import RunLogger, artifact_key
 from omniflash_prefect.video.one_video import load_result_storage, load_storage
+from omniflash_prefect.video.spend_limits import SpendLimitHold
 
 #: The batch summary's gallery: its first videos, each a small poster linked to its run, and a
 #: cap on the images' total size, so the summary of a batch of thousands stays light to show.
@@ -163,6 +165,7 @@ async def agenerate_video_batch(
     concurrency_limit: str | None = None,
     budget: float | None = None,
     cost_estimate: float | None = None,
+    spend_limit: str | None = None,
     check_balance: bool = False,
     fan_out: FanOut = FanOut.TASKS,
     deployment_name: str = DEFAULT_DEPLOYMENT,
@@ -186,6 +189,9 @@ async def agenerate_video_batch(
             across every run and worker using it (``prefect gcl create NAME --limit N``).
         budget: Never start a video that could take the batch's spend past this.
         cost_estimate: Expected cost of one video (default: learnt from finished ones).
+        spend_limit: Name of a spend limit shared by every run naming it (``omniflash
+            spend-limit set NAME --per-day AMOUNT``): a row starts only when the limit can hold
+            its estimated cost; rows it cannot are reported skipped_spend_limit.
         check_balance: Read the balance first; refuse to start if it cannot cover the budget.
         fan_out: "tasks" (task runs of this run), "subflows" (flow runs in this process) or
             "deployments" (runs of ``deployment_name``, on any worker of its pool).
@@ -211,6 +217,7 @@ async def agenerate_video_batch(
         concurrency_limit=concurrency_limit,
         budget=budget,
         cost_estimate=cost_estimate,
+        spend_limit=spend_limit,
         check_balance=check_balance,
         fan_out=fan_out,
         deployment_name=deployment_name,
@@ -254,24 +261,31 @@ async def _run_rows(
     store = record_store(
         await current_record_storage(await load_result_storage(blocks["result_storage_block"]))
     )
-    scheduler = BatchScheduler(
-        batch_id=batch_id,
-        rows=rows.rows,
-        runner=_runner_for(options),
-        parameters=blocks,
-        ledger=SpendLedger(budget=options.budget, cost_estimate=options.cost_estimate),
-        records=BatchRecords(store, batch_id),
-        submissions=store,
-        max_concurrency=options.max_concurrency,
-        concurrency_limit=options.concurrency_limit,
-        task_runs=options.fan_out == FanOut.TASKS,
-    )
-    with credentials_read_once():
-        if options.check_balance:
-            await preflight_balance(
-                blocks["credentials_block"], options.budget, options.cost_estimate
-            )
-        items = await scheduler.run()
+    async with contextlib.AsyncExitStack() as stack:
+        spend_limit = (
+            await stack.enter_async_context(SpendLimitHold(options.spend_limit))
+            if options.spend_limit
+            else None
+        )
+        scheduler = BatchScheduler(
+            batch_id=batch_id,
+            rows=rows.rows,
+            runner=_runner_for(options),
+            parameters=blocks,
+            ledger=SpendLedger(budget=options.budget, cost_estimate=options.cost_estimate),
+            records=BatchRecords(store, batch_id),
+            submissions=store,
+            max_concurrency=options.max_concurrency,
+            concurrency_limit=options.concurrency_limit,
+            task_runs=options.fan_out == FanOut.TASKS,
+            spend_limit=spend_limit,
+        )
+        with credentials_read_once():
+            if options.check_balance:
+                await preflight_balance(
+                    blocks["credentials_block"], options.budget, options.cost_estimate
+                )
+            items = await scheduler.run()
     items.extend(
         BatchItem(
             id=problem.id or f"row-{problem.line}",

@@ -69,6 +69,12 @@ class BatchRunOptions(BaseModel):
         ge=0,
         description="Expected cost of one video (default: learnt from finished ones).",
     )
+    spend_limit: str | None = Field(
+        default=None,
+        description="Name of a spend limit shared by every run naming it "
+        "('omniflash spend-limit set NAME --per-day AMOUNT'): a video starts only when the "
+        "limit can hold its estimated cost.",
+    )
     check_balance: bool = Field(
         default=False,
         description="Read the balance first; refuse to start if it cannot cover the budget.",

@@ -38,12 +38,20 @@ from omniflash_prefect.core.media import MediaCheck
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.observability import short_prompt
 
-ItemStatus = Literal["archived", "failed", "skipped_invalid", "skipped_budget", "not_submitted"]
+ItemStatus = Literal[
+    "archived",
+    "failed",
+    "skipped_invalid",
+    "skipped_budget",
+    "skipped_spend_limit",
+    "not_submitted",
+]
 ITEM_STATUSES: tuple[ItemStatus, ...] = (
     "archived",
     "failed",
     "skipped_invalid",
     "skipped_budget",
+    "skipped_spend_limit",
     "not_submitted",
 )
 Decision = Literal["start", "wait", "skip"]

@@ -13,7 +13,7 @@ import contextlib
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Final
 
 from prefect import get_run_logger
@@ -29,6 +29,7 @@ from omniflash_prefect.batches.runners import RowRun, RowRunner
 from omniflash_prefect.core import errors
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.observability import EVENT_PREFIX, artifact_key
+from omniflash_prefect.video.spend_limits import SpendLimitHold
 from omniflash_prefect.video.submissions import read_submission, submission_key, submission_recorded
 from omniflash_prefect.video.tasks import prefect_api_unavailable
 
@@ -61,12 +62,15 @@ class BatchScheduler:
         max_concurrency: int,
         concurrency_limit: str | None,
         task_runs: bool = False,
+        spend_limit: SpendLimitHold | None = None,
     ) -> None:
         self.batch_id = batch_id
         self.rows = rows
         self.runner = runner
         self.parameters = parameters
         self.ledger = ledger
+        #: The named spend limit shared with other runs, reserved after the batch's own budget.
+        self.spend_limit = spend_limit
         self.records = records
         self.submissions = submissions
         self.slots = asyncio.Semaphore(max_concurrency)
@@ -140,6 +144,10 @@ class BatchScheduler:
         paid_before = await submission_recorded(row.request, key, self.submissions)
         if paid_before:
             self.ledger.reserve(row.id, row.request)
+            if self.spend_limit is not None:  # paid already: held whatever the limit says
+                await self.spend_limit.reserve(
+                    row.id, row.request, self.ledger.estimate(row.request), paid=True
+                )
         else:
             refusal = await self._admit(row)
             if refusal is not None:
@@ -218,7 +226,7 @@ class BatchScheduler:
     async def _archived(
         self, row: ManifestRow, archived: ArchivedVideo, run_id: str | None
     ) -> BatchItem:
-        await self._settle(row, archived.cost)
+        await self._settle(row, archived.cost, archived.task_id)
         item = _item(
             row,
             "archived",
@@ -247,7 +255,7 @@ class BatchScheduler:
             self._pause(error, attempt, "the Prefect API is overloaded or unreachable")
             return None
         outcome = outcome_of_error(_error_class(error))
-        await self._settle_failure(row, outcome)
+        await self._settle_failure(row, outcome, getattr(error, "task_id", None))
         if outcome.retry and not paid_before:
             self._pause(error, attempt, "rate limited (429)")
             return None
@@ -286,8 +294,9 @@ class BatchScheduler:
         return await running
 
     async def _admit(self, row: ManifestRow) -> BatchItem | None:
-        """Reserve the row's estimated cost, waiting for rows in flight while the budget says so;
-        the row's final item when it must not start."""
+        """Reserve the row's estimated cost, in the batch's budget and then in the spend limit,
+        waiting for rows in flight while either says so; the row's final item when it must not
+        start."""
         async with self.changed:
             while True:
                 if self.stop_reason is not None:
@@ -295,7 +304,7 @@ class BatchScheduler:
                 decision = self.ledger.decide(row.request)
                 if decision == "start":
                     self.ledger.reserve(row.id, row.request)
-                    return None
+                    break
                 if decision == "skip":
                     return _item(
                         row,
@@ -306,19 +315,45 @@ class BatchScheduler:
                         ),
                     )
                 await self.changed.wait()
+        if self.spend_limit is None:
+            return None
+        try:  # outside the batch's lock: waiting here must not hold up settling other rows
+            await self.spend_limit.reserve(row.id, row.request, self.ledger.estimate(row.request))
+        except errors.SpendLimitReachedError as refused:
+            await self._settle_failure(row, RowOutcome("not_submitted"))
+            return _item(row, "skipped_spend_limit", error=f"not started: {refused}")
+        return None
 
-    async def _settle(self, row: ManifestRow, cost: float | None) -> None:
+    async def _settle(self, row: ManifestRow, cost: float | None, task_id: str | None) -> None:
         async with self.changed:
             self.ledger.settle(row.id, row.request, cost)
             self.changed.notify_all()
+        if self.spend_limit is not None:
+            await self._on_spend_limit(self.spend_limit.settle(row.id, task_id, cost, row.request))
 
-    async def _settle_failure(self, row: ManifestRow, outcome: RowOutcome) -> None:
+    async def _settle_failure(
+        self, row: ManifestRow, outcome: RowOutcome, task_id: str | None = None
+    ) -> None:
         async with self.changed:
             if outcome.paid:
                 self.ledger.settle(row.id, row.request, None)
             else:
                 self.ledger.release(row.id)
             self.changed.notify_all()
+        if self.spend_limit is None:
+            return
+        if outcome.paid:
+            await self._on_spend_limit(self.spend_limit.settle(row.id, task_id, None, row.request))
+        else:
+            await self._on_spend_limit(self.spend_limit.release(row.id))
+
+    async def _on_spend_limit(self, change: Awaitable[object]) -> None:
+        """Settle on the spend limit; a failure to is logged, never the row's failure (its video
+        is archived or its outcome known; the holder's lease releases what stays reserved)."""
+        try:
+            await change
+        except Exception as exc:
+            self.logger.error("Could not settle on the spend limit: %s", exc)
 
     def _pause(self, error: BaseException, attempt: int, why: str) -> None:
         """Hold every new start of the batch after a refusal: the server's hint, else backoff."""

@@ -55,6 +55,7 @@ class GenerateOptions:
     credentials_block: str | None = None
     idempotency_key: str | None = None
     strict_media: bool = False
+    spend_limit: str | None = None
 
     def request(self, image_urls: Sequence[str]) -> VideoRequest:
         """The video request with these image URLs; raises if the API would refuse it."""
@@ -74,6 +75,7 @@ class GenerateOptions:
             "storage_block": self.storage_block,
             "idempotency_key": self.idempotency_key,
             "strict_media": self.strict_media,
+            "spend_limit": self.spend_limit,
         }
 
 
@@ -143,11 +145,13 @@ class FetchOptions:
     storage_block: str | None = None
     credentials_block: str | None = None
     archive_prefix: str = "omniflash"
+    spend_limit: str | None = None
 
     def flow_parameters(self) -> dict[str, Any]:
         """The parameters of the ``fetch_video`` run."""
         return {
             "task_id": self.task_id,
+            "spend_limit": self.spend_limit,
             "credentials_block": self.credentials_block,
             "storage_block": self.storage_block,
             "archive_prefix": self.archive_prefix,

@@ -7,7 +7,7 @@ script can rely on one meaning per code whichever command it ran:
 * 2 ``invalid``: the command was asked for something wrong, found before anything was paid for
   (a usage error, an invalid request, task id or manifest);
 * 3 ``refused``: the provider clearly said no (key, balance, request, rate limit, unknown task),
-  or a batch's balance check did; nothing was accepted, nothing is paid;
+  or a batch's balance check or a spend limit did; nothing was accepted, nothing is paid;
 * 4 ``failed``: the task exists but produced no video (failed, cancelled, timed out);
 * 5 ``not_as_asked``: with ``--strict-media``, a video was archived (it is kept) but is not the
   duration, resolution or shape asked for, or could not be read;
@@ -30,6 +30,8 @@ from omniflash_prefect.core.errors import (
     NotFoundError,
     PaymentRequiredError,
     RateLimitedError,
+    SpendLimitNotFoundError,
+    SpendLimitReachedError,
     SubmissionReleaseError,
     UsageError,
 )
@@ -51,11 +53,12 @@ INVALID: Final = (
     InvalidTaskIdError,
     ManifestError,
     SubmissionReleaseError,
+    SpendLimitNotFoundError,
 )
 #: The provider's clear "no": nothing was accepted, nothing is paid. A 429 that outlived the
 #: client's retries is one too (a submit is retried on 429 only because it certainly was
 #: refused); a 404 is the provider knowing no such task; a batch's balance check refuses before
-#: anything is sent.
+#: anything is sent, and so does a named spend limit that cannot hold the video.
 REFUSALS: Final = (
     AuthenticationError,
     PaymentRequiredError,
@@ -63,6 +66,7 @@ REFUSALS: Final = (
     RateLimitedError,
     NotFoundError,
     InsufficientBalanceError,
+    SpendLimitReachedError,
 )
 
 

@@ -1,10 +1,11 @@
 """The ``omniflash`` command: ``generate``, ``fetch``, ``batch``, ``release``, ``demo``,
-``emulator`` and ``automations install``.
+``emulator``, ``automations install``, ``spend-limit set|show|delete`` and ``spend``.
 
 Thin on purpose: it declares the options, calls the modules that do the work and ends with what
 :mod:`omniflash_prefect.cli.rendering` prints. Behind it: :mod:`~omniflash_prefect.cli.commands`
 (generate, fetch, release), :mod:`~omniflash_prefect.cli.batch_commands`,
-:mod:`~omniflash_prefect.cli.demo` and :mod:`~omniflash_prefect.cli.emulator_command`; statuses
+:mod:`~omniflash_prefect.cli.spend_commands`, :mod:`~omniflash_prefect.cli.demo` and
+:mod:`~omniflash_prefect.cli.emulator_command`; statuses
 and exit codes come from :mod:`~omniflash_prefect.cli.exit_codes`.
 """
 
@@ -29,6 +30,7 @@ from omniflash_prefect.cli.demo import run_demo
 from omniflash_prefect.cli.emulator_command import run_emulator
 from omniflash_prefect.cli.exit_codes import EXIT_INVALID, classify
 from omniflash_prefect.cli.progress import RunProgress
+from omniflash_prefect.cli.spend_commands import run_dry_run, spend, spend_limit_app
 from omniflash_prefect.core.errors import UsageError
 from omniflash_prefect.video.automations import (
     MIN_SILENCE_SECONDS,
@@ -62,6 +64,13 @@ ResultStorageBlockOption = Annotated[
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON object instead of progress and text.")
+]
+SpendLimitOption = Annotated[
+    str | None,
+    typer.Option(
+        help="A spend limit shared by every run naming it (omniflash spend-limit set): start "
+        "only when it can hold the video's estimated cost, and count what it cost."
+    ),
 ]
 StrictMediaOption = Annotated[
     bool,
@@ -98,14 +107,15 @@ def generate(
         typer.Option(help="Reuse the video of an earlier run with the same key and request."),
     ] = None,
     strict_media: StrictMediaOption = False,
+    spend_limit: SpendLimitOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Generate one video with the generate_video flow, showing its progress, and archive it.
 
     Exit codes: 0 archived; 2 invalid input or usage (nothing sent); 3 refused by the API (key,
-    balance, request, rate limit); 4 generation failed, was cancelled or timed out; 5 archived,
-    but with --strict-media not the video asked for; 1 anything else (e.g. a submission of
-    unknown outcome, a failed download).
+    balance, request, rate limit) or by --spend-limit (nothing sent); 4 generation failed, was
+    cancelled or timed out; 5 archived, but with --strict-media not the video asked for; 1
+    anything else (e.g. a submission of unknown outcome, a failed download).
     """
     options = GenerateOptions(
         prompt=prompt,
@@ -119,6 +129,7 @@ def generate(
         credentials_block=credentials_block,
         idempotency_key=idempotency_key,
         strict_media=strict_media,
+        spend_limit=spend_limit,
     )
     with rendering.progress_bar(enabled=not json_output) as show:
         outcome = asyncio.run(run_generate(options, on_progress=show))
@@ -133,6 +144,12 @@ def fetch(
     archive_dir: ArchiveDirOption = None,
     storage_block: StorageBlockOption = None,
     credentials_block: CredentialsBlockOption = None,
+    spend_limit: Annotated[
+        str | None,
+        typer.Option(
+            help="Count the task's cost on this spend limit (once, however often it is fetched)."
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Poll and archive a task that was already paid for, with the fetch_video flow; nothing is
@@ -146,6 +163,7 @@ def fetch(
         archive_dir=archive_dir,
         storage_block=storage_block,
         credentials_block=credentials_block,
+        spend_limit=spend_limit,
     )
     with rendering.progress_bar(enabled=not json_output) as show:
         outcome = asyncio.run(run_fetch(options, on_progress=show))
@@ -229,6 +247,14 @@ ConcurrencyLimitOption = Annotated[str | None, typer.Option(help=_run_help("conc
 BudgetOption = Annotated[float | None, typer.Option(help=_run_help("budget"))]
 CostEstimateOption = Annotated[float | None, typer.Option(help=_run_help("cost_estimate"))]
 CheckBalanceOption = Annotated[bool, typer.Option(help=_run_help("check_balance"))]
+BatchSpendLimitOption = Annotated[str | None, typer.Option(help=_run_help("spend_limit"))]
+DryRunOption = Annotated[
+    bool,
+    typer.Option(
+        help="Check every row and print the estimated cost per price class, against the budget "
+        "and the spend limit; nothing is sent."
+    ),
+]
 #: Not the field's help, which speaks of a deployment name that is no option of this command.
 FanOutOption = Annotated[
     FanOut,
@@ -263,20 +289,22 @@ def batch(
     budget: BudgetOption = _RUN_DEFAULTS.budget,
     cost_estimate: CostEstimateOption = _RUN_DEFAULTS.cost_estimate,
     check_balance: CheckBalanceOption = _RUN_DEFAULTS.check_balance,
+    spend_limit: BatchSpendLimitOption = _RUN_DEFAULTS.spend_limit,
     fan_out: FanOutOption = _RUN_DEFAULTS.fan_out,
     storage_block: StorageBlockOption = None,
     archive_dir: ArchiveDirOption = None,
     credentials_block: CredentialsBlockOption = None,
     result_storage_block: ResultStorageBlockOption = None,
     strict_media: StrictMediaOption = False,
+    dry_run: DryRunOption = False,
     json_output: ReportJsonOption = False,
 ) -> None:
     """Generate every video of a manifest with the generate_video_batch flow and report them.
 
     Exit codes: 0 every row archived; 2 invalid manifest or usage (nothing sent); 3 the balance
     cannot cover the budget, or the API refused the balance check (nothing sent); 4 some rows
-    were not archived (see the report); 5 all archived, but with --strict-media some are not the
-    videos asked for; 1 anything else.
+    were not archived (see the report, e.g. skipped_spend_limit); 5 all archived, but with
+    --strict-media some are not the videos asked for; 1 anything else.
     """
     run = _checked_run_options(
         json_output=json_output,
@@ -287,6 +315,7 @@ def batch(
         budget=budget,
         cost_estimate=cost_estimate,
         check_balance=check_balance,
+        spend_limit=spend_limit,
         fan_out=fan_out,
     )
     options = BatchOptions(
@@ -299,6 +328,8 @@ def batch(
         result_storage_block=result_storage_block,
         strict_media=strict_media,
     )
+    if dry_run:
+        run_dry_run(options, json_output=json_output)
     with rendering.progress_bar(enabled=not json_output) as show:
         on_progress = (lambda p: show(RunProgress("videos", p))) if show else None
         outcome = asyncio.run(run_batch(options, on_progress=on_progress))
@@ -343,6 +374,8 @@ def demo(
 
 
 app.command(name="emulator")(run_emulator)
+app.add_typer(spend_limit_app, name="spend-limit")
+app.command(name="spend")(spend)
 
 
 automations = typer.Typer(

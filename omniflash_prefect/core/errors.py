@@ -26,6 +26,8 @@ The tree::
     ├── SubmissionOutcomeUnknownError   a submit may or may not have been accepted (never resent)
     ├── SubmissionReleaseError          a submission record that must not be released
     ├── InsufficientBalanceError        a batch's preflight balance check failed, nothing was sent
+    ├── SpendLimitReachedError          a named spend limit cannot hold the video; nothing was sent
+    ├── SpendLimitNotFoundError         no spend limit of that name (``omniflash spend-limit set``)
     ├── VideoRunLostError               a batch's video run died with its worker, or outlived the
     │                                   row's deadline: the row runs again (resuming what was paid)
     ├── RemoteRunError                  a batch's video run on a worker failed (its error's class)
@@ -267,6 +269,24 @@ class RemoteRunError(OmniFlashError):
 
 class InsufficientBalanceError(OmniFlashError):
     """A batch's preflight balance check found too little credit; nothing was submitted."""
+
+
+class SpendLimitReachedError(OmniFlashError):
+    """A named spend limit cannot hold the video's estimated cost; nothing was sent.
+
+    ``limit`` is the limit's name; ``spent``, ``reserved`` and ``amount`` its numbers when refused.
+    """
+
+    def __init__(self, message: str, *, limit: str, spent: float, reserved: float, amount: float):
+        super().__init__(message)
+        self.limit = limit
+        self.spent = spent
+        self.reserved = reserved
+        self.amount = amount
+
+
+class SpendLimitNotFoundError(OmniFlashError):
+    """No spend limit has this name on the Prefect server; nothing was sent."""
 
 
 class GenerationError(OmniFlashError):

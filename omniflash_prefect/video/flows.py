@@ -25,6 +25,7 @@ from omniflash_prefect.video.credentials import credentials_read_once
 from omniflash_prefect.video.dispatch import dispatching_flow, dispatching_task
 from omniflash_prefect.video.observability import short_prompt
 from omniflash_prefect.video.one_video import VideoAsFlowRun, VideoAsTaskRun
+from omniflash_prefect.video.spend_limits import read_spend_limit, record_settlement
 
 
 def _name_from(parameters: dict[str, object]) -> str:
@@ -80,6 +81,7 @@ async def agenerate_video(
     idempotency_key: str | None = None,
     result_storage_block: str | None = None,
     strict_media: bool = False,
+    spend_limit: str | None = None,
 ) -> ArchivedVideo:
     """Generate one Omni-Flash-Ext video and archive it.
 
@@ -101,13 +103,17 @@ async def agenerate_video(
         strict_media: Fail the run when the archived video is not what was asked for (duration,
             resolution, orientation, aspect ratio) or cannot be read; the video stays archived.
             Default: such a video is a warning, flagged in the summary and the sidecar.
+        spend_limit: Name of a spend limit shared by every run naming it (``omniflash
+            spend-limit set NAME --per-day AMOUNT``): the video is submitted only once the limit
+            holds its estimated cost (the highest price seen for its duration and resolution);
+            otherwise SpendLimitReachedError, with nothing sent. Its real cost settles it.
     """
     request = _request_of(prompt, duration, resolution, aspect_ratio, image_urls, video_urls)
     with credentials_read_once():
         video = await VideoAsFlowRun.load(
             credentials_block, storage_block, archive_prefix, result_storage_block
         )
-        archived = await video.generate(request, idempotency_key)
+        archived = await video.generate(request, idempotency_key, spend_limit)
     if strict_media:
         archived.raise_for_media()
     return archived
@@ -138,6 +144,7 @@ async def agenerate_video_task(
     idempotency_key: str | None = None,
     result_storage_block: str | None = None,
     strict_media: bool = False,
+    spend_limit: str | None = None,
 ) -> ArchivedVideo:
     """Generate one video and archive it, as a task run of the calling flow.
 
@@ -153,7 +160,7 @@ async def agenerate_video_task(
         video = await VideoAsTaskRun.load(
             credentials_block, storage_block, archive_prefix, result_storage_block
         )
-        archived = await video.generate(request, idempotency_key)
+        archived = await video.generate(request, idempotency_key, spend_limit)
     if strict_media:
         archived.raise_for_media()
     return archived
@@ -179,6 +186,7 @@ async def afetch_video(
     storage_block: str | None = None,
     archive_prefix: str = "omniflash",
     result_storage_block: str | None = None,
+    spend_limit: str | None = None,
 ) -> ArchivedVideo:
     """Poll and archive a task that was already submitted (and paid for); nothing is submitted.
 
@@ -194,13 +202,20 @@ async def afetch_video(
             OMNIFLASH_ARCHIVE_DIR.
         archive_prefix: Key prefix of the archived video and its sidecar JSON.
         result_storage_block: '<type-slug>/<name>' of a writable filesystem block for the records.
+        spend_limit: Count the task's cost on this spend limit (nothing is reserved: the video
+            was paid for already). A task already counted there is not counted again.
     """
     with credentials_read_once():
         task_id = validate_task_id(task_id)
+        if spend_limit is not None:
+            await read_spend_limit(spend_limit)  # a wrong name fails before any download
         video = await VideoAsFlowRun.load(
             credentials_block, storage_block, archive_prefix, result_storage_block
         )
-        return await video.follow(task_id, request=None, resuming=True)
+        archived = await video.follow(task_id, request=None, resuming=True)
+    if spend_limit is not None:
+        await record_settlement(spend_limit, archived.task_id, archived.cost)
+    return archived
 
 
 fetch_video = dispatching_flow(afetch_video)

@@ -23,8 +23,9 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.filesystems import WritableFileSystem
 
-from omniflash_prefect.core.errors import BlockTypeError, UsageError
+from omniflash_prefect.core.errors import BlockTypeError, SubmissionOutcomeUnknownError, UsageError
 from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.core.spending import charged_on_failure
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.claims import current_record_storage, record_store
 from omniflash_prefect.video.credentials import read_block_once
@@ -35,6 +36,7 @@ from omniflash_prefect.video.observability import (
     publish_archive_artifacts,
     render_summary,
 )
+from omniflash_prefect.video.spend_limits import SpendLimitHold
 from omniflash_prefect.video.steps import (
     archive_step,
     call_submission_key,
@@ -44,6 +46,9 @@ from omniflash_prefect.video.steps import (
 )
 from omniflash_prefect.video.submissions import submission_recorded
 from omniflash_prefect.video.tasks import aarchive_video, apoll_video, asubmit_video
+
+#: The one reservation of a single video on its spend limit.
+_VIDEO = "video"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -106,14 +111,35 @@ class OneVideo(ABC):
         records = await current_record_storage(results)
         return cls(credentials_block, archive_prefix, storage, results, records)
 
-    async def generate(self, request: VideoRequest, idempotency_key: str | None) -> ArchivedVideo:
-        """Submit (at most once per key), then follow the task to its archived video."""
+    async def generate(
+        self,
+        request: VideoRequest,
+        idempotency_key: str | None,
+        spend_limit: str | None = None,
+    ) -> ArchivedVideo:
+        """Submit (at most once per key), then follow the task to its archived video; with a
+        ``spend_limit``, only once the limit holds the video's estimate, settled when known."""
         # A video submitted by an earlier run is likely done: poll it at once.
         resuming = idempotency_key is not None and await submission_recorded(
             request, idempotency_key, record_store(self.records)
         )
-        task_id = await self.submit(request, idempotency_key)
-        return await self.follow(task_id, request=request, resuming=resuming)
+        if spend_limit is None:
+            return await self.follow(
+                await self.submit(request, idempotency_key), request=request, resuming=resuming
+            )
+        async with SpendLimitHold(spend_limit) as hold:
+            # Raises SpendLimitReachedError before anything is sent; a video an earlier run
+            # paid for is held whatever the limit says.
+            await hold.reserve(_VIDEO, request, paid=resuming)
+            task_id: str | None = None
+            try:
+                task_id = await self.submit(request, idempotency_key)
+                archived = await self.follow(task_id, request=request, resuming=resuming)
+            except BaseException as exc:
+                await _settle_failure(hold, request, task_id, exc)
+                raise
+            await hold.settle(_VIDEO, archived.task_id, archived.cost, request)
+            return archived
 
     @abstractmethod
     async def submit(self, request: VideoRequest, idempotency_key: str | None) -> str:
@@ -130,9 +156,14 @@ class VideoAsFlowRun(OneVideo):
     """A video that is a flow run: tagged, with its steps as nested task runs, a link artifact
     and a summary."""
 
-    async def generate(self, request: VideoRequest, idempotency_key: str | None) -> ArchivedVideo:
+    async def generate(
+        self,
+        request: VideoRequest,
+        idempotency_key: str | None,
+        spend_limit: str | None = None,
+    ) -> ArchivedVideo:
         await _tag_current_run(request)
-        return await super().generate(request, idempotency_key)
+        return await super().generate(request, idempotency_key, spend_limit)
 
     def _in_results(self, work: Task[P, R]) -> Task[P, R]:
         """``work`` keeping its records in the run's result storage block, if one was named."""
@@ -222,3 +253,22 @@ async def _tag_current_run(request: VideoRequest) -> None:
         return  # created with these tags already (e.g. by a batch): no API call
     async with get_client() as client:
         await client.update_flow_run(context.flow_run.id, tags=tags)
+
+
+async def _settle_failure(
+    hold: SpendLimitHold, request: VideoRequest, task_id: str | None, error: BaseException
+) -> None:
+    """A video that failed: its estimate counts when it may have been paid for (an exact cost
+    from ``omniflash fetch --spend-limit`` replaces it later), else its reservation goes back.
+    Never raises over the run's own error: the holder's lease releases what stays held."""
+    if task_id is None:
+        paid = isinstance(error, SubmissionOutcomeUnknownError)
+    else:
+        paid = charged_on_failure(type(error))
+    try:
+        if paid:
+            await hold.settle(_VIDEO, task_id, None, request)
+        else:
+            await hold.release(_VIDEO)
+    except Exception as exc:
+        get_run_logger().warning("Could not settle on spend limit %r: %s", hold.name, exc)

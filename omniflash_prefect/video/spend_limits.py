@@ -1,0 +1,476 @@
+"""Named spend limits kept on the Prefect server: shared by every run, worker and machine.
+
+The rule and the ledger are pure (:mod:`omniflash_prefect.core.spending`); this module keeps them
+where every run that can reach the Prefect API can also reach them, with no service of its own:
+
+* **the limit and its ledger** are a block document of type ``omniflash-spend-limit``
+  (:class:`OmniFlashSpendLimit`), so a limit is made with ``omniflash spend-limit set``, or in the
+  UI's Blocks page like any other block. A block has no size cap, unlike a variable (5,000
+  characters), and a ledger holds a window's settlements;
+* **the lock** is a global concurrency limit of one slot, ``omniflash-spend-<name>``. Every change
+  reads the ledger, applies the pure rule and writes it back while holding that slot, so
+  reservations are atomic across processes and machines. The slot is taken with a lease: if its
+  holder is killed mid-change, the server gives the slot back when the lease ends;
+* **the view** is a variable, ``omniflash-spend-<name>``, rewritten with every change (spent,
+  reserved, remaining, window start), for the UI's Variables page and for flows to read;
+* **each settlement** is an ``omniflash.spend.settled`` event (limit, amount, task id, run).
+
+A run reserves through a :class:`SpendLimitHold`: one holder id with a lease the run renews every
+third of ``OMNIFLASH_SPEND_LEASE_SECONDS`` while it has videos in flight. When the run is killed,
+its reservations are dropped by the first change after the lease ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, ClassVar, Final, TypeVar
+
+from prefect.blocks.core import Block
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import BlockDocumentUpdate, VariableCreate, VariableUpdate
+from prefect.concurrency.asyncio import concurrency
+from prefect.events import emit_event
+from prefect.exceptions import ObjectNotFound
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from omniflash_prefect.core.errors import SpendLimitNotFoundError, SpendLimitReachedError
+from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.core.spending import (
+    MAX_ROLLING_HOURS,
+    SpendLimit,
+    SpendLimitView,
+    checked_name,
+    price_class_of,
+    refusal_message,
+)
+from omniflash_prefect.settings import OmniFlashSettings
+
+T = TypeVar("T")
+
+BLOCK_TYPE_SLUG: Final = "omniflash-spend-limit"
+SETTLED_EVENT: Final = "omniflash.spend.settled"
+#: The lock's lease: the least Prefect allows. A change holds the lock for a few API calls.
+LOCK_LEASE_SECONDS: Final = 60.0
+#: How long a change may wait for the lock before it gives up (the holder would be long dead).
+LOCK_TIMEOUT_SECONDS: Final = 300.0
+#: The longest pause between two looks at a limit a video is waiting on.
+_LONGEST_WAIT: Final = 5.0
+
+_log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    """The clock of every spend limit rule (one place, so a test can move it to tomorrow)."""
+    return datetime.now(UTC)
+
+
+def lock_name(name: str) -> str:
+    """The global concurrency limit that serialises changes to the limit ``name``."""
+    return f"omniflash-spend-{name}"
+
+
+def variable_name(name: str) -> str:
+    """The variable that shows the limit ``name`` in the UI."""
+    return f"omniflash-spend-{name}"
+
+
+class OmniFlashSpendLimit(Block):
+    """A spend limit shared by every run that names it (``spend_limit=`` / ``--spend-limit``).
+
+    Runs reserve a video's estimated cost before submitting it and settle its real cost when it
+    is known; the ledger below is theirs to keep. Set the limit here or with
+    ``omniflash spend-limit set NAME --per-day AMOUNT``.
+    """
+
+    _block_type_name: ClassVar[str] = "Omni-Flash-Ext Spend Limit"
+    _block_type_slug: ClassVar[str] = BLOCK_TYPE_SLUG
+    _description: ClassVar[str] = (
+        "What every Omni-Flash-Ext run naming this limit may spend together, per UTC day or per "
+        "rolling window of hours."
+    )
+    _documentation_url: ClassVar[Any] = "https://docs.apimart.ai"
+
+    limit: float = Field(gt=0, description="What all runs together may spend in one window.")
+    rolling_hours: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ROLLING_HOURS,
+        description="A rolling window of this many hours instead of the UTC day.",
+    )
+    ledger: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Kept by the runs: settlements, reservations in flight, prices seen. Do not edit."
+        ),
+    )
+
+
+def _limit_of(name: str, data: dict[str, Any]) -> SpendLimit:
+    return SpendLimit.model_validate(
+        {
+            **(data.get("ledger") or {}),
+            "name": name,
+            "limit": data["limit"],
+            "rolling_hours": data.get("rolling_hours"),
+        }
+    )
+
+
+def _document_of(limit: SpendLimit) -> dict[str, Any]:
+    ledger = limit.model_dump(mode="json", exclude={"name", "limit", "rolling_hours"})
+    return {"limit": limit.limit, "rolling_hours": limit.rolling_hours, "ledger": ledger}
+
+
+async def _read_document(client: PrefectClient, name: str) -> tuple[uuid.UUID, SpendLimit]:
+    try:
+        document = await client.read_block_document_by_name(name, BLOCK_TYPE_SLUG)
+    except ObjectNotFound:
+        raise SpendLimitNotFoundError(
+            f"no spend limit named {name!r} on the Prefect server; create it with "
+            f"`omniflash spend-limit set {name} --per-day AMOUNT`"
+        ) from None
+    return document.id, _limit_of(name, document.data)
+
+
+async def _show(client: PrefectClient, view: SpendLimitView) -> None:
+    """Rewrite the limit's variable, the view the UI lists."""
+    value = view.model_dump(mode="json")
+    name = variable_name(view.name)
+    try:
+        await client.update_variable(VariableUpdate(name=name, value=value))
+    except ObjectNotFound:
+        await client.create_variable(VariableCreate(name=name, value=value, tags=["omniflash"]))
+    except Exception as exc:  # PrefectHTTPStatusError for a 404 on older servers
+        if getattr(getattr(exc, "response", None), "status_code", None) != 404:
+            raise
+        await client.create_variable(VariableCreate(name=name, value=value, tags=["omniflash"]))
+
+
+_locks_made: set[str] = set()
+
+
+async def _make_lock(name: str) -> None:
+    """Make the limit's lock if it is missing (once per process): ``set`` makes it, but a limit
+    may have been created in the UI's Blocks page."""
+    if name in _locks_made:
+        return
+    async with get_client() as client:
+        try:
+            await client.read_global_concurrency_limit_by_name(lock_name(name))
+        except ObjectNotFound:
+            await client.upsert_global_concurrency_limit_by_name(lock_name(name), 1)
+    _locks_made.add(name)
+
+
+@contextlib.asynccontextmanager
+async def _locked(name: str) -> AsyncIterator[None]:
+    """Hold the limit's lock: its one-slot global concurrency limit, with a lease."""
+    await _make_lock(name)
+    async with concurrency(
+        lock_name(name),
+        occupy=1,
+        timeout_seconds=LOCK_TIMEOUT_SECONDS,
+        lease_duration=LOCK_LEASE_SECONDS,
+        strict=True,
+    ):
+        yield
+
+
+async def change_limit(
+    name: str, change: Callable[[SpendLimit, datetime], T]
+) -> tuple[T, SpendLimitView]:
+    """Apply ``change`` to the limit's ledger under its lock, and show the result.
+
+    The ledger is read, pruned (expired holders and their reservations dropped), changed and
+    written back while the lock is held; ``change`` gets the clock's ``now``.
+    """
+    async with _locked(name), get_client() as client:
+        document_id, limit = await _read_document(client, name)
+        now = utc_now()
+        limit.prune(now)
+        result = change(limit, now)
+        await client.update_block_document(
+            document_id,
+            BlockDocumentUpdate(data=_document_of(limit), merge_existing_data=False),
+        )
+        view = limit.view(now)
+        await _show(client, view)
+    return result, view
+
+
+async def read_spend_limit(name: str) -> SpendLimit:
+    """The limit ``name`` as stored (no lock: a reading, not a change)."""
+    async with get_client() as client:
+        return (await _read_document(client, checked_name(name)))[1]
+
+
+async def list_spend_limits() -> list[SpendLimit]:
+    """Every spend limit on the server, by name."""
+    async with get_client() as client:
+        try:
+            documents = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG)
+        except ObjectNotFound:
+            return []  # the block type was never registered: no limit was ever set
+    limits = [_limit_of(d.name, d.data) for d in documents if d.name and not d.is_anonymous]
+    return sorted(limits, key=lambda limit: limit.name)
+
+
+async def define_spend_limit(
+    name: str, limit: float, rolling_hours: int | None = None
+) -> SpendLimitView:
+    """Create the limit, or change its amount and window (its ledger is kept)."""
+    checked = SpendLimit(name=name, limit=limit, rolling_hours=rolling_hours)  # checks the values
+    async with get_client() as client:
+        await client.upsert_global_concurrency_limit_by_name(lock_name(name), 1)
+    try:
+        await OmniFlashSpendLimit(limit=limit, rolling_hours=rolling_hours).asave(name)
+    except ValueError:  # it exists: change it under its lock, keeping the ledger
+        pass
+    else:
+        async with get_client() as client:
+            view = checked.view(utc_now())
+            await _show(client, view)
+        return view
+
+    def redefine(stored: SpendLimit, now: datetime) -> None:
+        stored.limit = limit
+        stored.rolling_hours = rolling_hours
+
+    return (await change_limit(name, redefine))[1]
+
+
+async def delete_spend_limit(name: str) -> None:
+    """Remove the limit, its lock and its variable (its settlements' events stay)."""
+    async with get_client() as client:
+        try:
+            document = await client.read_block_document_by_name(checked_name(name), BLOCK_TYPE_SLUG)
+        except ObjectNotFound:
+            raise SpendLimitNotFoundError(f"no spend limit named {name!r}") from None
+        await client.delete_block_document(document.id)
+        with contextlib.suppress(ObjectNotFound):
+            await client.delete_global_concurrency_limit_by_name(lock_name(name))
+        with contextlib.suppress(ObjectNotFound):
+            await client.delete_variable_by_name(variable_name(name))
+
+
+def _current_run() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def emit_settled(
+    view: SpendLimitView, *, task_id: str, amount: float, added: float, estimated: bool
+) -> None:
+    """The ``omniflash.spend.settled`` event of one settlement, related to the current run."""
+    run = _current_run()
+    emit_event(
+        SETTLED_EVENT,
+        resource={
+            "prefect.resource.id": f"omniflash.spend-limit.{view.name}",
+            "prefect.resource.name": view.name,
+        },
+        related=(
+            [
+                {
+                    "prefect.resource.id": f"prefect.flow-run.{run}",
+                    "prefect.resource.role": "flow-run",
+                }
+            ]
+            if run
+            else []
+        ),
+        payload={
+            "limit": view.name,
+            "amount": amount,
+            "added": added,
+            "estimated": estimated,
+            "task_id": task_id,
+            "run": run,
+            "spent": view.spent,
+            "reserved": view.reserved,
+            "limit_amount": view.limit,
+            "window_start": view.window_start.isoformat(),
+        },
+    )
+
+
+async def record_settlement(
+    name: str, task_id: str, cost: float | None, request: VideoRequest | None = None
+) -> float:
+    """Count a task's cost on the limit without a reservation (``omniflash fetch``): what it
+    added, 0 when the task was already counted at that cost."""
+    price_class = price_class_of(request) if request is not None else None
+
+    def settle(limit: SpendLimit, now: datetime) -> float:
+        return limit.settle(task_id, cost, now, price_class=price_class, run=_current_run())
+
+    added, view = await change_limit(checked_name(name), settle)
+    if cost is not None:
+        emit_settled(view, task_id=task_id, amount=cost, added=added, estimated=False)
+    return added
+
+
+class SpendLimitHold:
+    """One run's reservations on a named limit, under one holder id whose lease it renews.
+
+    ``reserve`` waits while the videos in flight (this run's or others') may leave room, and
+    raises :class:`SpendLimitReachedError` when the limit cannot hold the video even then.
+    ``settle`` counts a video's cost; ``release`` gives back the reservation of a video that cost
+    nothing. Leaving the ``async with`` gives back whatever is still held.
+    """
+
+    def __init__(self, name: str, *, lease_seconds: float | None = None) -> None:
+        self.name = checked_name(name)
+        self.holder = uuid.uuid4().hex
+        self.run = _current_run()
+        seconds = lease_seconds or OmniFlashSettings().spend_lease_seconds
+        self.lease = timedelta(seconds=seconds)
+        self._held: dict[str, tuple[str, float | None]] = {}
+        self._settled = asyncio.Event()
+        self._renewing: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> SpendLimitHold:
+        await read_spend_limit(self.name)  # a missing limit fails before anything is sent
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._renewing
+        if not self._held:
+            return
+        held, self._held = dict(self._held), {}
+
+        def give_back(limit: SpendLimit, now: datetime) -> None:
+            if self.holder not in limit.holders:
+                return  # lapsed: already dropped with the holder
+            for price_class, estimate in held.values():
+                limit.unreserve(self.holder, price_class, estimate)
+
+        await change_limit(self.name, give_back)
+
+    async def reserve(
+        self, key: str, request: VideoRequest, estimate: float | None = None, *, paid: bool = False
+    ) -> float | None:
+        """Reserve the video's estimate (``estimate``, else the highest price seen for its
+        class; None: a probe), waiting while reservations in flight may leave room. ``paid``:
+        the video was paid for by an earlier run, so it is reserved whatever the limit says."""
+        price_class = price_class_of(request)
+        pause = 0.25
+        while True:
+
+            def admit(limit: SpendLimit, now: datetime) -> tuple[str, float | None, str]:
+                self._forget_if_lapsed(limit)
+                expected = limit.estimate(price_class, estimate)
+                decision = "start" if paid else limit.decide(now, price_class, expected)
+                if decision == "start":
+                    limit.reserve(self.holder, now, self.lease, price_class, expected, self.run)
+                return decision, expected, refusal_message(limit, now, expected)
+
+            self._settled.clear()
+            (decision, expected, why), view = await change_limit(self.name, admit)
+            if decision == "start":
+                self._held[key] = (price_class, expected)
+                self._keep_renewing()
+                return expected
+            if decision == "refuse":
+                raise SpendLimitReachedError(
+                    f"{why}; nothing was sent",
+                    limit=self.name,
+                    spent=view.spent,
+                    reserved=view.reserved,
+                    amount=view.limit,
+                )
+            with contextlib.suppress(TimeoutError):  # woken by a settlement of this run
+                await asyncio.wait_for(self._settled.wait(), pause)
+            pause = min(pause * 2, _LONGEST_WAIT)
+
+    async def settle(
+        self, key: str, task_id: str | None, cost: float | None, request: VideoRequest
+    ) -> float:
+        """Count the video's cost (None: unknown, its estimate counts until an exact cost of the
+        same task replaces it), giving back its reservation; returns what it added."""
+        counted: dict[str, float | None] = {}
+
+        def settle(limit: SpendLimit, now: datetime) -> float:
+            self._forget_if_lapsed(limit)
+            held = self._held.pop(key, None)
+            if held is not None:
+                limit.unreserve(self.holder, *held)
+            price_class = price_class_of(request)
+            estimate = held[1] if held is not None else limit.estimate(price_class, None)
+            counted["amount"] = cost if cost is not None else estimate
+            return limit.settle(
+                task_id or key, cost, now, price_class=price_class, estimate=estimate, run=self.run
+            )
+
+        added, view = await change_limit(self.name, settle)
+        self._settled.set()
+        amount = counted.get("amount")
+        if amount is not None:
+            emit_settled(
+                view, task_id=task_id or key, amount=amount, added=added, estimated=cost is None
+            )
+        return added
+
+    async def release(self, key: str) -> None:
+        """Give back the reservation of a video that cost nothing (refused, failed)."""
+        if key not in self._held:
+            return
+
+        def give_back(limit: SpendLimit, now: datetime) -> None:
+            self._forget_if_lapsed(limit)
+            held = self._held.pop(key, None)
+            if held is not None:
+                limit.unreserve(self.holder, *held)
+
+        await change_limit(self.name, give_back)
+        self._settled.set()
+
+    def _forget_if_lapsed(self, limit: SpendLimit) -> None:
+        """When this run's lease lapsed (renewals did not get through), the ledger has already
+        dropped its reservations: forget them here too, and hold under a new id from now on, so
+        nothing is given back twice."""
+        if self._held and self.holder not in limit.holders:
+            _log.warning(
+                "The lease on spend limit %r lapsed; %d reservations were released",
+                self.name,
+                len(self._held),
+            )
+            self._held.clear()
+            self.holder = uuid.uuid4().hex
+
+    def _keep_renewing(self) -> None:
+        if self._renewing is None or self._renewing.done():
+            self._renewing = asyncio.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        """Move the holder's lease on every third of it while videos are held."""
+        every = self.lease.total_seconds() / 3
+        while self._held:
+            await asyncio.sleep(every)
+            if not self._held:
+                return
+
+            def renew(limit: SpendLimit, now: datetime) -> None:
+                self._forget_if_lapsed(limit)
+                if self._held:
+                    limit.renew(self.holder, now, self.lease, self.run)
+
+            try:
+                await change_limit(self.name, renew)
+            except Exception as exc:  # the next renewal may get through; the lease has room
+                _log.warning("Could not renew the lease on spend limit %r: %s", self.name, exc)
