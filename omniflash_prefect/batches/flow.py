@@ -68,6 +68,7 @@ from omniflash_prefect.batches.runners import (
 )
 from omniflash_prefect.batches.scheduler import BatchScheduler
 from omniflash_prefect.core import errors
+from omniflash_prefect.core.spending import SpendLimitView
 from omniflash_prefect.media.inspection import data_uri, thumbnail
 from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.archive import read_stored
@@ -76,7 +77,7 @@ from omniflash_prefect.video.credentials import credentials_read_once, load_clie
 from omniflash_prefect.video.dispatch import dispatching_flow
 from omniflash_prefect.video.observability import RunLogger, artifact_key
 from omniflash_prefect.video.one_video import load_result_storage, load_storage
-from omniflash_prefect.video.spend_limits import SpendLimitHold
+from omniflash_prefect.video.spend_limits import SpendLimitHold, read_spend_limit, utc_now
 
 #: The batch summary's gallery: its first videos, each a small poster linked to its run, and a
 #: cap on the images' total size, so the summary of a batch of thousands stays light to show.
@@ -233,7 +234,7 @@ async def agenerate_video_batch(
         "result_storage_block": result_storage_block,
     }
     report = await _run_rows(rows, options, blocks, started)
-    await _publish(report, options.budget, await load_storage(storage_block))
+    await _publish(report, options, await load_storage(storage_block))
     if report.ok and not (strict_media and report.media_flagged):
         return Completed(data=report, message=report.headline())
     return Failed(data=report, message=report.headline())
@@ -330,7 +331,20 @@ async def gallery_thumbnails(
     return chosen
 
 
-async def _publish(report: BatchReport, budget: float | None, storage: WritableFileSystem) -> None:
+async def _spend_limit_view(name: str | None) -> SpendLimitView | None:
+    """The limit as the batch leaves it, for the summary; None when it cannot be read."""
+    if name is None:
+        return None
+    try:
+        return (await read_spend_limit(name)).view(utc_now())
+    except Exception as exc:  # a summary line is not worth failing the batch for
+        get_run_logger().warning("Could not read spend limit %r for the summary: %s", name, exc)
+        return None
+
+
+async def _publish(
+    report: BatchReport, options: BatchRunOptions, storage: WritableFileSystem
+) -> None:
     """The report as the run's table and summary artifacts, and its headline in the log."""
     await acreate_table_artifact(
         table=report_table(report),
@@ -340,10 +354,11 @@ async def _publish(report: BatchReport, budget: float | None, storage: WritableF
     await acreate_markdown_artifact(
         markdown=report_markdown(
             report,
-            budget=budget,
+            budget=options.budget,
             run_url=_run_page,
             task_run_url=_task_run_page,
             thumbnails=await gallery_thumbnails(report, storage, get_run_logger()),
+            spend_limit=await _spend_limit_view(options.spend_limit),
         ),
         key=artifact_key("batch-summary", report.batch_id),
         description=f"Summary of batch {report.batch_id}",

@@ -36,6 +36,7 @@ from omniflash_prefect.core.errors import (
 )
 from omniflash_prefect.core.media import MediaCheck
 from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.core.spending import SpendLimitView
 from omniflash_prefect.video.observability import short_prompt
 
 ItemStatus = Literal[
@@ -286,8 +287,10 @@ def report_markdown(
     run_url: Callable[[str], str | None] | None = None,
     task_run_url: Callable[[str], str | None] | None = None,
     thumbnails: Mapping[str, str] | None = None,
+    spend_limit: SpendLimitView | None = None,
 ) -> str:
-    """The batch's markdown summary: counts, total cost, wall time, every row that was not
+    """The batch's markdown summary: counts, total cost (and the ``spend_limit`` it counted
+    on, as it stood when the batch ended), wall time, every row that was not
     archived or not as asked, linked to its video run (``run_url`` and ``task_run_url`` turn a
     flow run's or a task run's id into its page), and a gallery of ``thumbnails`` (``data:``
     URIs by row id, already bounded by the caller), each linked to its video's run."""
@@ -301,6 +304,16 @@ def report_markdown(
         *(f"| {status} | {count} |" for status, count in report.counts.items()),
         "",
         f"- Total cost: {report.total_cost:g}" + (f" (budget {budget:g})" if budget else ""),
+        *(
+            [
+                f"- Spend limit `{spend_limit.name}`: {spend_limit.spent:g} of "
+                f"{spend_limit.limit:g} spent per {spend_limit.period} by every run naming it "
+                f"(reserved {spend_limit.reserved:g}, since "
+                f"{spend_limit.window_start.isoformat(timespec='minutes')})"
+            ]
+            if spend_limit is not None
+            else []
+        ),
         f"- Wall time: {report.wall_seconds:.1f} s",
         f"- Re-run with batch_id `{report.batch_id}` to resume: archived rows are kept, "
         "submitted rows are polled, only rows never submitted are submitted.",

@@ -15,7 +15,7 @@ under a lock (see :mod:`omniflash_prefect.video.spend_limits`). It holds:
 The rule, the batch budget's across runs
 ----------------------------------------
 A video starts when ``spent + reserved + estimate <= limit``. A video whose price class has no
-estimate yet is a probe: one probe of a class at a time across every holder, and only while
+estimate yet is a probe: one probe at a time across every class and holder, and only while
 ``spent + reserved < limit``. So runs racing for one limit overshoot it by at most one video's cost
 in all (the probe's), as long as the estimates are not below the real prices. A video that would
 fit once the reservations in flight settle waits; one that could not fit even then is refused.
@@ -65,7 +65,7 @@ def price_class_of(request: VideoRequest) -> str:
 
 def checked_name(name: str) -> str:
     """The limit's name, or a :class:`UsageError` saying what a name may hold."""
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise UsageError(
             f"spend limit name {name!r} must be 1-64 lowercase letters, digits and dashes, "
             "starting and ending with a letter or digit"
@@ -216,7 +216,7 @@ class SpendLimit(BaseModel):
         self.holders = self.live_holders(now)
         keep_from = self.window_start(now) - SETTLEMENT_MEMORY
         self.settlements = {k: s for k, s in self.settlements.items() if s.at >= keep_from}
-        first_day = (now - timedelta(days=HISTORY_DAYS)).date().isoformat()
+        first_day = (now.astimezone(UTC) - timedelta(days=HISTORY_DAYS)).date().isoformat()
         self.days = {day: spend for day, spend in self.days.items() if day >= first_day}
 
     # -- the rule -----------------------------------------------------------------------------
@@ -235,7 +235,8 @@ class SpendLimit(BaseModel):
                 return "refuse"  # paid at a price never learnt: no more probes of it
             if spent >= self.limit - _EPSILON:
                 return "refuse"
-            probing = any(price_class in h.probes for h in self.live_holders(now).values())
+            # One probe at a time across every class and holder: probes reserve nothing.
+            probing = any(h.probes for h in self.live_holders(now).values())
             if probing or spent + reserved >= self.limit - _EPSILON:
                 return "wait"
             return "start"
@@ -307,7 +308,7 @@ class SpendLimit(BaseModel):
             if price_class is not None and price_class not in self.unpriced:
                 self.unpriced.append(price_class)
             return 0.0
-        if exact and price_class is not None:
+        if exact and amount > 0 and price_class is not None:  # a free video teaches no price
             self.prices[price_class] = max(amount, self.prices.get(price_class, 0.0))
             if price_class in self.unpriced:
                 self.unpriced.remove(price_class)

@@ -96,6 +96,14 @@ class OmniFlashSpendLimit(Block):
         "rolling window of hours."
     )
     _documentation_url: ClassVar[Any] = "https://docs.apimart.ai"
+    _code_example: ClassVar[str] = """
+```python
+from omniflash_prefect import OmniFlashSpendLimit, generate_video
+
+limit = OmniFlashSpendLimit.load("BLOCK_NAME")  # its amount, window and ledger
+generate_video("A red kite over the dunes", spend_limit="BLOCK_NAME")
+```
+"""
 
     limit: float = Field(gt=0, description="What all runs together may spend in one window.")
     rolling_hours: int | None = Field(

@@ -17,7 +17,7 @@ from prefect.utilities.dispatch import get_registry_for_type
 from pydantic import ValidationError
 
 import omniflash_prefect
-from omniflash_prefect import AuthenticationError, OmniFlashCredentials
+from omniflash_prefect import AuthenticationError, OmniFlashCredentials, OmniFlashSpendLimit
 from omniflash_prefect.emulator import EmulatorServer
 
 
@@ -36,6 +36,14 @@ class TestOmniFlashCredentialsIsAStandardBlock(BlockStandardTestSuite):
 
     def test_has_a_valid_image(self, block: type[Block]) -> None:
         assert block._logo_url is None
+
+
+class TestOmniFlashSpendLimitIsAStandardBlock(TestOmniFlashCredentialsIsAStandardBlock):
+    """The same checks for the spend limit block, which people may also create in the UI."""
+
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return OmniFlashSpendLimit
 
 
 async def test_block_saves_and_loads_with_the_key_kept_secret() -> None:
@@ -127,3 +135,4 @@ def test_package_declares_its_prefect_collections_entry_point() -> None:
     assert registry is not None
     assert registry.get(OmniFlashCredentials.get_block_type_slug()) is OmniFlashCredentials
     assert OmniFlashCredentials.get_block_type_slug() == "omniflash-credentials"
+    assert registry.get("omniflash-spend-limit") is OmniFlashSpendLimit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 import pytest
 
@@ -29,6 +30,7 @@ from omniflash_prefect.core.errors import (
     VideoExpiredError,
 )
 from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.core.spending import SpendLimitView
 
 FOUR = VideoRequest(prompt="a fox in snow", duration=4)
 FOUR_OTHER_PROMPT = VideoRequest(prompt="a kite over a beach", duration=4)
@@ -377,13 +379,14 @@ def _items() -> list[BatchItem]:
 
 
 def test_report_counts_every_status_and_sums_known_costs() -> None:
-    """counts lists all five statuses (zeros too); total_cost adds the costs that are known."""
+    """counts lists all six statuses (zeros too); total_cost adds the costs that are known."""
     report = BatchReport.of("b-1", _items(), wall_seconds=61.23456)
     assert report.counts == {
         "archived": 2,
         "failed": 1,
         "skipped_invalid": 0,
         "skipped_budget": 1,
+        "skipped_spend_limit": 0,
         "not_submitted": 0,
     }
     assert report.total_cost == 3.75
@@ -406,7 +409,7 @@ def test_report_is_ok_only_when_every_row_was_archived() -> None:
     assert BatchReport.of("b", [archived], 1.0).ok
     assert BatchReport.of("b", [archived, archived.model_copy(update={"resumed": True})], 1.0).ok
     others = [status for status in ITEM_STATUSES if status != "archived"]
-    assert len(others) == 4
+    assert len(others) == 5
     for status in others:
         other = BatchItem(id="o", status=status)
         assert not BatchReport.of("b", [archived, other], 1.0).ok, status
@@ -492,3 +495,27 @@ def test_report_markdown_links_every_row_not_archived_to_its_run() -> None:
     assert "| bee | skipped_budget |  |  |" in linked
     assert "| fox |" not in linked
     assert "| kite | failed |  | run-kite |" in report_markdown(report)
+
+
+def test_summary_shows_the_spend_limit_as_the_batch_left_it() -> None:
+    """With a spend limit, the summary says what every run naming it has spent of it."""
+    view = SpendLimitView(
+        name="nightly",
+        limit=2.0,
+        period="UTC day",
+        rolling_hours=None,
+        window_start=datetime(2026, 12, 3, tzinfo=UTC),
+        spent=1.6,
+        reserved=0.4,
+        remaining=0.0,
+        videos=4,
+        in_flight=1,
+        holders=1,
+    )
+    report = BatchReport.of("b", _items(), 1.0)
+    shown = report_markdown(report, spend_limit=view)
+    assert (
+        "- Spend limit `nightly`: 1.6 of 2 spent per UTC day by every run naming it "
+        "(reserved 0.4, since 2026-12-03T00:00+00:00)" in shown
+    )
+    assert "Spend limit" not in report_markdown(report)
