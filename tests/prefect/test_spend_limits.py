@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from prefect.settings import PREFECT_API_URL
 from omniflash_prefect.batches.flow import agenerate_video_batch
 from omniflash_prefect.batches.report import BatchReport
 from omniflash_prefect.core.errors import SpendLimitNotFoundError, SpendLimitReachedError
+from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.emulator.validation import price_of
 from omniflash_prefect.video import spend_limits
@@ -56,7 +57,7 @@ def rows(count: int, prefix: str = "v") -> list[dict[str, Any]]:
 def emulator_cost(emulator: EmulatorServer) -> float:
     """What the emulator charged in all (failed tasks refunded)."""
     tasks = emulator.state.snapshot()["tasks"].values()
-    return round(sum(task["cost"] for task in tasks), 6)
+    return round(sum(float(task["cost"]) for task in tasks), 6)
 
 
 async def report_of(state: Any) -> BatchReport:
@@ -336,7 +337,8 @@ def test_two_batches_racing_for_one_limit_overshoot_by_at_most_one_video(
     view = json.loads(shown.stdout)
     assert view["spent"] == pytest.approx(charged)
     assert (view["reserved"], view["in_flight"]) == (0, 0)
-    assert view["name"] == name and view["limit"] == 2.0 and view["window_start"]
+    assert (view["name"], view["limit"]) == (name, 2.0)
+    assert view["window_start"].startswith(datetime.now(UTC).date().isoformat())
 
 
 def test_a_killed_run_s_reservation_is_released_after_its_lease(
@@ -441,10 +443,8 @@ def test_dry_run_sends_nothing_and_prices_every_class(
     assert emulator.state.snapshot()["tasks"] == {}
 
 
-def _request(duration: int) -> Any:
-    from omniflash_prefect.core.requests import VideoRequest
-
-    return VideoRequest(prompt="x", duration=duration)
+def _request(duration: int) -> VideoRequest:
+    return VideoRequest(prompt="A settled video", duration=duration)
 
 
 def test_generate_refused_by_a_limit_exits_3_with_nothing_sent(
@@ -492,6 +492,6 @@ def test_spend_shows_each_day_of_each_limit(tmp_path: Path) -> None:
     )
     body = json.loads(result.stdout)
     mine = [row for row in body["days"] if row["limit"] == name]
-    today = datetime.now().astimezone().astimezone(spend_limits.UTC).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     assert mine == [{"day": today, "limit": name, "spent": PRICE * 2, "videos": 2}]
     assert body["totals"][name] == PRICE * 2
