@@ -197,19 +197,22 @@ async def change_limit(
     """Apply ``change`` to the limit's ledger under its lock, and show the result.
 
     The ledger is read, pruned (expired holders and their reservations dropped), changed and
-    written back while the lock is held; ``change`` gets the clock's ``now``.
+    written back while the lock is held; ``change`` gets the clock's ``now``. A change that
+    changed nothing (a video told to wait, a task counted already) writes nothing.
     """
     async with _locked(name), get_client() as client:
         document_id, limit = await _read_document(client, name)
+        before = _document_of(limit)
         now = utc_now()
         limit.prune(now)
         result = change(limit, now)
-        await client.update_block_document(
-            document_id,
-            BlockDocumentUpdate(data=_document_of(limit), merge_existing_data=False),
-        )
         view = limit.view(now)
-        await _show(client, view)
+        after = _document_of(limit)
+        if after != before:
+            await client.update_block_document(
+                document_id, BlockDocumentUpdate(data=after, merge_existing_data=False)
+            )
+            await _show(client, view)
     return result, view
 
 
@@ -389,6 +392,10 @@ class SpendLimitHold:
                 return decision, expected, refusal_message(limit, now, expected)
 
             self._settled.clear()
+            if not paid and await self._must_wait(price_class, estimate):
+                await self._wait(pause)
+                pause = min(pause * 2, _LONGEST_WAIT)
+                continue
             (decision, expected, why), view = await change_limit(self.name, admit)
             if decision == "start":
                 self._held[key] = (price_class, expected)
@@ -402,9 +409,20 @@ class SpendLimitHold:
                     reserved=view.reserved,
                     amount=view.limit,
                 )
-            with contextlib.suppress(TimeoutError):  # woken by a settlement of this run
-                await asyncio.wait_for(self._settled.wait(), pause)
+            await self._wait(pause)
             pause = min(pause * 2, _LONGEST_WAIT)
+
+    async def _must_wait(self, price_class: str, estimate: float | None) -> bool:
+        """A reading without the lock: while it says wait, the lock is left to those who can
+        start or settle (a waiting batch would otherwise take it once a second per row)."""
+        limit = await read_spend_limit(self.name)
+        now = utc_now()
+        return limit.decide(now, price_class, limit.estimate(price_class, estimate)) == "wait"
+
+    async def _wait(self, seconds: float) -> None:
+        """Until a video of this run settles, or ``seconds``, whichever comes first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), seconds)
 
     async def settle(
         self, key: str, task_id: str | None, cost: float | None, request: VideoRequest
