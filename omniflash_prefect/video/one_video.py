@@ -138,7 +138,18 @@ class OneVideo(ABC):
             except BaseException as exc:
                 await _settle_failure(hold, request, task_id, exc)
                 raise
-            await hold.settle(_VIDEO, archived.task_id, archived.cost, request)
+            try:
+                await hold.settle(_VIDEO, archived.task_id, archived.cost, request)
+            except Exception as exc:  # the video is archived: that is the run's outcome
+                get_run_logger().warning(
+                    "Task %s is archived, but its cost could not be counted on spend limit %r "
+                    "(%s); count it with `omniflash fetch %s --spend-limit %s`",
+                    archived.task_id,
+                    spend_limit,
+                    exc,
+                    archived.task_id,
+                    spend_limit,
+                )
             return archived
 
     @abstractmethod

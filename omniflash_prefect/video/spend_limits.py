@@ -371,7 +371,16 @@ class SpendLimitHold:
             for price_class, estimate in held.values():
                 limit.unreserve(self.holder, price_class, estimate)
 
-        await change_limit(self.name, give_back)
+        try:
+            await change_limit(self.name, give_back)
+        except Exception as exc:  # never over the run's own outcome: the lease frees them
+            _log.warning(
+                "Could not give back %d reservations on spend limit %r (they are released when "
+                "the lease passes): %s",
+                len(held),
+                self.name,
+                exc,
+            )
 
     async def reserve(
         self, key: str, request: VideoRequest, estimate: float | None = None, *, paid: bool = False

@@ -132,6 +132,33 @@ async def test_a_failed_generation_releases_its_reservation(
     assert (view.spent, view.reserved, view.in_flight) == (0.0, 0.0, 0)
 
 
+async def test_a_limit_deleted_mid_video_never_fails_the_paid_video(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """The limit goes away while its video generates: the video is archived and the run
+    completes (its cost could not be counted, which the log says)."""
+    emulator.config.job_seconds = 2.0
+    name = limit_name()
+    await define_spend_limit(name, 2.0)
+    running = asyncio.create_task(
+        agenerate_video(
+            "A ferry",
+            duration=10,
+            credentials_block=credentials_block,
+            spend_limit=name,
+            return_state=True,
+        )
+    )
+    async with asyncio.timeout(30):
+        while emulator.state.submission_count == 0:  # another component: a bounded poll
+            await asyncio.sleep(0.05)
+    await delete_spend_limit(name)
+    state = await running
+    assert state.is_completed()
+    archived = await state.aresult()
+    assert Path(archived.location).is_file()
+
+
 async def test_a_batch_under_a_limit_reports_the_rows_it_refused(
     emulator: EmulatorServer, credentials_block: str
 ) -> None:
