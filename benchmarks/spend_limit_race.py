@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import math
 import os
@@ -77,6 +78,12 @@ CHILD_TIMEOUT_SECONDS = 600.0
 MONEY_EPSILON = 1e-6
 #: The batch command's exit codes that are not a failure here: 0 all archived, 4 some not.
 EXPECTED_EXIT_CODES = (0, 4)
+#: The code under test, fingerprinted before and after the run (the numbers belong to it).
+CODE_UNDER_TEST = (
+    "omniflash_prefect/video/spend_limits.py",
+    "omniflash_prefect/core/spending.py",
+    "omniflash_prefect/batches/scheduler.py",
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,14 @@ class Race:
     limit: float
     job_seconds: float
     mode: str  # "given" or "learnt"
+
+
+def code_fingerprint() -> dict[str, str]:
+    """The first 12 hex digits of the SHA-256 of each file of the code under test."""
+    return {
+        Path(path).name: hashlib.sha256((REPO / path).read_bytes()).hexdigest()[:12]
+        for path in CODE_UNDER_TEST
+    }
 
 
 def manifest_rows(count: int, prefix: str) -> list[dict[str, Any]]:
@@ -310,6 +325,9 @@ def table(out: dict[str, Any]) -> str:
         f"{setup['job_seconds']:g} s, poll {POLL.first_delay:g}/{POLL.min_interval:g}/"
         f"{POLL.max_interval:g} s, {out['machine']['nproc']} cores, Prefect "
         f"{out['machine']['prefect']}, server start {out['prefect_server_startup_seconds']} s",
+        "code: "
+        + ", ".join(f"{name} {digest}" for name, digest in out["code"]["before"].items())
+        + ("" if out["code"]["before"] == out["code"]["after"] else " (CHANGED during the run)"),
     ]
     rounds = out["rounds"]
     if rounds:
@@ -413,6 +431,7 @@ def main() -> None:
             "load_average_before": [round(load, 2) for load in os.getloadavg()],
         },
         "rounds": [],
+        "code": {"before": code_fingerprint()},
     }
     try:
         with prefect_server(root / "prefect-home") as server, on_server(server):
@@ -432,6 +451,7 @@ def main() -> None:
             out["temp_dir"] = str(root)
         else:
             shutil.rmtree(root, ignore_errors=True)
+    out["code"]["after"] = code_fingerprint()
     out["machine"]["load_average_after"] = [round(load, 2) for load in os.getloadavg()]
     if json_path is not None:
         json_path.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")

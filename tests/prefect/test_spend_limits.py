@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
 from prefect.settings import PREFECT_API_URL
 
 from omniflash_prefect.batches.flow import agenerate_video_batch
@@ -28,6 +29,7 @@ from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.emulator.validation import price_of
 from omniflash_prefect.video import spend_limits
+from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.flows import agenerate_video
 from omniflash_prefect.video.spend_limits import (
     define_spend_limit,
@@ -140,17 +142,19 @@ async def test_a_limit_deleted_mid_video_never_fails_the_paid_video(
     emulator.config.job_seconds = 2.0
     name = limit_name()
     await define_spend_limit(name, 2.0)
-    running = asyncio.create_task(
-        agenerate_video(
+
+    async def generate() -> State[ArchivedVideo]:
+        return await agenerate_video(
             "A ferry",
             duration=10,
             credentials_block=credentials_block,
             spend_limit=name,
             return_state=True,
         )
-    )
+
+    running = asyncio.create_task(generate())
     async with asyncio.timeout(30):
-        while emulator.state.submission_count == 0:  # another component: a bounded poll
+        while emulator.state.submission_count == 0:  # noqa: ASYNC110 - the emulator, a thread
             await asyncio.sleep(0.05)
     await delete_spend_limit(name)
     state = await running
