@@ -324,7 +324,9 @@ def table(out: dict[str, Any]) -> str:
         f"{DURATION} s {RESOLUTION} at {PRICE:g}, limit {setup['limit']:g}, jobs "
         f"{setup['job_seconds']:g} s, poll {POLL.first_delay:g}/{POLL.min_interval:g}/"
         f"{POLL.max_interval:g} s, {out['machine']['nproc']} cores, Prefect "
-        f"{out['machine']['prefect']}, server start {out['prefect_server_startup_seconds']} s",
+        f"{out['machine']['prefect']}, load average before "
+        f"{out['machine']['load_average_before'][0]:g}, server start "
+        f"{out['prefect_server_startup_seconds']} s",
         "code: "
         + ", ".join(f"{name} {digest}" for name, digest in out["code"]["before"].items())
         + ("" if out["code"]["before"] == out["code"]["after"] else " (CHANGED during the run)"),

@@ -299,6 +299,13 @@ def _omniflash(*args: str) -> list[str]:
     return [sys.executable, "-m", "omniflash_prefect", *args]
 
 
+def omniflash(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """``omniflash <args>`` in a child process on this test's Prefect server; output captured."""
+    return subprocess.run(
+        _omniflash(*args), cwd=REPO, env=_child_env(tmp_path), capture_output=True, check=False
+    )
+
+
 def _await(condition: Any, within: float, what: str) -> None:
     """Poll ``condition`` (another process changes what it reads) until true, or fail."""
     deadline = time.monotonic() + within
@@ -358,13 +365,8 @@ def test_two_batches_racing_for_one_limit_overshoot_by_at_most_one_video(
     assert 4 <= paid <= 6, errors
     assert statuses.count("archived") == paid
     assert statuses.count("skipped_spend_limit") == 16 - paid
-    shown = subprocess.run(
-        _omniflash("spend-limit", "show", name, "--json"),
-        cwd=REPO,
-        env=_child_env(tmp_path),
-        capture_output=True,
-        check=True,
-    )
+    shown = omniflash(tmp_path, "spend-limit", "show", name, "--json")
+    assert shown.returncode == 0, shown.stderr.decode(errors="replace")
     view = json.loads(shown.stdout)
     assert view["spent"] == pytest.approx(charged)
     assert (view["reserved"], view["in_flight"]) == (0, 0)
@@ -413,21 +415,17 @@ def test_a_killed_run_s_reservation_is_released_after_its_lease(
     assert _view(name).spent == 0.0
     task_id = next(iter(emulator.state.snapshot()["tasks"]))
     for _ in range(2):
-        fetched = subprocess.run(
-            _omniflash(
-                "fetch",
-                task_id,
-                "--spend-limit",
-                name,
-                "--credentials-block",
-                block,
-                "--archive-dir",
-                str(tmp_path / "videos"),
-                "--json",
-            ),
-            cwd=REPO,
-            env=_child_env(tmp_path),
-            capture_output=True,
+        fetched = omniflash(
+            tmp_path,
+            "fetch",
+            task_id,
+            "--spend-limit",
+            name,
+            "--credentials-block",
+            block,
+            "--archive-dir",
+            str(tmp_path / "videos"),
+            "--json",
         )
         assert fetched.returncode == 0, fetched.stderr.decode(errors="replace")[-3000:]
     after = _view(name)
@@ -445,22 +443,18 @@ def test_dry_run_sends_nothing_and_prices_every_class(
     manifest = tmp_path / "m.jsonl"
     lines = [*rows(3), {"id": "short", "prompt": "A short one", "duration": 4}]
     manifest.write_text("\n".join(json.dumps(row) for row in lines) + "\n")
-    result = subprocess.run(
-        _omniflash(
-            "batch",
-            str(manifest),
-            "--dry-run",
-            "--spend-limit",
-            name,
-            "--budget",
-            "1.0",
-            "--credentials-block",
-            block,
-            "--json",
-        ),
-        cwd=REPO,
-        env=_child_env(tmp_path),
-        capture_output=True,
+    result = omniflash(
+        tmp_path,
+        "batch",
+        str(manifest),
+        "--dry-run",
+        "--spend-limit",
+        name,
+        "--budget",
+        "1.0",
+        "--credentials-block",
+        block,
+        "--json",
     )
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     body = json.loads(result.stdout)
@@ -484,23 +478,19 @@ def test_generate_refused_by_a_limit_exits_3_with_nothing_sent(
     name = limit_name()
     asyncio.run(define_spend_limit(name, 0.5))
     asyncio.run(spend_limits.record_settlement(name, "task_y", PRICE, _request(10)))
-    result = subprocess.run(
-        _omniflash(
-            "generate",
-            "A fox",
-            "--duration",
-            "10",
-            "--spend-limit",
-            name,
-            "--credentials-block",
-            block,
-            "--archive-dir",
-            str(tmp_path / "videos"),
-            "--json",
-        ),
-        cwd=REPO,
-        env=_child_env(tmp_path),
-        capture_output=True,
+    result = omniflash(
+        tmp_path,
+        "generate",
+        "A fox",
+        "--duration",
+        "10",
+        "--spend-limit",
+        name,
+        "--credentials-block",
+        block,
+        "--archive-dir",
+        str(tmp_path / "videos"),
+        "--json",
     )
     assert result.returncode == 3, result.stderr.decode(errors="replace")[-2000:]
     body = json.loads(result.stdout)
@@ -514,13 +504,8 @@ def test_spend_shows_each_day_of_each_limit(tmp_path: Path) -> None:
     asyncio.run(define_spend_limit(name, 5.0))
     for task in ("t1", "t2"):
         asyncio.run(spend_limits.record_settlement(name, task, PRICE, _request(10)))
-    result = subprocess.run(
-        _omniflash("spend", "--days", "2", "--json"),
-        cwd=REPO,
-        env=_child_env(tmp_path),
-        capture_output=True,
-        check=True,
-    )
+    result = omniflash(tmp_path, "spend", "--days", "2", "--json")
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
     body = json.loads(result.stdout)
     mine = [row for row in body["days"] if row["limit"] == name]
     today = datetime.now(UTC).date().isoformat()
