@@ -25,18 +25,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, ClassVar, Final, TypeVar
 
+import httpx
 from prefect.blocks.core import Block
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import BlockDocumentUpdate, VariableCreate, VariableUpdate
-from prefect.concurrency.asyncio import concurrency
 from prefect.events import emit_event
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
 from pydantic import Field
 
@@ -161,34 +162,48 @@ async def _show(client: PrefectClient, view: SpendLimitView) -> None:
         await client.create_variable(VariableCreate(name=name, value=value, tags=["omniflash"]))
 
 
-_locks_made: set[str] = set()
-
-
-async def _make_lock(name: str) -> None:
-    """Make the limit's lock if it is missing (once per process): ``set`` makes it, but a limit
-    may have been created in the UI's Blocks page."""
-    if name in _locks_made:
-        return
-    async with get_client() as client:
+async def _take_lock(client: PrefectClient, name: str) -> uuid.UUID:
+    """Take the one slot of the limit's lock with a lease, waiting as the server advises (its
+    ``Retry-After``); the lease's id. A lock that is missing (a limit created in the UI's Blocks
+    page) is made first."""
+    deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+    while True:
         try:
-            await client.read_global_concurrency_limit_by_name(lock_name(name))
-        except ObjectNotFound:
-            await client.upsert_global_concurrency_limit_by_name(lock_name(name), 1)
-    _locks_made.add(name)
+            response = await client.increment_concurrency_slots_with_lease(
+                names=[lock_name(name)],
+                slots=1,
+                mode="concurrency",
+                lease_duration=LOCK_LEASE_SECONDS,
+            )
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 423 or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(float(exc.response.headers.get("Retry-After", 0.1)))
+            continue
+        granted = response.json()
+        lease = uuid.UUID(granted["lease_id"])
+        if granted.get("limits"):
+            return lease
+        # No such limit: nothing was held. Make it, then take it.
+        await client.release_concurrency_slots_with_lease(lease)
+        await _make_lock(client, name)
+
+
+async def _make_lock(client: PrefectClient, name: str) -> None:
+    """Make the limit's lock (a one-slot global concurrency limit), if no one else has."""
+    with contextlib.suppress(ObjectAlreadyExists):
+        await client.upsert_global_concurrency_limit_by_name(lock_name(name), 1)
 
 
 @contextlib.asynccontextmanager
-async def _locked(name: str) -> AsyncIterator[None]:
-    """Hold the limit's lock: its one-slot global concurrency limit, with a lease."""
-    await _make_lock(name)
-    async with concurrency(
-        lock_name(name),
-        occupy=1,
-        timeout_seconds=LOCK_TIMEOUT_SECONDS,
-        lease_duration=LOCK_LEASE_SECONDS,
-        strict=True,
-    ):
+async def _locked(client: PrefectClient, name: str) -> AsyncIterator[None]:
+    """Hold the limit's lock: the one slot of its global concurrency limit, with a lease the
+    server ends by itself if this process dies holding it."""
+    lease = await _take_lock(client, name)
+    try:
         yield
+    finally:
+        await client.release_concurrency_slots_with_lease(lease)
 
 
 async def change_limit(
@@ -200,7 +215,7 @@ async def change_limit(
     written back while the lock is held; ``change`` gets the clock's ``now``. A change that
     changed nothing (a video told to wait, a task counted already) writes nothing.
     """
-    async with _locked(name), get_client() as client:
+    async with get_client() as client, _locked(client, name):
         document_id, limit = await _read_document(client, name)
         before = _document_of(limit)
         now = utc_now()
@@ -239,7 +254,7 @@ async def define_spend_limit(
     """Create the limit, or change its amount and window (its ledger is kept)."""
     checked = SpendLimit(name=name, limit=limit, rolling_hours=rolling_hours)  # checks the values
     async with get_client() as client:
-        await client.upsert_global_concurrency_limit_by_name(lock_name(name), 1)
+        await _make_lock(client, name)
     try:
         await OmniFlashSpendLimit(limit=limit, rolling_hours=rolling_hours).asave(name)
     except ValueError:  # it exists: change it under its lock, keeping the ledger
@@ -328,6 +343,38 @@ async def record_settlement(
     return added
 
 
+async def _apply_together(
+    name: str, queued: list[tuple[Callable[[SpendLimit, datetime], Any], asyncio.Future[Any]]]
+) -> None:
+    """Apply queued changes in order in one change of the limit; each future gets its own
+    result (with the view after all of them) or its own error."""
+
+    def every(limit: SpendLimit, now: datetime) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        for change, _ in queued:
+            try:
+                outcomes.append((True, change(limit, now)))
+            except Exception as exc:  # one change's error is its caller's, not the others'
+                outcomes.append((False, exc))
+        return outcomes
+
+    try:
+        outcomes, view = await change_limit(name, every)
+    except BaseException as exc:
+        for _, done in queued:
+            if not done.done():
+                done.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    for (_, done), (ok, outcome) in zip(queued, outcomes, strict=True):
+        if not done.done():
+            if ok:
+                done.set_result((outcome, view))
+            else:
+                done.set_exception(outcome)
+
+
 class SpendLimitHold:
     """One run's reservations on a named limit, under one holder id whose lease it renews.
 
@@ -346,6 +393,9 @@ class SpendLimitHold:
         self._held: dict[str, tuple[str, float | None]] = {}
         self._settled = asyncio.Event()
         self._renewing: asyncio.Task[None] | None = None
+        #: Changes waiting for the lock, and the one writer of them at a time (see _change).
+        self._queued: list[tuple[Callable[[SpendLimit, datetime], Any], asyncio.Future[Any]]] = []
+        self._writing = asyncio.Lock()
 
     async def __aenter__(self) -> SpendLimitHold:
         await read_spend_limit(self.name)  # a missing limit fails before anything is sent
@@ -372,7 +422,7 @@ class SpendLimitHold:
                 limit.unreserve(self.holder, price_class, estimate)
 
         try:
-            await change_limit(self.name, give_back)
+            await self._change(give_back)
         except Exception as exc:  # never over the run's own outcome: the lease frees them
             _log.warning(
                 "Could not give back %d reservations on spend limit %r (they are released when "
@@ -405,7 +455,7 @@ class SpendLimitHold:
                 await self._wait(pause)
                 pause = min(pause * 2, _LONGEST_WAIT)
                 continue
-            (decision, expected, why), view = await change_limit(self.name, admit)
+            (decision, expected, why), view = await self._change(admit)
             if decision == "start":
                 self._held[key] = (price_class, expected)
                 self._keep_renewing()
@@ -452,7 +502,7 @@ class SpendLimitHold:
                 task_id or key, cost, now, price_class=price_class, estimate=estimate, run=self.run
             )
 
-        added, view = await change_limit(self.name, settle)
+        added, view = await self._change(settle)
         self._settled.set()
         amount = counted.get("amount")
         if amount is not None:
@@ -472,8 +522,22 @@ class SpendLimitHold:
             if held is not None:
                 limit.unreserve(self.holder, *held)
 
-        await change_limit(self.name, give_back)
+        await self._change(give_back)
         self._settled.set()
+
+    async def _change(
+        self, change: Callable[[SpendLimit, datetime], T]
+    ) -> tuple[T, SpendLimitView]:
+        """Apply ``change`` with every other change of this run queued meanwhile, in one hold of
+        the lock: the rows of a batch that reserve or settle together cost one change, not one
+        each, so a busy limit is not held up by one run's many videos."""
+        done: asyncio.Future[tuple[T, SpendLimitView]] = asyncio.get_running_loop().create_future()
+        self._queued.append((change, done))
+        async with self._writing:
+            if not done.done():
+                queued, self._queued = self._queued, []
+                await _apply_together(self.name, queued)
+        return await done
 
     def _forget_if_lapsed(self, limit: SpendLimit) -> None:
         """When this run's lease lapsed (renewals did not get through), the ledger has already
@@ -506,6 +570,6 @@ class SpendLimitHold:
                     limit.renew(self.holder, now, self.lease, self.run)
 
             try:
-                await change_limit(self.name, renew)
+                await self._change(renew)
             except Exception as exc:  # the next renewal may get through; the lease has room
                 _log.warning("Could not renew the lease on spend limit %r: %s", self.name, exc)
