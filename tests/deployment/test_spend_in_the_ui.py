@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -32,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Locator, Page
+from playwright.sync_api import Locator, Page, expect
 
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
 from omniflash_prefect.video.spend_limits import OmniFlashSpendLimit, variable_name
-from tests.support.browser import browser_page
+from tests.support.browser import UI_TIMEOUT_MS, browser_page
 from tests.support.processes import BIN, REPO, PrefectServer, fast_worker_env
 
 pytestmark = pytest.mark.slow
@@ -88,7 +89,7 @@ def omniflash(*args: str, cwd: Path, env: dict[str, str]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def spent(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> SpentLimit:
     """A limit of 2 a day, and one 10 s video generated on it against the emulator."""
-    name = f"ui-{uuid.uuid4().hex[:12]}"
+    name = f"ui-{uuid.uuid4().hex[:8]}"
     config = EmulatorConfig(job_seconds=0.5, api_key=f"sk-spend-ui-{uuid.uuid4().hex}")
     workdir = tmp_path_factory.mktemp("spend")
     with EmulatorServer(config) as emulator:
@@ -197,7 +198,6 @@ def test_the_blocks_page_shows_the_limit(
         name.click()
         page.wait_for_url(f"{base}{ui}/blocks/block/*")
         amount = page.wait_for_function(FIELD_SHOWN, arg="Limit").json_value()
-        title, block_url = page.title(), page.url
         page.screenshot(path=tmp_path / "ui-spend-limit-block.png", full_page=True)
-    assert spent.name in title, f"the block page {block_url} is titled {title!r}"
-    assert amount == f"{LIMIT:g}", f"the block page {block_url} shows the limit {amount!r}"
+        assert amount == f"{LIMIT:g}", f"the block page {page.url} shows the limit {amount!r}"
+        expect(page).to_have_title(re.compile(re.escape(spent.name)), timeout=UI_TIMEOUT_MS)
