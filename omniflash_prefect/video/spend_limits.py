@@ -99,10 +99,10 @@ class OmniFlashSpendLimit(Block):
     _documentation_url: ClassVar[Any] = "https://docs.apimart.ai"
     _code_example: ClassVar[str] = """
 ```python
-from omniflash_prefect import OmniFlashSpendLimit, generate_video
+from omniflash_prefect import OmniFlashSpendLimit
 
-limit = OmniFlashSpendLimit.load("BLOCK_NAME")  # its amount, window and ledger
-generate_video("A red kite over the dunes", spend_limit="BLOCK_NAME")
+limit = OmniFlashSpendLimit.load("BLOCK_NAME")  # pass its name as spend_limit= to a flow
+print(limit.limit, limit.rolling_hours)
 ```
 """
 
