@@ -62,7 +62,17 @@ def emulator_cost(emulator: EmulatorServer) -> float:
     return round(sum(float(task["cost"]) for task in tasks), 6)
 
 
-async def report_of(state: Any) -> BatchReport:
+async def batch_on(
+    name: str, credentials_block: str, requests: list[dict[str, Any]], **options: Any
+) -> BatchReport:
+    """Run ``generate_video_batch`` on the spend limit ``name``; its report, whatever its state."""
+    state = await agenerate_video_batch(
+        requests=requests,
+        credentials_block=credentials_block,
+        spend_limit=name,
+        return_state=True,
+        **options,
+    )
     report = await state.aresult(raise_on_failure=False)
     assert isinstance(report, BatchReport)
     return report
@@ -170,13 +180,7 @@ async def test_a_batch_under_a_limit_reports_the_rows_it_refused(
     skipped_spend_limit with the limit's numbers; the limit's spend is the emulator's."""
     name = limit_name()
     await define_spend_limit(name, PRICE * 2)
-    state = await agenerate_video_batch(
-        requests=rows(4),
-        credentials_block=credentials_block,
-        spend_limit=name,
-        return_state=True,
-    )
-    report = await report_of(state)
+    report = await batch_on(name, credentials_block, rows(4))
     assert sorted(item.status for item in report.items) == (
         ["archived"] * 2 + ["skipped_spend_limit"] * 2
     )
@@ -195,27 +199,13 @@ async def test_a_limit_spent_today_starts_again_the_next_utc_day(
     history keeps both days."""
     name = limit_name()
     await define_spend_limit(name, PRICE * 2)
-    today = await report_of(
-        await agenerate_video_batch(
-            requests=rows(3, "a"),
-            credentials_block=credentials_block,
-            spend_limit=name,
-            return_state=True,
-        )
-    )
+    today = await batch_on(name, credentials_block, rows(3, "a"))
     assert today.counts["archived"] == 2
     assert today.counts["skipped_spend_limit"] == 1
     now = spend_limits.utc_now()
     tomorrow = now.replace(hour=0, minute=0, second=30, microsecond=0) + timedelta(days=1)
     monkeypatch.setattr(spend_limits, "utc_now", lambda: tomorrow)
-    again = await report_of(
-        await agenerate_video_batch(
-            requests=rows(3, "b"),
-            credentials_block=credentials_block,
-            spend_limit=name,
-            return_state=True,
-        )
-    )
+    again = await batch_on(name, credentials_block, rows(3, "b"))
     assert again.counts["archived"] == 2
     limit = await read_spend_limit(name)
     view = limit.view(tomorrow)
@@ -237,15 +227,8 @@ async def test_402_still_stops_a_batch_under_a_limit(
     emulator.config.balance = 2.5 * PRICE
     name = limit_name()
     await define_spend_limit(name, PRICE * 10)
-    report = await report_of(
-        await agenerate_video_batch(
-            requests=rows(6),
-            credentials_block=credentials_block,
-            spend_limit=name,
-            cost_estimate=PRICE,
-            max_concurrency=3,
-            return_state=True,
-        )
+    report = await batch_on(
+        name, credentials_block, rows(6), cost_estimate=PRICE, max_concurrency=3
     )
     assert report.counts["archived"] == 2
     assert report.counts["not_submitted"] == 4
@@ -297,6 +280,23 @@ def _child_env(tmp_path: Path, lease_seconds: float | None = None) -> dict[str, 
 
 def _omniflash(*args: str) -> list[str]:
     return [sys.executable, "-m", "omniflash_prefect", *args]
+
+
+def on_limit(command: str, what: str, name: str, block: str, tmp_path: Path) -> list[str]:
+    """``omniflash generate PROMPT`` (a 10 s video) or ``fetch TASK_ID`` on the limit ``name``."""
+    duration = ["--duration", "10"] if command == "generate" else []
+    return [
+        command,
+        what,
+        *duration,
+        "--spend-limit",
+        name,
+        "--credentials-block",
+        block,
+        "--archive-dir",
+        str(tmp_path / "videos"),
+        "--json",
+    ]
 
 
 def omniflash(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -385,17 +385,7 @@ def test_a_killed_run_s_reservation_is_released_after_its_lease(
     asyncio.run(define_spend_limit(name, 2.0))
     child = subprocess.Popen(
         _omniflash(
-            "generate",
-            "A lighthouse",
-            "--duration",
-            "10",
-            "--spend-limit",
-            name,
-            "--credentials-block",
-            block,
-            "--archive-dir",
-            str(tmp_path / "videos"),
-            "--json",
+            *on_limit("generate", "A lighthouse", name, block, tmp_path),
         ),
         cwd=REPO,
         env=_child_env(tmp_path, lease_seconds=3),
@@ -417,15 +407,7 @@ def test_a_killed_run_s_reservation_is_released_after_its_lease(
     for _ in range(2):
         fetched = omniflash(
             tmp_path,
-            "fetch",
-            task_id,
-            "--spend-limit",
-            name,
-            "--credentials-block",
-            block,
-            "--archive-dir",
-            str(tmp_path / "videos"),
-            "--json",
+            *on_limit("fetch", task_id, name, block, tmp_path),
         )
         assert fetched.returncode == 0, fetched.stderr.decode(errors="replace")[-3000:]
     after = _view(name)
@@ -480,17 +462,7 @@ def test_generate_refused_by_a_limit_exits_3_with_nothing_sent(
     asyncio.run(spend_limits.record_settlement(name, "task_y", PRICE, _request(10)))
     result = omniflash(
         tmp_path,
-        "generate",
-        "A fox",
-        "--duration",
-        "10",
-        "--spend-limit",
-        name,
-        "--credentials-block",
-        block,
-        "--archive-dir",
-        str(tmp_path / "videos"),
-        "--json",
+        *on_limit("generate", "A fox", name, block, tmp_path),
     )
     assert result.returncode == 3, result.stderr.decode(errors="replace")[-2000:]
     body = json.loads(result.stdout)
