@@ -93,8 +93,7 @@ def set_limit(
         typer.Option(
             "--per-day",
             help="What every run naming the limit may spend together in a UTC day (or in the "
-            "rolling window).",
-            min=0.000001,
+            "rolling window); more than 0.",
         ),
     ],
     rolling_hours: Annotated[
@@ -214,10 +213,16 @@ def run_dry_run(options: BatchOptions, *, json_output: bool) -> NoReturn:
     print_line = rendering.console.print
     print_line(
         f"Dry run of {body['manifest']}: {body['videos']} videos to make, "
-        f"{len(body['invalid'])} invalid rows; nothing was sent.",
+        f"{len(body['invalid'])} invalid rows skipped; nothing was sent.",
         soft_wrap=True,
         highlight=False,
     )
+    for problem in body["invalid"]:
+        print_line(
+            f"  skipped: line {problem['line']} (id {problem['id']}): {problem['message']}",
+            soft_wrap=True,
+            highlight=False,
+        )
     for each in body["classes"]:
         price = "unknown" if each["estimate"] is None else f"{each['estimate']:g}"
         total = "unknown" if each["total"] is None else f"{each['total']:g}"

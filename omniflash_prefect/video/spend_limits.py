@@ -39,9 +39,13 @@ from prefect.client.schemas.actions import BlockDocumentUpdate, VariableCreate, 
 from prefect.events import emit_event
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
-from pydantic import Field
+from pydantic import Field, ValidationError
 
-from omniflash_prefect.core.errors import SpendLimitNotFoundError, SpendLimitReachedError
+from omniflash_prefect.core.errors import (
+    SpendLimitNotFoundError,
+    SpendLimitReachedError,
+    UsageError,
+)
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.core.spending import (
     MAX_ROLLING_HOURS,
@@ -252,7 +256,12 @@ async def define_spend_limit(
     name: str, limit: float, rolling_hours: int | None = None
 ) -> SpendLimitView:
     """Create the limit, or change its amount and window (its ledger is kept)."""
-    checked = SpendLimit(name=name, limit=limit, rolling_hours=rolling_hours)  # checks the values
+    checked_name(name)
+    try:
+        checked = SpendLimit(name=name, limit=limit, rolling_hours=rolling_hours)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"invalid spend limit {name!r}: {problems}") from None
     async with get_client() as client:
         await _make_lock(client, name)
     try:

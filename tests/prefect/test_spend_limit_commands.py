@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 from prefect.settings import PREFECT_API_URL
+from typer.testing import CliRunner
 
+from omniflash_prefect.cli import app
 from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.video import spend_limits
 from omniflash_prefect.video.spend_limits import (
@@ -243,3 +245,15 @@ def test_spend_shows_each_day_of_each_limit(tmp_path: Path) -> None:
     today = datetime.now(UTC).date().isoformat()
     assert mine == [{"day": today, "limit": name, "spent": PRICE * 2, "videos": 2}]
     assert body["totals"][name] == PRICE * 2
+
+
+def test_set_refuses_a_bad_name_or_amount_with_exit_2() -> None:
+    """A name the server could not hold, or an amount that is no limit, is refused before
+    anything is created."""
+    for args, said in (
+        (["Nightly", "--per-day", "1"], "lowercase letters, digits and dashes"),
+        ([limit_name(), "--per-day", "0"], "greater than 0"),
+    ):
+        result = CliRunner().invoke(app, ["spend-limit", "set", *args], env={"COLUMNS": "200"})
+        assert result.exit_code == 2, result.output
+        assert said in result.output
