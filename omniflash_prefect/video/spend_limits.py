@@ -61,6 +61,8 @@ T = TypeVar("T")
 
 BLOCK_TYPE_SLUG: Final = "omniflash-spend-limit"
 SETTLED_EVENT: Final = "omniflash.spend.settled"
+#: A video the limit would not start, for an Automation to notify someone.
+REFUSED_EVENT: Final = "omniflash.spend.refused"
 #: The lock's lease: the least Prefect allows. A change holds the lock for a few API calls.
 LOCK_LEASE_SECONDS: Final = 60.0
 #: How long a change may wait for the lock before it gives up (the holder would be long dead).
@@ -300,33 +302,24 @@ def _current_run() -> str | None:
     return str(run_id) if run_id else None
 
 
-def emit_settled(
-    view: SpendLimitView, *, task_id: str, amount: float, added: float, estimated: bool
-) -> None:
-    """The ``omniflash.spend.settled`` event of one settlement, related to the current run."""
+def _emit(event: str, view: SpendLimitView, **payload: object) -> None:
+    """An ``omniflash.spend.*`` event about the limit, with its numbers, related to the run."""
     run = _current_run()
+    related = (
+        [{"prefect.resource.id": f"prefect.flow-run.{run}", "prefect.resource.role": "flow-run"}]
+        if run
+        else []
+    )
     emit_event(
-        SETTLED_EVENT,
+        event,
         resource={
             "prefect.resource.id": f"omniflash.spend-limit.{view.name}",
             "prefect.resource.name": view.name,
         },
-        related=(
-            [
-                {
-                    "prefect.resource.id": f"prefect.flow-run.{run}",
-                    "prefect.resource.role": "flow-run",
-                }
-            ]
-            if run
-            else []
-        ),
+        related=related,
         payload={
             "limit": view.name,
-            "amount": amount,
-            "added": added,
-            "estimated": estimated,
-            "task_id": task_id,
+            **payload,
             "run": run,
             "spent": view.spent,
             "reserved": view.reserved,
@@ -334,6 +327,13 @@ def emit_settled(
             "window_start": view.window_start.isoformat(),
         },
     )
+
+
+def emit_settled(
+    view: SpendLimitView, *, task_id: str, amount: float, added: float, estimated: bool
+) -> None:
+    """The ``omniflash.spend.settled`` event of one settlement."""
+    _emit(SETTLED_EVENT, view, amount=amount, added=added, estimated=estimated, task_id=task_id)
 
 
 async def record_settlement(
@@ -470,6 +470,7 @@ class SpendLimitHold:
                 self._keep_renewing()
                 return expected
             if decision == "refuse":
+                _emit(REFUSED_EVENT, view, estimate=expected, price_class=price_class, key=key)
                 raise SpendLimitReachedError(
                     f"{why}; nothing was sent",
                     limit=self.name,

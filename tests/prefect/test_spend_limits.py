@@ -89,6 +89,13 @@ async def test_a_limit_refuses_a_video_it_cannot_hold_before_anything_is_sent(
             "A crane", duration=10, credentials_block=credentials_block, spend_limit=name
         )
     assert (refused.value.spent, refused.value.amount) == (PRICE, PRICE * 1.5)
+    events = await stored_events(
+        "omniflash.spend.refused",
+        lambda found: any(e.payload.get("limit") == name for e in found),
+    )
+    event = next(e for e in events if e.payload.get("limit") == name)
+    assert (event.payload["estimate"], event.payload["spent"]) == (PRICE, PRICE)
+    assert event.resource.id == f"omniflash.spend-limit.{name}"
     assert emulator.state.submission_count == 1
     limit = await read_spend_limit(name)
     assert limit.prices == {"10s/720p": PRICE}
