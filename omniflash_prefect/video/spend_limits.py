@@ -13,11 +13,13 @@ where every run that can reach the Prefect API can also reach them, with no serv
   holder is killed mid-change, the server gives the slot back when the lease ends;
 * **the view** is a variable, ``omniflash-spend-<name>``, rewritten with every change (spent,
   reserved, remaining, window start), for the UI's Variables page and for flows to read;
-* **each settlement** is an ``omniflash.spend.settled`` event (limit, amount, task id, run).
+* **each settlement** is an ``omniflash.spend.settled`` event (limit, amount, task id, run), and
+  each refusal an ``omniflash.spend.refused`` event.
 
 A run reserves through a :class:`SpendLimitHold`: one holder id with a lease the run renews every
 third of ``OMNIFLASH_SPEND_LEASE_SECONDS`` while it has videos in flight. When the run is killed,
-its reservations are dropped by the first change after the lease ends.
+its reservations are dropped by the first change after the lease ends. The changes a run makes
+while the lock is taken are queued and written together, one change for many rows.
 """
 
 from __future__ import annotations
