@@ -59,8 +59,8 @@ from omniflash_prefect import OmniFlashCredentials
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
 from omniflash_prefect.emulator.validation import price_of
+from omniflash_prefect.video.spend_holds import SpendLimitHold
 from omniflash_prefect.video.spend_limits import (
-    SpendLimitHold,
     define_spend_limit,
     read_spend_limit,
     utc_now,

@@ -75,9 +75,9 @@ from omniflash_prefect.video.flows import (
     generate_video,
     generate_video_task,
 )
+from omniflash_prefect.video.spend_holds import SpendLimitHold
 from omniflash_prefect.video.spend_limits import (
     OmniFlashSpendLimit,
-    SpendLimitHold,
     define_spend_limit,
     delete_spend_limit,
     list_spend_limits,

@@ -77,7 +77,8 @@ from omniflash_prefect.video.credentials import credentials_read_once, load_clie
 from omniflash_prefect.video.dispatch import dispatching_flow
 from omniflash_prefect.video.observability import RunLogger, artifact_key
 from omniflash_prefect.video.one_video import load_result_storage, load_storage
-from omniflash_prefect.video.spend_limits import SpendLimitHold, read_spend_limit, utc_now
+from omniflash_prefect.video.spend_holds import SpendLimitHold
+from omniflash_prefect.video.spend_limits import read_spend_limit, utc_now
 
 #: The batch summary's gallery: its first videos, each a small poster linked to its run, and a
 #: cap on the images' total size, so the summary of a batch of thousands stays light to show.

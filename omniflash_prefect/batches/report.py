@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,14 +47,7 @@ ItemStatus = Literal[
     "skipped_spend_limit",
     "not_submitted",
 ]
-ITEM_STATUSES: tuple[ItemStatus, ...] = (
-    "archived",
-    "failed",
-    "skipped_invalid",
-    "skipped_budget",
-    "skipped_spend_limit",
-    "not_submitted",
-)
+ITEM_STATUSES: tuple[ItemStatus, ...] = get_args(ItemStatus)
 Decision = Literal["start", "wait", "skip"]
 
 

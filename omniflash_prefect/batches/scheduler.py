@@ -29,7 +29,7 @@ from omniflash_prefect.batches.runners import RowRun, RowRunner
 from omniflash_prefect.core import errors
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.observability import EVENT_PREFIX, artifact_key
-from omniflash_prefect.video.spend_limits import SpendLimitHold
+from omniflash_prefect.video.spend_holds import SpendLimitHold
 from omniflash_prefect.video.submissions import read_submission, submission_key, submission_recorded
 from omniflash_prefect.video.tasks import prefect_api_unavailable
 

@@ -36,7 +36,7 @@ from omniflash_prefect.video.observability import (
     publish_archive_artifacts,
     render_summary,
 )
-from omniflash_prefect.video.spend_limits import SpendLimitHold
+from omniflash_prefect.video.spend_holds import SpendLimitHold
 from omniflash_prefect.video.steps import (
     archive_step,
     call_submission_key,

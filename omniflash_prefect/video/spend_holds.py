@@ -1,0 +1,271 @@
+"""One run's reservations on a named spend limit (:mod:`omniflash_prefect.video.spend_limits`
+keeps the limit itself on the Prefect server).
+
+A :class:`SpendLimitHold` holds its run's reservations under one holder id with a lease it renews
+every third of ``OMNIFLASH_SPEND_LEASE_SECONDS`` while videos are in flight, so a killed run's
+reservations go when the lease ends. The changes it makes while the limit's lock is taken are
+queued and written together: the rows of a batch that reserve or settle at once cost one change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+from omniflash_prefect.core.errors import SpendLimitReachedError
+from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.core.spending import (
+    SpendLimit,
+    SpendLimitView,
+    checked_name,
+    price_class_of,
+    refusal_message,
+)
+from omniflash_prefect.settings import OmniFlashSettings
+from omniflash_prefect.video.spend_limits import (
+    change_limit,
+    current_run,
+    emit_refused,
+    emit_settled,
+    must_wait,
+    read_spend_limit,
+)
+
+T = TypeVar("T")
+
+#: The longest pause between two looks at a limit a video is waiting on.
+_LONGEST_WAIT: Final = 5.0
+
+_log = logging.getLogger(__name__)
+
+
+async def _apply_together(
+    name: str, queued: list[tuple[Callable[[SpendLimit, datetime], Any], asyncio.Future[Any]]]
+) -> None:
+    """Apply queued changes in order in one change of the limit; each future gets its own
+    result (with the view after all of them) or its own error."""
+
+    def every(limit: SpendLimit, now: datetime) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        for change, _ in queued:
+            try:
+                outcomes.append((True, change(limit, now)))
+            except Exception as exc:  # one change's error is its caller's, not the others'
+                outcomes.append((False, exc))
+        return outcomes
+
+    try:
+        outcomes, view = await change_limit(name, every)
+    except BaseException as exc:
+        for _, done in queued:
+            if not done.done():
+                done.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    for (_, done), (ok, outcome) in zip(queued, outcomes, strict=True):
+        if not done.done():
+            if ok:
+                done.set_result((outcome, view))
+            else:
+                done.set_exception(outcome)
+
+
+class SpendLimitHold:
+    """One run's reservations on a named limit, under one holder id whose lease it renews.
+
+    ``reserve`` waits while the videos in flight (this run's or others') may leave room, and
+    raises :class:`SpendLimitReachedError` when the limit cannot hold the video even then.
+    ``settle`` counts a video's cost; ``release`` gives back the reservation of a video that cost
+    nothing. Leaving the ``async with`` gives back whatever is still held.
+    """
+
+    def __init__(self, name: str, *, lease_seconds: float | None = None) -> None:
+        self.name = checked_name(name)
+        self.holder = uuid.uuid4().hex
+        self.run = current_run()
+        seconds = lease_seconds or OmniFlashSettings().spend_lease_seconds
+        self.lease = timedelta(seconds=seconds)
+        self._held: dict[str, tuple[str, float | None]] = {}
+        self._settled = asyncio.Event()
+        self._renewing: asyncio.Task[None] | None = None
+        #: Changes waiting for the lock, and the one writer of them at a time (see _change).
+        self._queued: list[tuple[Callable[[SpendLimit, datetime], Any], asyncio.Future[Any]]] = []
+        self._writing = asyncio.Lock()
+
+    async def __aenter__(self) -> SpendLimitHold:
+        await read_spend_limit(self.name)  # a missing limit fails before anything is sent
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._renewing
+        if not self._held:
+            return
+        held, self._held = dict(self._held), {}
+
+        def give_back(limit: SpendLimit, now: datetime) -> None:
+            if self.holder not in limit.holders:
+                return  # lapsed: already dropped with the holder
+            for price_class, estimate in held.values():
+                limit.unreserve(self.holder, price_class, estimate)
+
+        try:
+            await self._change(give_back)
+        except Exception as exc:  # never over the run's own outcome: the lease frees them
+            _log.warning(
+                "Could not give back %d reservations on spend limit %r (they are released when "
+                "the lease passes): %s",
+                len(held),
+                self.name,
+                exc,
+            )
+
+    async def reserve(
+        self, key: str, request: VideoRequest, estimate: float | None = None, *, paid: bool = False
+    ) -> float | None:
+        """Reserve the video's estimate (``estimate``, else the highest price seen for its
+        class; None: a probe), waiting while reservations in flight may leave room. ``paid``:
+        the video was paid for by an earlier run, so it is reserved whatever the limit says."""
+        price_class = price_class_of(request)
+        pause = 0.25
+        while True:
+
+            def admit(limit: SpendLimit, now: datetime) -> tuple[str, float | None, str]:
+                self._forget_if_lapsed(limit)
+                expected = limit.estimate(price_class, estimate)
+                decision = "start" if paid else limit.decide(now, price_class, expected)
+                if decision == "start":
+                    limit.reserve(self.holder, now, self.lease, price_class, expected, self.run)
+                return decision, expected, refusal_message(limit, now, expected)
+
+            self._settled.clear()
+            if not paid and await must_wait(self.name, price_class, estimate):
+                await self._wait(pause)
+                pause = min(pause * 2, _LONGEST_WAIT)
+                continue
+            (decision, expected, why), view = await self._change(admit)
+            if decision == "start":
+                self._held[key] = (price_class, expected)
+                self._keep_renewing()
+                return expected
+            if decision == "refuse":
+                emit_refused(view, estimate=expected, price_class=price_class, key=key)
+                raise SpendLimitReachedError(
+                    f"{why}; nothing was sent",
+                    limit=self.name,
+                    spent=view.spent,
+                    reserved=view.reserved,
+                    amount=view.limit,
+                )
+            await self._wait(pause)
+            pause = min(pause * 2, _LONGEST_WAIT)
+
+    async def _wait(self, seconds: float) -> None:
+        """Until a video of this run settles, or ``seconds``, whichever comes first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), seconds)
+
+    async def settle(
+        self, key: str, task_id: str | None, cost: float | None, request: VideoRequest
+    ) -> float:
+        """Count the video's cost (None: unknown, its estimate counts until an exact cost of the
+        same task replaces it), giving back its reservation; returns what it added."""
+        counted: dict[str, float | None] = {}
+
+        def settle(limit: SpendLimit, now: datetime) -> float:
+            self._forget_if_lapsed(limit)
+            held = self._held.pop(key, None)
+            if held is not None:
+                limit.unreserve(self.holder, *held)
+            price_class = price_class_of(request)
+            estimate = held[1] if held is not None else limit.estimate(price_class, None)
+            counted["amount"] = cost if cost is not None else estimate
+            return limit.settle(
+                task_id or key, cost, now, price_class=price_class, estimate=estimate, run=self.run
+            )
+
+        added, view = await self._change(settle)
+        self._settled.set()
+        amount = counted.get("amount")
+        if amount is not None:
+            emit_settled(
+                view, task_id=task_id or key, amount=amount, added=added, estimated=cost is None
+            )
+        return added
+
+    async def release(self, key: str) -> None:
+        """Give back the reservation of a video that cost nothing (refused, failed)."""
+        if key not in self._held:
+            return
+
+        def give_back(limit: SpendLimit, now: datetime) -> None:
+            self._forget_if_lapsed(limit)
+            held = self._held.pop(key, None)
+            if held is not None:
+                limit.unreserve(self.holder, *held)
+
+        await self._change(give_back)
+        self._settled.set()
+
+    async def _change(
+        self, change: Callable[[SpendLimit, datetime], T]
+    ) -> tuple[T, SpendLimitView]:
+        """Apply ``change`` with every other change of this run queued meanwhile, in one hold of
+        the lock: the rows of a batch that reserve or settle together cost one change, not one
+        each, so a busy limit is not held up by one run's many videos."""
+        done: asyncio.Future[tuple[T, SpendLimitView]] = asyncio.get_running_loop().create_future()
+        self._queued.append((change, done))
+        async with self._writing:
+            if not done.done():
+                queued, self._queued = self._queued, []
+                await _apply_together(self.name, queued)
+        return await done
+
+    def _forget_if_lapsed(self, limit: SpendLimit) -> None:
+        """When this run's lease lapsed (renewals did not get through), the ledger has already
+        dropped its reservations: forget them here too, and hold under a new id from now on, so
+        nothing is given back twice."""
+        if self._held and self.holder not in limit.holders:
+            _log.warning(
+                "The lease on spend limit %r lapsed; %d reservations were released",
+                self.name,
+                len(self._held),
+            )
+            self._held.clear()
+            self.holder = uuid.uuid4().hex
+
+    def _keep_renewing(self) -> None:
+        if self._renewing is None or self._renewing.done():
+            self._renewing = asyncio.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        """Move the holder's lease on every third of it while videos are held."""
+        every = self.lease.total_seconds() / 3
+        while self._held:
+            await asyncio.sleep(every)
+            if not self._held:
+                return
+
+            def renew(limit: SpendLimit, now: datetime) -> None:
+                self._forget_if_lapsed(limit)
+                if self._held:
+                    limit.renew(self.holder, now, self.lease, self.run)
+
+            try:
+                await self._change(renew)
+            except Exception as exc:  # the next renewal may get through; the lease has room
+                _log.warning("Could not renew the lease on spend limit %r: %s", self.name, exc)
