@@ -13,7 +13,6 @@ Subpackages by layer, bottom up (each imports only the ones before it; ``ARCHITE
 * ``emulator``: a local stand-in for the provider, for demos, tests and dry runs.
 """
 
-from omniflash_prefect import _moved
 from omniflash_prefect.batches.flow import agenerate_video_batch, generate_video_batch
 from omniflash_prefect.batches.manifest import InvalidManifestError, ManifestError
 from omniflash_prefect.batches.report import BatchItem, BatchReport
@@ -94,8 +93,6 @@ from omniflash_prefect.video.tasks import (
 )
 
 __version__ = _package_version()
-
-_moved.install()
 
 __all__ = [
     "APIConnectionError",

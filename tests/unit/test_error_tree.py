@@ -19,7 +19,7 @@ def defined_errors() -> list[type[BaseException]]:
     found: dict[str, type[BaseException]] = {}
     for module_info in pkgutil.walk_packages(omniflash_prefect.__path__, "omniflash_prefect."):
         name = module_info.name
-        if ".emulator" in name or name.rpartition(".")[2] in {"__main__", "_moved"}:
+        if ".emulator" in name or name.rpartition(".")[2] in {"__main__"}:
             continue  # the emulator plays the provider and has errors of its own
         module = importlib.import_module(name)
         for attribute, value in vars(module).items():
