@@ -35,6 +35,9 @@ _LIST_COLUMNS: Final = ("image_urls", "video_urls")
 class ManifestError(OmniFlashError):
     """The manifest as a whole cannot be read (encoding, size, format, header)."""
 
+    charged = False
+    exit_status = "invalid"
+
 
 class InvalidManifestError(ManifestError):
     """Some rows are invalid, so the batch refuses to start (unless told to skip them)."""

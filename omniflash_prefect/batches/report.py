@@ -28,11 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from omniflash_prefect.core.errors import (
     AuthenticationError,
-    GenerationCancelledError,
-    GenerationFailedError,
-    InvalidRequestError,
     PaymentRequiredError,
     RateLimitedError,
+    may_have_been_charged,
 )
 from omniflash_prefect.core.media import MediaCheck
 from omniflash_prefect.core.requests import VideoRequest
@@ -156,23 +154,20 @@ class RowOutcome:
 
 
 def outcome_of_error(error: BaseException | type[BaseException]) -> RowOutcome:
-    """What the batch does after a row's run raised ``error``.
+    """What the batch does after a row's run raised ``error`` (an exception, or its class: all
+    that is known of a deployment run's failure).
 
     A 429 that outlived the client's retries is a certain refusal, so the row is tried again after
-    a pause. 402 (balance) and 401 (key) refuse every later submission too. A failed or cancelled
-    generation costs nothing per the API. ``error`` may be an exception or its class (all that is
-    known of a deployment run's failure). Anything else happened after the video may have been
-    paid for (a lost submit answer, a download error, a poll timeout): the row failed, and its
-    estimate counts as spent.
+    a pause. 402 (balance) and 401 (key) refuse every later submission too. Any other failure
+    fails the row, counted as paid when the error's class says the video may have been paid for
+    (:func:`~omniflash_prefect.core.errors.may_have_been_charged`).
     """
     kind = error if isinstance(error, type) else type(error)
     if issubclass(kind, RateLimitedError):
         return RowOutcome("not_submitted", retry=True)
     if issubclass(kind, PaymentRequiredError | AuthenticationError):
         return RowOutcome("not_submitted", stop_submissions=True)
-    if issubclass(kind, InvalidRequestError | GenerationFailedError | GenerationCancelledError):
-        return RowOutcome("failed")
-    return RowOutcome("failed", paid=True)
+    return RowOutcome("failed", paid=may_have_been_charged(kind))
 
 
 def price_class(request: VideoRequest) -> tuple[int, str]:

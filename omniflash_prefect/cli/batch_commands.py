@@ -30,7 +30,6 @@ from omniflash_prefect.cli.exit_codes import (
     EXIT_FAILED,
     EXIT_NOT_AS_ASKED,
     EXIT_OK,
-    FailureStatus,
     classify,
 )
 from omniflash_prefect.cli.flow_runs import (
@@ -45,8 +44,9 @@ from omniflash_prefect.cli.usage import (
     check_credentials_configured,
     check_one_archive_target,
 )
+from omniflash_prefect.core.errors import ExitStatus
 
-BatchStatus = Literal["ok", "partial"] | FailureStatus
+BatchStatus = Literal["ok", "partial"] | ExitStatus
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class BatchOutcome:
     def _strictly_flagged(self) -> bool:
         return self.strict_media and self.report is not None and bool(self.report.media_flagged)
 
-    def _failure(self) -> tuple[FailureStatus, int]:
+    def _failure(self) -> tuple[ExitStatus, int]:
         if self.error is None:
             return "error", EXIT_ERROR
         # Any ValueError stopping a batch has always meant bad input (exit 2), not only the

@@ -1,8 +1,8 @@
 """What a failed ``omniflash`` command tells the shell: a status word and an exit code.
 
-Decided here once, from an exception's place in the error tree of
-:mod:`omniflash_prefect.core.errors`, for every command (generate, fetch, release, batch), so a
-script can rely on one meaning per code whichever command it ran:
+The status word is the error's own :attr:`~omniflash_prefect.core.errors.OmniFlashError.exit_status`
+(declared once, on its class in the error tree), so a script can rely on one meaning per code
+whichever command it ran (generate, fetch, release, batch):
 
 * 2 ``invalid``: the command was asked for something wrong, found before anything was paid for
   (a usage error, an invalid request, task id or manifest);
@@ -16,25 +16,9 @@ script can rely on one meaning per code whichever command it ran:
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 
-from omniflash_prefect.batches.manifest import ManifestError
-from omniflash_prefect.core.errors import (
-    AuthenticationError,
-    GenerationError,
-    InsufficientBalanceError,
-    InvalidRequestError,
-    InvalidTaskIdError,
-    InvalidVideoRequestError,
-    MediaCheckError,
-    NotFoundError,
-    PaymentRequiredError,
-    RateLimitedError,
-    SpendLimitNotFoundError,
-    SpendLimitReachedError,
-    SubmissionReleaseError,
-    UsageError,
-)
+from omniflash_prefect.core.errors import ExitStatus, OmniFlashError
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -43,47 +27,26 @@ EXIT_REFUSED: Final = 3
 EXIT_FAILED: Final = 4
 EXIT_NOT_AS_ASKED: Final = 5
 
-FailureStatus = Literal["invalid", "refused", "failed", "not_as_asked", "error"]
-
-#: Asked for something wrong; nothing was sent. ``UsageError`` covers the command's own
-#: ``CommandUsageError``; a submission record that must not be released is ``release``'s.
-INVALID: Final = (
-    UsageError,
-    InvalidVideoRequestError,
-    InvalidTaskIdError,
-    ManifestError,
-    SubmissionReleaseError,
-    SpendLimitNotFoundError,
-)
-#: The provider's clear "no": nothing was accepted, nothing is paid. A 429 that outlived the
-#: client's retries is one too (a submit is retried on 429 only because it certainly was
-#: refused); a 404 is the provider knowing no such task; a batch's balance check refuses before
-#: anything is sent, and so does a named spend limit that cannot hold the video.
-REFUSALS: Final = (
-    AuthenticationError,
-    PaymentRequiredError,
-    InvalidRequestError,
-    RateLimitedError,
-    NotFoundError,
-    InsufficientBalanceError,
-    SpendLimitReachedError,
-)
+EXIT_CODES: Final[dict[ExitStatus, int]] = {
+    "error": EXIT_ERROR,
+    "invalid": EXIT_INVALID,
+    "refused": EXIT_REFUSED,
+    "failed": EXIT_FAILED,
+    "not_as_asked": EXIT_NOT_AS_ASKED,
+}
 
 
 def classify(
     error: BaseException, *, also_invalid: tuple[type[BaseException], ...] = ()
-) -> tuple[FailureStatus, int]:
+) -> tuple[ExitStatus, int]:
     """The status word and exit code of a failure.
 
     ``also_invalid`` lets a command count more exception classes as invalid input (``batch``
     keeps counting any ``ValueError`` so, as it always has).
     """
-    if isinstance(error, INVALID + also_invalid):
-        return "invalid", EXIT_INVALID
-    if isinstance(error, REFUSALS):
-        return "refused", EXIT_REFUSED
-    if isinstance(error, GenerationError):
-        return "failed", EXIT_FAILED
-    if isinstance(error, MediaCheckError):
-        return "not_as_asked", EXIT_NOT_AS_ASKED
-    return "error", EXIT_ERROR
+    status: ExitStatus = "error"
+    if isinstance(error, OmniFlashError):
+        status = error.exit_status
+    elif isinstance(error, also_invalid):
+        status = "invalid"
+    return status, EXIT_CODES[status]

@@ -18,14 +18,14 @@ from prefect import Flow
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import State
 
-from omniflash_prefect.cli.exit_codes import EXIT_OK, FailureStatus, classify
+from omniflash_prefect.cli.exit_codes import EXIT_OK, classify
 from omniflash_prefect.cli.flow_runs import run_flow_watched
 from omniflash_prefect.cli.progress import ProgressCallback, RunProgress, read_run_progress
-from omniflash_prefect.core.errors import GenerationError, MediaCheckError
+from omniflash_prefect.core.errors import ExitStatus, GenerationError, MediaCheckError
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.flows import agenerate_video
 
-Status = Literal["archived"] | FailureStatus
+Status = Literal["archived"] | ExitStatus
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,12 @@ The tree::
     └── MediaCheckError                 ``strict_media``: archived (location kept), but not the
                                         video asked for, or unreadable
 
+Each class also says, once, what its error means for money and for the shell: ``charged`` (the
+video may have been paid for when this error stopped it, so a budget or a spend limit counts its
+estimate until an exact cost replaces it) and ``exit_status`` (what a command that ended with it
+tells the shell: ``invalid`` and ``refused`` mean nothing was accepted, so nothing is charged).
+Batches, spend limits and the command line all read these two attributes.
+
 None of these messages ever contains the API key: the response mapping takes the key and
 scrubs it from anything the server echoed back.
 (:func:`omniflash_prefect.core.protocol.error_from_response` maps an HTTP error answer to its leaf.)
@@ -52,19 +58,33 @@ scrubs it from anything the server echoed back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 _REDACTED = "[REDACTED]"
+
+#: How a failed command ends, from the error that stopped it: asked for something wrong
+#: (nothing sent), refused by the provider or a limit (nothing accepted), a task that produced
+#: no video, a video archived but not as asked (``strict_media``), or anything else.
+ExitStatus = Literal["invalid", "refused", "failed", "not_as_asked", "error"]
 
 
 class OmniFlashError(Exception):
     """Root of every error raised by omniflash-prefect."""
+
+    #: Whether the video may have been paid for when this error stopped it. True unless the
+    #: error is certain nothing was charged: an unknown error counts as paid.
+    charged: ClassVar[bool] = True
+    #: What a command that ended with this error tells the shell (see ``cli.exit_codes``).
+    exit_status: ClassVar[ExitStatus] = "error"
 
 
 class UsageError(OmniFlashError, ValueError):
     """A function, flow or command called wrongly (an argument out of range, options that
     contradict each other), found before anything was created or sent. Also a ``ValueError``,
     which is what Python code expects from a bad argument."""
+
+    charged = False
+    exit_status = "invalid"
 
 
 class BlockTypeError(UsageError, TypeError):
@@ -94,6 +114,9 @@ class InvalidVideoRequestError(OmniFlashError):
     the first, for the common one-problem case.
     """
 
+    charged = False
+    exit_status = "invalid"
+
     def __init__(self, problems: list[RequestProblem]) -> None:
         if not problems:
             raise UsageError("InvalidVideoRequestError needs at least one problem")
@@ -114,6 +137,9 @@ class InvalidVideoRequestError(OmniFlashError):
 
 class InvalidTaskIdError(OmniFlashError):
     """A task id with characters that could escape a URL path or a storage key."""
+
+    charged = False
+    exit_status = "invalid"
 
     def __init__(self, task_id: object) -> None:
         self.task_id = task_id
@@ -151,17 +177,29 @@ class APIError(OmniFlashError):
 class InvalidRequestError(APIError):
     """400: the API refused the request; ``code`` is the API's error code."""
 
+    charged = False
+    exit_status = "refused"
+
 
 class AuthenticationError(APIError):
     """401/403: the API key was refused."""
+
+    charged = False
+    exit_status = "refused"
 
 
 class PaymentRequiredError(APIError):
     """402: the account balance cannot pay for the video."""
 
+    charged = False
+    exit_status = "refused"
+
 
 class RateLimitedError(APIError):
     """429: too many requests; ``retry_after`` is the server's hint in seconds, if it sent one."""
+
+    charged = False
+    exit_status = "refused"
 
     def __init__(
         self,
@@ -178,6 +216,9 @@ class RateLimitedError(APIError):
 
 class NotFoundError(APIError):
     """404: the task (or endpoint) does not exist for this API key."""
+
+    charged = False
+    exit_status = "refused"
 
 
 class ServerError(APIError):
@@ -250,6 +291,9 @@ class SubmissionReleaseError(OmniFlashError):
     """``omniflash release`` refused to change a submission record (it already holds a task id,
     or the key is not a submission key)."""
 
+    charged = False
+    exit_status = "invalid"
+
 
 class VideoRunLostError(OmniFlashError):
     """A video run of a batch ended without an outcome: its process or worker died (the run was
@@ -270,12 +314,18 @@ class RemoteRunError(OmniFlashError):
 class InsufficientBalanceError(OmniFlashError):
     """A batch's preflight balance check found too little credit; nothing was submitted."""
 
+    charged = False
+    exit_status = "refused"
+
 
 class SpendLimitReachedError(OmniFlashError):
     """A named spend limit cannot hold the video's estimated cost; nothing was sent.
 
     ``limit`` is the limit's name; ``spent``, ``reserved`` and ``amount`` its numbers when refused.
     """
+
+    charged = False
+    exit_status = "refused"
 
     def __init__(self, message: str, *, limit: str, spent: float, reserved: float, amount: float):
         super().__init__(message)
@@ -288,9 +338,14 @@ class SpendLimitReachedError(OmniFlashError):
 class SpendLimitNotFoundError(OmniFlashError):
     """No spend limit has this name on the Prefect server; nothing was sent."""
 
+    charged = False
+    exit_status = "invalid"
+
 
 class GenerationError(OmniFlashError):
     """The task exists but did not produce a video."""
+
+    exit_status = "failed"
 
     def __init__(self, message: str, *, task_id: str) -> None:
         self.task_id = task_id
@@ -299,6 +354,8 @@ class GenerationError(OmniFlashError):
 
 class GenerationFailedError(GenerationError):
     """The task ended with status ``failed``; ``error_code``/``error_message`` are the API's."""
+
+    charged = False
 
     def __init__(self, task_id: str, *, error_code: str | None, error_message: str | None) -> None:
         self.error_code = error_code
@@ -314,6 +371,8 @@ class GenerationFailedError(GenerationError):
 
 class GenerationCancelledError(GenerationError):
     """The task ended with status ``cancelled``."""
+
+    charged = False
 
     def __init__(self, task_id: str) -> None:
         super().__init__(f"video generation was cancelled for task {task_id}", task_id=task_id)
@@ -358,6 +417,8 @@ class MediaCheckError(OmniFlashError):
     says what was found, so nothing needs to be generated or downloaded again to look at it.
     """
 
+    exit_status = "not_as_asked"
+
     def __init__(self, task_id: str, location: str, problem: str) -> None:
         self.task_id = task_id
         self.location = location
@@ -373,3 +434,11 @@ def redact(text: str, secret: str | None) -> str:
     if secret and secret in text:
         return text.replace(secret, _REDACTED)
     return text
+
+
+def may_have_been_charged(error: BaseException | type[BaseException]) -> bool:
+    """Whether a video stopped by ``error`` (an exception or its class, all that is known of a
+    deployment run's failure) may have been paid for: its class's ``charged``, and True for
+    anything that is not this package's (a bug may strike after the provider accepted)."""
+    kind = error if isinstance(error, type) else type(error)
+    return not issubclass(kind, OmniFlashError) or kind.charged

@@ -30,17 +30,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from omniflash_prefect.core.errors import (
-    AuthenticationError,
-    GenerationCancelledError,
-    GenerationFailedError,
-    InvalidRequestError,
-    InvalidVideoRequestError,
-    PaymentRequiredError,
-    RateLimitedError,
-    SpendLimitReachedError,
-    UsageError,
-)
+from omniflash_prefect.core.errors import UsageError
 from omniflash_prefect.core.requests import VideoRequest
 
 #: How long a settled task is remembered beyond its window, so a late second settlement of it
@@ -71,28 +61,6 @@ def checked_name(name: str) -> str:
             "starting and ending with a letter or digit"
         )
     return name
-
-
-def charged_on_failure(error: type[BaseException]) -> bool:
-    """Whether a video whose run failed with ``error`` may have been paid for.
-
-    Refusals (bad request, key, balance, rate limit, a limit) happen before the provider accepts
-    anything, and a failed or cancelled generation costs nothing per the API. Anything else (a
-    lost submit answer, a poll timeout, a failed download) happened after the video may have been
-    paid for, so its estimate counts until an exact cost replaces it.
-    """
-    free = (
-        RateLimitedError,
-        PaymentRequiredError,
-        AuthenticationError,
-        InvalidRequestError,
-        InvalidVideoRequestError,
-        GenerationFailedError,
-        GenerationCancelledError,
-        SpendLimitReachedError,
-        UsageError,
-    )
-    return not issubclass(error, free)
 
 
 def _money(value: float) -> float:

@@ -23,9 +23,13 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.filesystems import WritableFileSystem
 
-from omniflash_prefect.core.errors import BlockTypeError, SubmissionOutcomeUnknownError, UsageError
+from omniflash_prefect.core.errors import (
+    BlockTypeError,
+    SubmissionOutcomeUnknownError,
+    UsageError,
+    may_have_been_charged,
+)
 from omniflash_prefect.core.requests import VideoRequest
-from omniflash_prefect.core.spending import charged_on_failure
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.claims import current_record_storage, record_store
 from omniflash_prefect.video.credentials import read_block_once
@@ -275,7 +279,7 @@ async def _settle_failure(
     if task_id is None:
         paid = isinstance(error, SubmissionOutcomeUnknownError)
     else:
-        paid = charged_on_failure(type(error))
+        paid = may_have_been_charged(error)
     try:
         if paid:
             await hold.settle(_VIDEO, task_id, None, request)

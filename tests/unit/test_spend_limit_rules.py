@@ -16,16 +16,6 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from omniflash_prefect.core.errors import (
-    AuthenticationError,
-    DownloadError,
-    GenerationCancelledError,
-    GenerationFailedError,
-    InvalidRequestError,
-    PaymentRequiredError,
-    PollTimeoutError,
-    RateLimitedError,
-    SpendLimitReachedError,
-    SubmissionOutcomeUnknownError,
     UsageError,
 )
 from omniflash_prefect.core.requests import VideoRequest
@@ -35,7 +25,6 @@ from omniflash_prefect.core.spending import (
     DaySpend,
     Holder,
     SpendLimit,
-    charged_on_failure,
     checked_name,
     price_class_of,
     refusal_message,
@@ -441,31 +430,6 @@ def test_the_document_round_trips_through_json_unchanged() -> None:
 
 
 # --- failures, names, messages, history ---------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        RateLimitedError,
-        PaymentRequiredError,
-        AuthenticationError,
-        InvalidRequestError,
-        GenerationFailedError,
-        GenerationCancelledError,
-        SpendLimitReachedError,
-    ],
-)
-def test_refusals_and_failed_generations_are_not_charged(error: type[BaseException]) -> None:
-    assert charged_on_failure(error) is False
-
-
-@pytest.mark.parametrize(
-    "error", [PollTimeoutError, DownloadError, SubmissionOutcomeUnknownError, RuntimeError]
-)
-def test_failures_after_the_video_may_have_been_paid_for_are_charged(
-    error: type[BaseException],
-) -> None:
-    assert charged_on_failure(error) is True
 
 
 @pytest.mark.parametrize("name", ["nightly", "team-a-2", "a", "a" * 64])
