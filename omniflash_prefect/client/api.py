@@ -35,20 +35,6 @@ from omniflash_prefect.client.transport import (
     whole_call_seconds,
 )
 from omniflash_prefect.core import protocol
-from omniflash_prefect.core.errors import (
-    APIConnectionError,
-    APIError,
-    APITimeoutError,
-    GenerationCancelledError,
-    GenerationFailedError,
-    InvalidVideoRequestError,
-    OmniFlashError,
-    PollTimeoutError,
-    RequestProblem,
-    SubmissionOutcomeUnknownError,
-    UnexpectedResponseError,
-    UsageError,
-)
 from omniflash_prefect.core.models import (
     KNOWN_STATUSES,
     Balance,
@@ -63,6 +49,20 @@ from omniflash_prefect.core.retry import (
     RetryPolicy,
     retry_after_of,
     submission_certainly_refused,
+)
+from omniflash_prefect.errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    GenerationCancelledError,
+    GenerationFailedError,
+    InvalidVideoRequestError,
+    OmniFlashError,
+    PollTimeoutError,
+    RequestProblem,
+    SubmissionOutcomeUnknownError,
+    UnexpectedResponseError,
+    UsageError,
 )
 from omniflash_prefect.settings import DEFAULT_BASE_URL, DEFAULTS, OmniFlashSettings
 

@@ -22,14 +22,14 @@ import httpx
 
 from omniflash_prefect.client.transport import Resolve, peer_address, refuse_forbidden
 from omniflash_prefect.core import protocol
-from omniflash_prefect.core.errors import (
+from omniflash_prefect.core.models import DownloadedVideo, VideoTask
+from omniflash_prefect.core.retry import RetryPolicy
+from omniflash_prefect.errors import (
     DownloadError,
     UnsafeDownloadURLError,
     VideoExpiredError,
     VideoTooLargeError,
 )
-from omniflash_prefect.core.models import DownloadedVideo, VideoTask
-from omniflash_prefect.core.retry import RetryPolicy
 
 logger = logging.getLogger("omniflash_prefect")
 

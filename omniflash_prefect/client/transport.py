@@ -15,7 +15,7 @@ import httpcore  # httpx's own transport; see read_sockets_in_bigger_pieces
 import httpx
 
 from omniflash_prefect.core import protocol
-from omniflash_prefect.core.errors import (
+from omniflash_prefect.errors import (
     APIConnectionError,
     APITimeoutError,
     UnsafeDownloadURLError,

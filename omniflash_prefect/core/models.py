@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from omniflash_prefect.core.errors import (
+from omniflash_prefect.errors import (
     InvalidTaskIdError,
 )
 

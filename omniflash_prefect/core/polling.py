@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from omniflash_prefect.core.errors import UsageError
 from omniflash_prefect.core.models import VideoTask
+from omniflash_prefect.errors import UsageError
 
 
 def estimate_remaining_seconds(task: VideoTask, elapsed_seconds: float) -> float | None:

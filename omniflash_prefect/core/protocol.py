@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from omniflash_prefect.core.errors import (
+from omniflash_prefect.core.models import Balance, UploadedImage, VideoTask, validate_task_id
+from omniflash_prefect.core.retry import parse_retry_after
+from omniflash_prefect.errors import (
     APIError,
     AuthenticationError,
     InvalidRequestError,
@@ -31,8 +33,6 @@ from omniflash_prefect.core.errors import (
     UnsafeDownloadURLError,
     redact,
 )
-from omniflash_prefect.core.models import Balance, UploadedImage, VideoTask, validate_task_id
-from omniflash_prefect.core.retry import parse_retry_after
 
 SUBMIT_PATH: Final = "/v1/videos/generations"
 BALANCE_PATH: Final = "/v1/balance"

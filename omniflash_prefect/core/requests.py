@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from omniflash_prefect.core.errors import InvalidVideoRequestError, RequestProblem
+from omniflash_prefect.errors import InvalidVideoRequestError, RequestProblem
 
 MODEL_NAME: Final = "Omni-Flash-Ext"
 ALLOWED_DURATIONS: Final = (4, 6, 8, 10)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
-from omniflash_prefect.core.errors import (
+from omniflash_prefect.errors import (
     APIConnectionError,
     APIError,
     OmniFlashError,

@@ -21,10 +21,10 @@ from typing import Any
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from pydantic import BaseModel, ConfigDict, Field
 
-from omniflash_prefect.core.errors import DownloadError, MediaCheckError, UsageError
 from omniflash_prefect.core.media import MediaCheck
 from omniflash_prefect.core.models import VideoTask, validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.errors import DownloadError, MediaCheckError, UsageError
 
 _PREFIX_PART = re.compile(r"[A-Za-z0-9._-]+")
 

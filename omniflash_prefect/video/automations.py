@@ -18,7 +18,7 @@ import yaml
 from prefect.client.orchestration import get_client
 from prefect.events.schemas.automations import AutomationCore, EventTrigger
 
-from omniflash_prefect.core.errors import OmniFlashError, UsageError
+from omniflash_prefect.errors import OmniFlashError, UsageError
 
 DEFINITIONS: Final = Path(__file__).with_name("automations.yaml")
 #: The automation that sets a run whose heartbeats stopped Crashed.

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from omniflash_prefect.client import OmniFlashClient
-from omniflash_prefect.core.errors import BlockTypeError
+from omniflash_prefect.errors import BlockTypeError
 from omniflash_prefect.video.blocks import OmniFlashCredentials
 
 B = TypeVar("B")

@@ -40,10 +40,6 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
 from pydantic import Field, ValidationError
 
-from omniflash_prefect.core.errors import (
-    SpendLimitNotFoundError,
-    UsageError,
-)
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.core.spending import (
     MAX_ROLLING_HOURS,
@@ -51,6 +47,10 @@ from omniflash_prefect.core.spending import (
     SpendLimitView,
     checked_name,
     price_class_of,
+)
+from omniflash_prefect.errors import (
+    SpendLimitNotFoundError,
+    UsageError,
 )
 
 T = TypeVar("T")

@@ -39,14 +39,14 @@ from prefect.results import ResultStore
 from prefect.runtime import flow_run, task_run
 
 from omniflash_prefect.client import OmniFlashClient
-from omniflash_prefect.core.errors import (
+from omniflash_prefect.core.models import validate_task_id
+from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.core.retry import submission_certainly_refused
+from omniflash_prefect.errors import (
     OmniFlashError,
     SubmissionOutcomeUnknownError,
     SubmissionReleaseError,
 )
-from omniflash_prefect.core.models import validate_task_id
-from omniflash_prefect.core.requests import VideoRequest
-from omniflash_prefect.core.retry import submission_certainly_refused
 from omniflash_prefect.video.claims import claim, current_record_storage, record_store
 
 IN_FLIGHT: Final = "in-flight"

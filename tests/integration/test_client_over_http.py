@@ -9,7 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from omniflash_prefect import (
+from omniflash_prefect import OmniFlashClient, VideoRequest
+from omniflash_prefect.core.polling import PollSchedule
+from omniflash_prefect.core.protocol import error_from_response
+from omniflash_prefect.emulator import EmulatorServer
+from omniflash_prefect.errors import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
@@ -17,18 +21,13 @@ from omniflash_prefect import (
     GenerationFailedError,
     InvalidRequestError,
     InvalidVideoRequestError,
-    OmniFlashClient,
     PaymentRequiredError,
-    PollSchedule,
     PollTimeoutError,
     RateLimitedError,
     SubmissionOutcomeUnknownError,
     VideoExpiredError,
-    VideoRequest,
     VideoTooLargeError,
 )
-from omniflash_prefect.core.protocol import error_from_response
-from omniflash_prefect.emulator import EmulatorServer
 from tests.support.fast_client import FAST_RETRIES
 
 REQUEST = VideoRequest(prompt="a lighthouse in a storm, waves crashing, slow aerial orbit")

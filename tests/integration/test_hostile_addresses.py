@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from omniflash_prefect import OmniFlashClient, UnsafeDownloadURLError
+from omniflash_prefect import OmniFlashClient
 from omniflash_prefect.client import resolve_host
 from omniflash_prefect.core import protocol
+from omniflash_prefect.errors import UnsafeDownloadURLError
 from tests.support.hostile_answers import (
     KEY,
     SMALL_VIDEO,

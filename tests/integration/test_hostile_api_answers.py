@@ -15,21 +15,20 @@ from typing import Any
 
 import pytest
 
-from omniflash_prefect import (
+from omniflash_prefect import OmniFlashError, VideoTask
+from omniflash_prefect.client import MAX_API_ANSWER_BYTES
+from omniflash_prefect.core.polling import PollSchedule
+from omniflash_prefect.core.retry import RetryPolicy
+from omniflash_prefect.errors import (
     AuthenticationError,
     DownloadError,
     NotFoundError,
-    OmniFlashError,
     PaymentRequiredError,
-    PollSchedule,
     PollTimeoutError,
     RateLimitedError,
-    RetryPolicy,
     ServerError,
     UnexpectedResponseError,
-    VideoTask,
 )
-from omniflash_prefect.client import MAX_API_ANSWER_BYTES
 from tests.support.clock import FakeClock
 from tests.support.hostile_answers import (
     ENDLESS,

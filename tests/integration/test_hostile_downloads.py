@@ -13,12 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from omniflash_prefect import (
-    DownloadError,
-    OmniFlashClient,
-    VideoTooLargeError,
-)
+from omniflash_prefect import OmniFlashClient
 from omniflash_prefect.emulator import EmulatorServer
+from omniflash_prefect.errors import DownloadError, VideoTooLargeError
 from tests.support.fast_client import FAST_RETRIES, FAST_SCHEDULE
 from tests.support.hostile_answers import (
     ENDLESS,

@@ -11,10 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from omniflash_prefect import (
-    DownloadError,
-    UnsafeDownloadURLError,
-)
+from omniflash_prefect.errors import DownloadError, UnsafeDownloadURLError
 from tests.support.hostile_answers import (
     SMALL_VIDEO,
     Resolver,

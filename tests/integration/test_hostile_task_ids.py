@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from omniflash_prefect import (
+from omniflash_prefect.errors import (
     InvalidTaskIdError,
     SubmissionOutcomeUnknownError,
     UnexpectedResponseError,

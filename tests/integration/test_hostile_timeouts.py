@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from omniflash_prefect import (
+from omniflash_prefect import OmniFlashClient
+from omniflash_prefect.core.retry import RetryPolicy
+from omniflash_prefect.errors import (
     APITimeoutError,
-    OmniFlashClient,
     PollTimeoutError,
-    RetryPolicy,
     SubmissionOutcomeUnknownError,
 )
 from tests.support.hostile_answers import (

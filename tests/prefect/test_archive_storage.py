@@ -13,8 +13,6 @@ from prefect import flow
 
 from omniflash_prefect import (
     ArchivedVideo,
-    DownloadError,
-    VideoExpiredError,
     VideoRequest,
     VideoTask,
     archive_video,
@@ -23,6 +21,7 @@ from omniflash_prefect import (
     submit_video,
 )
 from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
+from omniflash_prefect.errors import DownloadError, VideoExpiredError
 from omniflash_prefect.video.credentials import load_client
 from tests.support.s3 import Bucket
 from tests.support.server_reads import omniflash_events

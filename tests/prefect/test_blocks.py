@@ -17,8 +17,10 @@ from prefect.utilities.dispatch import get_registry_for_type
 from pydantic import ValidationError
 
 import omniflash_prefect
-from omniflash_prefect import AuthenticationError, OmniFlashCredentials, OmniFlashSpendLimit
+from omniflash_prefect import OmniFlashCredentials
 from omniflash_prefect.emulator import EmulatorServer
+from omniflash_prefect.errors import AuthenticationError
+from omniflash_prefect.spend_limits import OmniFlashSpendLimit
 
 
 class TestOmniFlashCredentialsIsAStandardBlock(BlockStandardTestSuite):

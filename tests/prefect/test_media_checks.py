@@ -13,14 +13,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from omniflash_prefect import (
-    ArchivedVideo,
-    MediaCheckError,
-    generate_video,
-    generate_video_batch,
-)
+from omniflash_prefect import ArchivedVideo, generate_video, generate_video_batch
 from omniflash_prefect.cli import app
 from omniflash_prefect.emulator import EmulatorServer
+from omniflash_prefect.errors import MediaCheckError
 from omniflash_prefect.video.observability import artifact_key
 from tests.support.s3 import Bucket
 from tests.support.server_reads import omniflash_events, run_artifacts

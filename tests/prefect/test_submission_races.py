@@ -27,7 +27,6 @@ from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
 from omniflash_prefect import (
-    SubmissionOutcomeUnknownError,
     VideoRequest,
     VideoTask,
     aarchive_video,
@@ -38,6 +37,7 @@ from omniflash_prefect import (
 )
 from omniflash_prefect.cli import app
 from omniflash_prefect.emulator import EmulatorServer
+from omniflash_prefect.errors import SubmissionOutcomeUnknownError
 from omniflash_prefect.video.submissions import submission_key
 from tests.support.s3 import Bucket
 

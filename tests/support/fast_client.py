@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from omniflash_prefect import PollSchedule, RetryPolicy
+from omniflash_prefect.core.polling import PollSchedule
+from omniflash_prefect.core.retry import RetryPolicy
 
 FAST_SCHEDULE = PollSchedule(
     first_delay_seconds=0.05,

@@ -7,19 +7,19 @@ from typing import Any
 import httpx
 import pytest
 
-from omniflash_prefect import (
-    AuthenticationError,
-    InvalidTaskIdError,
-    PaymentRequiredError,
-    UnexpectedResponseError,
-    VideoTask,
-)
+from omniflash_prefect import VideoTask
 from omniflash_prefect.core.protocol import (
     decode_json,
     parse_balance_response,
     parse_submit_response,
     parse_task_response,
     parse_upload_response,
+)
+from omniflash_prefect.errors import (
+    AuthenticationError,
+    InvalidTaskIdError,
+    PaymentRequiredError,
+    UnexpectedResponseError,
 )
 
 TASK_ID = "task_01KS1H7ZYSJWH1N779S2FSHTKA"

@@ -8,7 +8,8 @@ import pytest
 from prefect.filesystems import LocalFileSystem
 from prefect_aws import S3Bucket
 
-from omniflash_prefect import ArchivedVideo, InvalidTaskIdError, VideoRequest, VideoTask
+from omniflash_prefect import ArchivedVideo, VideoRequest, VideoTask
+from omniflash_prefect.errors import InvalidTaskIdError
 from omniflash_prefect.video.archive import (
     archive_day,
     check_prefix,

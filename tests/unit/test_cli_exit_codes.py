@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from omniflash_prefect import errors
 from omniflash_prefect.batches.manifest import InvalidManifestError, Manifest, ManifestError
 from omniflash_prefect.batches.report import BatchItem, BatchReport
 from omniflash_prefect.cli.batch_commands import BatchOutcome
 from omniflash_prefect.cli.exit_codes import classify
 from omniflash_prefect.cli.usage import CommandUsageError
 from omniflash_prefect.cli.video_runs import GenerationOutcome
-from omniflash_prefect.core import errors
-from omniflash_prefect.core.errors import RequestProblem
+from omniflash_prefect.errors import RequestProblem
 
 PROBLEM = RequestProblem("invalid_duration", "duration", 7, "not allowed", "4, 6, 8, 10")
 

@@ -15,23 +15,21 @@ import httpcore
 import httpx
 import pytest
 
-from omniflash_prefect import (
+from omniflash_prefect import OmniFlashClient, VideoRequest, VideoTask
+from omniflash_prefect.client import SOCKET_READ_BYTES
+from omniflash_prefect.core.polling import PollSchedule
+from omniflash_prefect.core.retry import RetryPolicy
+from omniflash_prefect.errors import (
+    APIConnectionError,
     AuthenticationError,
     GenerationCancelledError,
     GenerationFailedError,
     InvalidRequestError,
-    OmniFlashClient,
     PaymentRequiredError,
-    PollSchedule,
     PollTimeoutError,
     RateLimitedError,
-    RetryPolicy,
     SubmissionOutcomeUnknownError,
-    VideoRequest,
-    VideoTask,
 )
-from omniflash_prefect.client import SOCKET_READ_BYTES
-from omniflash_prefect.core.errors import APIConnectionError
 from tests.support.clock import FakeClock
 
 KEY = "sk-unit-test-key"

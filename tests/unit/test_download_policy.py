@@ -11,14 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omniflash_prefect import (
-    InvalidTaskIdError,
-    OmniFlashClient,
-    UnexpectedResponseError,
-    UnsafeDownloadURLError,
-    VideoTask,
-    validate_task_id,
-)
+from omniflash_prefect import OmniFlashClient, VideoTask
+from omniflash_prefect.core.models import validate_task_id
 from omniflash_prefect.core.protocol import (
     check_download_url,
     is_forbidden_address,
@@ -27,6 +21,11 @@ from omniflash_prefect.core.protocol import (
     parse_task_response,
     sniff_image_type,
     task_path,
+)
+from omniflash_prefect.errors import (
+    InvalidTaskIdError,
+    UnexpectedResponseError,
+    UnsafeDownloadURLError,
 )
 from omniflash_prefect.video.archive import video_key
 

@@ -7,18 +7,18 @@ import json
 import httpx
 import pytest
 
-from omniflash_prefect import (
+from omniflash_prefect import OmniFlashError
+from omniflash_prefect.core.protocol import error_from_response
+from omniflash_prefect.errors import (
     APIError,
     AuthenticationError,
     InvalidRequestError,
     NotFoundError,
-    OmniFlashError,
     PaymentRequiredError,
     RateLimitedError,
     ServerError,
     UnexpectedResponseError,
 )
-from omniflash_prefect.core.protocol import error_from_response
 
 KEY = "sk-test-secret-key-123"
 

@@ -1,5 +1,5 @@
 """Every error the package defines sits under ``OmniFlashError`` and is drawn in the tree that
-``omniflash_prefect/core/errors.py`` documents, so ``except OmniFlashError`` catches all of them
+``omniflash_prefect/errors.py`` documents, so ``except OmniFlashError`` catches all of them
 and a reader finds each in one picture."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 import pytest
 
 import omniflash_prefect
-from omniflash_prefect.core import errors
+from omniflash_prefect import errors
 
 
 def defined_errors() -> list[type[BaseException]]:

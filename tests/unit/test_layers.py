@@ -1,10 +1,10 @@
 """The layering that ARCHITECTURE.md promises, checked on the source itself.
 
-Subpackages stack bottom up: ``core`` (pure), ``settings``, ``client``, ``media``, ``video``,
-``batches``, ``cli``. A module may import its own layer and the ones below, never one above;
-``emulator`` plays the provider and imports nothing of the package; and ``core`` imports no
-Prefect and no network code, which a child process proves by importing it with those modules
-blocked.
+Layers stack bottom up: ``errors`` (the error tree), ``core`` (pure), ``settings``, ``client``,
+``media``, ``video``, ``batches``, ``cli``. A module may import its own layer and the ones
+below, never one above; ``emulator`` plays the provider and imports nothing of the package; and
+``core`` imports no Prefect and no network code, which a child process proves by importing it
+with those modules blocked.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "omniflash_prefect"
-LAYERS = ["core", "settings", "client", "media", "video", "batches", "cli"]
+LAYERS = ["errors", "core", "settings", "client", "media", "video", "batches", "cli"]
 #: What the pure core may never import, directly or through anything it imports.
 NETWORK_AND_ORCHESTRATION = ["prefect", "httpx", "httpcore", "anyio", "h11", "asyncio", "ssl"]
 #: Standard modules that open sockets or processes, which no core module imports itself.
@@ -68,7 +68,9 @@ def test_no_module_imports_a_layer_above_its_own(path: Path) -> None:
                 assert LAYERS.index(target) <= LAYERS.index(own), f"{path.name} imports {imported}"
 
 
-@pytest.mark.parametrize("path", sorted((PACKAGE / "core").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [*sorted((PACKAGE / "core").glob("*.py")), PACKAGE / "errors.py"], ids=lambda p: p.name
+)
 def test_core_modules_import_no_io_module_themselves(path: Path) -> None:
     for imported in package_imports(path):
         top = imported.split(".")[0]

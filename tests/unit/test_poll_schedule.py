@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from omniflash_prefect import PollSchedule, VideoTask
-from omniflash_prefect.core.polling import estimate_remaining_seconds
+from omniflash_prefect import VideoTask
+from omniflash_prefect.core.polling import PollSchedule, estimate_remaining_seconds
 
 SCHEDULE = PollSchedule(first_delay_seconds=5, min_interval_seconds=5, max_interval_seconds=10)
 

@@ -26,10 +26,10 @@ import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from omniflash_prefect.core.errors import InvalidVideoRequestError
 from omniflash_prefect.core.requests import MODEL_NAME, VideoRequest
 from omniflash_prefect.emulator.errors import ApiError
 from omniflash_prefect.emulator.validation import ValidSubmit, price_of, validate_submit
+from omniflash_prefect.errors import InvalidVideoRequestError
 
 #: The fields of ``POST /v1/videos/generations`` (the provider's field table).
 REQUEST_FIELDS: Final = (

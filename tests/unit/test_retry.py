@@ -8,19 +8,18 @@ from email.utils import format_datetime
 
 import pytest
 
-from omniflash_prefect import (
+from omniflash_prefect import OmniFlashError
+from omniflash_prefect.core.retry import RetryPolicy, is_retryable, parse_retry_after
+from omniflash_prefect.errors import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
     InvalidRequestError,
-    OmniFlashError,
     PaymentRequiredError,
     RateLimitedError,
-    RetryPolicy,
     ServerError,
     UnexpectedResponseError,
 )
-from omniflash_prefect.core.retry import is_retryable, parse_retry_after
 
 NOT_SENT = APIConnectionError("refused", request_sent=False)
 BROKEN = APIConnectionError("reset", request_sent=True)

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from omniflash_prefect import InvalidVideoRequestError, VideoRequest
+from omniflash_prefect import VideoRequest
 from omniflash_prefect.core.requests import check_request_fields
+from omniflash_prefect.errors import InvalidVideoRequestError
 from omniflash_prefect.video.flows import agenerate_video
 
 PNG_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()

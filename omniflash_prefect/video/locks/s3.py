@@ -10,7 +10,7 @@ from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-from omniflash_prefect.core.errors import UsageError
+from omniflash_prefect.errors import UsageError
 from omniflash_prefect.video.locks.waiting import (
     PollingLockManager,
     checked_key,

@@ -15,7 +15,7 @@ import time
 
 from prefect.locking.protocol import LockManager
 
-from omniflash_prefect.core.errors import UsageError
+from omniflash_prefect.errors import UsageError
 
 logger = logging.getLogger("omniflash_prefect")
 

@@ -1,4 +1,5 @@
-"""Every error this package raises, under one root, and the one function that maps HTTP answers.
+"""Every error this package raises, under one root: the bottom of the package, imported by every
+layer and by users (``from omniflash_prefect.errors import SpendLimitReachedError``).
 
 Callers catch :class:`OmniFlashError` for "anything from this package", or a leaf for a decision:
 re-run with a fixed request, top up the balance, resume from a recorded task id. Each leaf carries
@@ -26,7 +27,8 @@ The tree::
     ├── SubmissionOutcomeUnknownError   a submit may or may not have been accepted (never resent)
     ├── SubmissionReleaseError          a submission record that must not be released
     ├── InsufficientBalanceError        a batch's preflight balance check failed, nothing was sent
-    ├── SpendLimitReachedError          a named spend limit cannot hold the video; nothing was sent
+    ├── SpendLimitReachedError          a spend limit (or a batch's budget) cannot hold the video;
+    │                                   nothing was sent
     ├── SpendLimitNotFoundError         no spend limit of that name (``omniflash spend-limit set``)
     ├── VideoRunLostError               a batch's video run died with its worker, or outlived the
     │                                   row's deadline: the row runs again (resuming what was paid)
@@ -319,7 +321,8 @@ class InsufficientBalanceError(OmniFlashError):
 
 
 class SpendLimitReachedError(OmniFlashError):
-    """A named spend limit cannot hold the video's estimated cost; nothing was sent.
+    """A named spend limit (or a batch's own budget, ``limit="budget"``) cannot hold the video's
+    estimated cost; nothing was sent.
 
     ``limit`` is the limit's name; ``spent``, ``reserved`` and ``amount`` its numbers when refused.
     """
