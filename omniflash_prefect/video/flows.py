@@ -1,15 +1,13 @@
-"""The ``generate_video`` and ``fetch_video`` flows: one video as one observable run.
+"""One video as one observable run: ``generate_video`` (a flow run) and ``generate_video_task``
+(a task run of the calling flow) are the same function wrapped twice, and ``fetch_video`` archives
+a task id that was already paid for.
 
-``generate_video`` submits, polls and archives; ``fetch_video`` polls and archives a task id that
-was already paid for. Importable from the package so they run as subflows of a user's pipeline,
-sync or async (:mod:`omniflash_prefect.video.dispatch`; ``agenerate_video`` and ``afetch_video``
-are the plain async flows); ``flows/`` holds the deployment entrypoints that ``prefect.yaml``
-points at.
-
-``generate_video_task`` makes one video the same way as a *task* run of the calling flow, with
-the same parameters: the run a batch makes per video by default, and what a pipeline of
-hundreds of videos should map over, since a task run costs the Prefect server a fraction of
-what a flow run does.
+A task run costs the Prefect server a fraction of what a flow run does, so ``generate_video_task``
+is what a batch makes per video and what a pipeline of hundreds of videos should map over; the
+``generate_video`` flow is what a deployment, a schedule or ``omniflash generate`` runs. Both run
+the one body of :mod:`omniflash_prefect.video.one_video`, with the same guarantees, retries and
+cache. Importable from the package so they run inside a user's pipeline, sync or async
+(:mod:`omniflash_prefect.video.dispatch`); ``flows/`` holds the deployment entrypoints.
 """
 
 from __future__ import annotations
@@ -20,12 +18,12 @@ from prefect.runtime import flow_run, task_run
 
 from omniflash_prefect.core.models import validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.video import one_video
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.credentials import credentials_read_once
 from omniflash_prefect.video.dispatch import dispatching_flow, dispatching_task
 from omniflash_prefect.video.observability import short_prompt
-from omniflash_prefect.video.one_video import VideoAsFlowRun, VideoAsTaskRun
-from omniflash_prefect.video.spend_limits import read_spend_limit, record_settlement
+from omniflash_prefect.video.setup import VideoSetup
 
 
 def _name_from(parameters: dict[str, object]) -> str:
@@ -41,34 +39,7 @@ def _task_run_name() -> str:
     return _name_from(task_run.parameters)
 
 
-def _request_of(
-    prompt: str,
-    duration: int,
-    resolution: str,
-    aspect_ratio: str,
-    image_urls: list[str] | None,
-    video_urls: list[str] | None,
-) -> VideoRequest:
-    return VideoRequest.from_flow_parameters(
-        {
-            "prompt": prompt,
-            "duration": duration,
-            "resolution": resolution,
-            "aspect_ratio": aspect_ratio,
-            "image_urls": image_urls,
-            "video_urls": video_urls,
-        }
-    )
-
-
-@flow(
-    name="generate-video",
-    flow_run_name=_run_name,
-    log_prints=False,
-    persist_result=True,
-    result_serializer="json",
-)
-async def agenerate_video(
+async def _generate_video(
     prompt: str,
     duration: int = 6,
     resolution: str = "720p",
@@ -77,6 +48,7 @@ async def agenerate_video(
     video_urls: list[str] | None = None,
     credentials_block: str | None = None,
     storage_block: str | None = None,
+    archive_dir: str | None = None,
     archive_prefix: str = "omniflash",
     idempotency_key: str | None = None,
     result_storage_block: str | None = None,
@@ -94,9 +66,12 @@ async def agenerate_video(
         video_urls: 0 or 1 motion reference video.
         credentials_block: Name of an OmniFlashCredentials block; default: OMNIFLASH_* settings.
         storage_block: '<type-slug>/<name>' of a writable filesystem block, e.g. 's3-bucket/videos';
-            default: the local OMNIFLASH_ARCHIVE_DIR.
+            default: archive_dir.
+        archive_dir: A local directory for the video, made absolute where the run starts;
+            default: OMNIFLASH_ARCHIVE_DIR (./videos).
         archive_prefix: Key prefix of the archived video and its sidecar JSON.
-        idempotency_key: Makes the submission idempotent across runs (default: this run only).
+        idempotency_key: Makes the submission idempotent across runs. Without one, each call in
+            a flow run is its own video, and a retried run reuses its videos one for one.
         result_storage_block: '<type-slug>/<name>' of a writable filesystem block that keeps the
             task id and archive records (default: Prefect's result storage); share one, e.g. an
             S3 bucket, between workers that may resume each other's videos.
@@ -108,21 +83,45 @@ async def agenerate_video(
             holds its estimated cost (the highest price seen for its duration and resolution);
             otherwise SpendLimitReachedError, with nothing sent. Its real cost settles it.
     """
-    request = _request_of(prompt, duration, resolution, aspect_ratio, image_urls, video_urls)
+    request = VideoRequest.from_flow_parameters(
+        {
+            "prompt": prompt,
+            "duration": duration,
+            "resolution": resolution,
+            "aspect_ratio": aspect_ratio,
+            "image_urls": image_urls,
+            "video_urls": video_urls,
+        }
+    )
+    setup = VideoSetup(
+        credentials_block=credentials_block,
+        storage_block=storage_block,
+        archive_dir=archive_dir,
+        archive_prefix=archive_prefix,
+        result_storage_block=result_storage_block,
+    )
     with credentials_read_once():
-        video = await VideoAsFlowRun.load(
-            credentials_block, storage_block, archive_prefix, result_storage_block
+        archived = await one_video.generate(
+            request, await setup.load(), idempotency_key=idempotency_key, spend_limit=spend_limit
         )
-        archived = await video.generate(request, idempotency_key, spend_limit)
     if strict_media:
         archived.raise_for_media()
     return archived
 
 
+agenerate_video = flow(
+    name="generate-video",
+    flow_run_name=_run_name,
+    log_prints=False,
+    persist_result=True,
+    result_serializer="json",
+)(_generate_video)
 generate_video = dispatching_flow(agenerate_video)
 
-
-@task(
+#: The same video as a task run of the calling flow. Tag it where it is called (``with
+#: tags("omniflash"): ...``): a task run cannot retag itself without a write. Its progress
+#: artifact ends showing the video's summary.
+agenerate_video_task = task(
     name="generate-video",
     task_run_name=_task_run_name,
     # Each call is its own video: the submission key and the archive's claim already make it
@@ -130,42 +129,7 @@ generate_video = dispatching_flow(agenerate_video)
     cache_policy=NO_CACHE,
     persist_result=False,
     log_prints=False,
-)
-async def agenerate_video_task(
-    prompt: str,
-    duration: int = 6,
-    resolution: str = "720p",
-    aspect_ratio: str = "16:9",
-    image_urls: list[str] | None = None,
-    video_urls: list[str] | None = None,
-    credentials_block: str | None = None,
-    storage_block: str | None = None,
-    archive_prefix: str = "omniflash",
-    idempotency_key: str | None = None,
-    result_storage_block: str | None = None,
-    strict_media: bool = False,
-    spend_limit: str | None = None,
-) -> ArchivedVideo:
-    """Generate one video and archive it, as a task run of the calling flow.
-
-    The parameters and guarantees are those of the ``generate_video`` flow (a test keeps the two
-    signatures equal). Its submit, poll and archive run inside this task run, not as nested
-    ones; its progress artifact sits on it and ends showing the video's summary.
-    Tag it where it is called (``with tags("omniflash"): ...``): a task run cannot retag itself
-    without a write. Without an ``idempotency_key``, each call is its own video, and a retried
-    flow run reuses every video of its earlier attempt one for one.
-    """
-    request = _request_of(prompt, duration, resolution, aspect_ratio, image_urls, video_urls)
-    with credentials_read_once():
-        video = await VideoAsTaskRun.load(
-            credentials_block, storage_block, archive_prefix, result_storage_block
-        )
-        archived = await video.generate(request, idempotency_key, spend_limit)
-    if strict_media:
-        archived.raise_for_media()
-    return archived
-
-
+)(_generate_video)
 generate_video_task = dispatching_task(agenerate_video_task)
 
 
@@ -184,6 +148,7 @@ async def afetch_video(
     task_id: str,
     credentials_block: str | None = None,
     storage_block: str | None = None,
+    archive_dir: str | None = None,
     archive_prefix: str = "omniflash",
     result_storage_block: str | None = None,
     spend_limit: str | None = None,
@@ -198,24 +163,23 @@ async def afetch_video(
     Args:
         task_id: The provider's task id.
         credentials_block: Name of an OmniFlashCredentials block; default: OMNIFLASH_* settings.
-        storage_block: '<type-slug>/<name>' of a writable filesystem block; default: the local
-            OMNIFLASH_ARCHIVE_DIR.
+        storage_block: '<type-slug>/<name>' of a writable filesystem block; default: archive_dir.
+        archive_dir: A local directory for the video; default: OMNIFLASH_ARCHIVE_DIR.
         archive_prefix: Key prefix of the archived video and its sidecar JSON.
         result_storage_block: '<type-slug>/<name>' of a writable filesystem block for the records.
         spend_limit: Count the task's cost on this spend limit (nothing is reserved: the video
             was paid for already). A task already counted there is not counted again.
     """
+    setup = VideoSetup(
+        credentials_block=credentials_block,
+        storage_block=storage_block,
+        archive_dir=archive_dir,
+        archive_prefix=archive_prefix,
+        result_storage_block=result_storage_block,
+    )
     with credentials_read_once():
         task_id = validate_task_id(task_id)
-        if spend_limit is not None:
-            await read_spend_limit(spend_limit)  # a wrong name fails before any download
-        video = await VideoAsFlowRun.load(
-            credentials_block, storage_block, archive_prefix, result_storage_block
-        )
-        archived = await video.follow(task_id, request=None, resuming=True)
-    if spend_limit is not None:
-        await record_settlement(spend_limit, archived.task_id, archived.cost)
-    return archived
+        return await one_video.fetch(task_id, await setup.load(), spend_limit=spend_limit)
 
 
 fetch_video = dispatching_flow(afetch_video)

@@ -1,38 +1,36 @@
-"""The body shared by every way of making one video: the ``generate_video`` and ``fetch_video``
-flows, and ``generate_video_task`` (a batch's rows by default).
+"""One video, the one body behind every way of making it: the ``generate_video`` flow and the
+``generate_video_task`` task (a batch's rows by default) run :func:`generate`; ``fetch_video``
+runs :func:`fetch`.
 
-:class:`VideoAsFlowRun` runs submit, poll and archive as the package's tasks, nested task runs of
-the video's own flow run, which gets a link artifact and a summary. :class:`VideoAsTaskRun`
-runs the same steps (:mod:`omniflash_prefect.video.steps`) inside the video's task run, without
-nesting: a nested task run costs the Prefect server about as much as the video's own, and a
-batch of hundreds of videos would triple its load for three rows per video in the UI. Its
-progress artifact carries the summary when the video is archived, one write instead of two.
+The steps (:mod:`omniflash_prefect.video.steps`) run inside whatever run is current, not as nested
+task runs: a nested task run costs the Prefect server about as much as the video's own. What
+Prefect's task machinery gives the ``poll_video`` task, this body does itself, the same for a
+flow run and a task run:
 
-Both load the run's storage up front, so a wrong block fails the run before anything is paid for.
+* a completed task is remembered by its id in the run's records (the key ``poll_video`` caches
+  it under), so a rerun polls nothing;
+* a poll stopped by the Prefect API being briefly unavailable is tried again after
+  ``POLL_RETRY_DELAYS``, within the same deadline.
+
+What people see depends on the run: a flow run is tagged and gets a link artifact and a summary;
+a task run (tagged by its caller) shows the summary on its progress artifact, one write less.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from abc import ABC, abstractmethod
-from typing import ParamSpec, TypeVar
 
-from prefect import Task, get_run_logger
-from prefect.blocks.core import Block
+from prefect import get_run_logger
 from prefect.client.orchestration import get_client
-from prefect.context import FlowRunContext, TaskRunContext
-from prefect.filesystems import WritableFileSystem
+from prefect.context import FlowRunContext, TaskRunContext, get_run_context
 
-from omniflash_prefect.core.errors import (
-    BlockTypeError,
-    SubmissionOutcomeUnknownError,
-    UsageError,
-    may_have_been_charged,
-)
+from omniflash_prefect.core.models import VideoTask
 from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.errors import SubmissionOutcomeUnknownError, may_have_been_charged
 from omniflash_prefect.video.archive import ArchivedVideo
-from omniflash_prefect.video.claims import current_record_storage, record_store
-from omniflash_prefect.video.credentials import read_block_once
+from omniflash_prefect.video.claims import record_store
 from omniflash_prefect.video.observability import (
     PROGRESS_MIN_SECONDS,
     TaskProgress,
@@ -40,226 +38,174 @@ from omniflash_prefect.video.observability import (
     publish_archive_artifacts,
     render_summary,
 )
-from omniflash_prefect.video.spend_holds import SpendLimitHold
+from omniflash_prefect.video.setup import LoadedSetup
+from omniflash_prefect.video.spend_holds import SpendHold, SpendLimitHold, settle_holds
+from omniflash_prefect.video.spend_limits import read_spend_limit, record_settlement
 from omniflash_prefect.video.steps import (
+    POLL_RETRY_DELAYS,
     archive_step,
     call_submission_key,
-    default_storage,
+    poll_record_key,
     poll_step,
+    prefect_api_unavailable,
     submit_step,
 )
 from omniflash_prefect.video.submissions import submission_recorded
-from omniflash_prefect.video.tasks import aarchive_video, apoll_video, asubmit_video
 
-#: The one reservation of a single video on its spend limit.
+#: A single video's key on its spend limit: one reservation per run.
 _VIDEO = "video"
 
-P = ParamSpec("P")
-R = TypeVar("R")
+
+def _in_task_run() -> bool:
+    """Whether the innermost run is a task run (``generate_video_task``), not a flow run."""
+    return isinstance(get_run_context(), TaskRunContext)
 
 
-async def load_storage(storage_block: str | None) -> WritableFileSystem:
-    """The writable filesystem block named ``<type-slug>/<name>``, else the local archive dir
-    (read once per run, however many videos use it; see :func:`read_block_once`)."""
-    if not storage_block:
-        return default_storage()
-    if "/" not in storage_block:
-        raise UsageError(
-            f"storage_block {storage_block!r} must be '<block-type-slug>/<block-name>', "
-            "e.g. 's3-bucket/videos' or 'local-file-system/archive'"
-        )
-    # Loading through the base class reads the block type from the '<slug>/' part of the name.
-    block: object = await read_block_once(storage_block, Block.aload)
-    if not isinstance(block, WritableFileSystem):
-        raise BlockTypeError(f"block {storage_block!r} is not a writable filesystem")
-    return block
-
-
-async def load_result_storage(result_storage_block: str | None) -> WritableFileSystem | None:
-    """The block that keeps task ids and archive records, e.g. shared S3 for many workers."""
-    if not result_storage_block:
-        return None
-    return await load_storage(result_storage_block)
-
-
-class OneVideo(ABC):
-    """One video's storage and credentials, and the submit-then-follow order of its steps."""
-
-    def __init__(
-        self,
-        credentials_block: str | None,
-        archive_prefix: str,
-        storage: WritableFileSystem,
-        results: WritableFileSystem | None,
-        records: WritableFileSystem,
-    ) -> None:
-        self.credentials_block = credentials_block
-        self.archive_prefix = archive_prefix
-        self.storage = storage
-        self.results = results
-        #: Where the video's submission and archive records are: ``results``, else the run's
-        #: result storage (resolved once: it may be a block, read through the API).
-        self.records = records
-        self.started = time.monotonic()
-
-    @classmethod
-    async def load(
-        cls,
-        credentials_block: str | None,
-        storage_block: str | None,
-        archive_prefix: str,
-        result_storage_block: str | None,
-    ) -> OneVideo:
-        storage = await load_storage(storage_block)
-        results = await load_result_storage(result_storage_block)
-        records = await current_record_storage(results)
-        return cls(credentials_block, archive_prefix, storage, results, records)
-
-    async def generate(
-        self,
-        request: VideoRequest,
-        idempotency_key: str | None,
-        spend_limit: str | None = None,
-    ) -> ArchivedVideo:
-        """Submit (at most once per key), then follow the task to its archived video; with a
-        ``spend_limit``, only once the limit holds the video's estimate, settled when known."""
-        # A video submitted by an earlier run is likely done: poll it at once.
-        resuming = idempotency_key is not None and await submission_recorded(
-            request, idempotency_key, record_store(self.records)
-        )
-        if spend_limit is None:
-            return await self.follow(
-                await self.submit(request, idempotency_key), request=request, resuming=resuming
-            )
-        async with SpendLimitHold(spend_limit) as hold:
+async def generate(
+    request: VideoRequest,
+    setup: LoadedSetup,
+    *,
+    idempotency_key: str | None = None,
+    spend_limit: str | None = None,
+) -> ArchivedVideo:
+    """Submit (at most once per key), then follow the task to its archived video; with a
+    ``spend_limit``, only once the limit holds the video's estimate, settled when known."""
+    if not _in_task_run():
+        await _tag_current_run(request)
+    task_run = TaskRunContext.get()
+    key = call_submission_key(request, idempotency_key, task_run.task_run if task_run else None)
+    # A video submitted by an earlier run is likely done: poll it at once.
+    resuming = idempotency_key is not None and await submission_recorded(
+        request, idempotency_key, record_store(setup.records)
+    )
+    holds: list[SpendHold] = []
+    limit = SpendLimitHold(spend_limit) if spend_limit is not None else contextlib.nullcontext()
+    async with limit as hold:
+        if hold is not None:
+            holds.append(hold)
             # Raises SpendLimitReachedError before anything is sent; a video an earlier run
             # paid for is held whatever the limit says.
             await hold.reserve(_VIDEO, request, paid=resuming)
-            task_id: str | None = None
-            try:
-                task_id = await self.submit(request, idempotency_key)
-                archived = await self.follow(task_id, request=request, resuming=resuming)
-            except BaseException as exc:
-                await _settle_failure(hold, request, task_id, exc)
-                raise
-            try:
-                await hold.settle(_VIDEO, archived.task_id, archived.cost, request)
-            except Exception as exc:  # the video is archived: that is the run's outcome
-                get_run_logger().warning(
-                    "Task %s is archived, but its cost could not be counted on spend limit %r "
-                    "(%s); count it with `omniflash fetch %s --spend-limit %s`",
-                    archived.task_id,
-                    spend_limit,
-                    exc,
-                    archived.task_id,
-                    spend_limit,
-                )
-            return archived
-
-    @abstractmethod
-    async def submit(self, request: VideoRequest, idempotency_key: str | None) -> str:
-        """The task id of the request under its submission key, sent at most once."""
-
-    @abstractmethod
-    async def follow(
-        self, task_id: str, *, request: VideoRequest | None, resuming: bool
-    ) -> ArchivedVideo:
-        """Poll the task until it completes, archive its video and show its summary."""
-
-
-class VideoAsFlowRun(OneVideo):
-    """A video that is a flow run: tagged, with its steps as nested task runs, a link artifact
-    and a summary."""
-
-    async def generate(
-        self,
-        request: VideoRequest,
-        idempotency_key: str | None,
-        spend_limit: str | None = None,
-    ) -> ArchivedVideo:
-        await _tag_current_run(request)
-        return await super().generate(request, idempotency_key, spend_limit)
-
-    def _in_results(self, work: Task[P, R]) -> Task[P, R]:
-        """``work`` keeping its records in the run's result storage block, if one was named."""
-        return work if self.results is None else work.with_options(result_storage=self.results)
-
-    async def submit(self, request: VideoRequest, idempotency_key: str | None) -> str:
-        return await self._in_results(asubmit_video)(
-            request, credentials_block=self.credentials_block, idempotency_key=idempotency_key
+        task_id: str | None = None
+        try:
+            task_id = await submit_step(request, key, setup.records, setup.credentials_block)
+            archived = await _follow(task_id, request, setup, resuming=resuming)
+        except BaseException as exc:
+            paid = (
+                may_have_been_charged(exc)
+                if task_id is not None
+                else isinstance(exc, SubmissionOutcomeUnknownError)
+            )
+            await settle_holds(holds, _VIDEO, request, paid=paid, task_id=task_id)
+            raise
+        await settle_holds(
+            holds, _VIDEO, request, paid=True, task_id=archived.task_id, cost=archived.cost
         )
-
-    async def follow(
-        self, task_id: str, *, request: VideoRequest | None, resuming: bool
-    ) -> ArchivedVideo:
-        """Poll the task until it completes, archive its video and publish the run's artifacts."""
-        get_run_logger().info("Waiting for task %s", task_id)
-        task = await self._in_results(apoll_video)(
-            task_id,
-            credentials_block=self.credentials_block,
-            prompt=request.prompt if request is not None else None,
-            first_poll_delay=0.0 if resuming else None,
-        )
-        archived = await self._in_results(aarchive_video)(
-            task,
-            storage=self.storage,
-            prefix=self.archive_prefix,
-            request=request,
-            credentials_block=self.credentials_block,
-        )
-        await publish_archive_artifacts(
-            request=request,
-            task=task,
-            archived=archived,
-            wall_seconds=time.monotonic() - self.started,
-            previews=await embedded_previews(self.storage, archived, get_run_logger()),
-        )
-        return archived
+    return archived
 
 
-class VideoAsTaskRun(OneVideo):
-    """A video that is a task run (tagged by its caller): its steps run inside it, and its
-    progress artifact ends showing the summary."""
+async def fetch(
+    task_id: str, setup: LoadedSetup, *, spend_limit: str | None = None
+) -> ArchivedVideo:
+    """Follow a task already submitted (and paid for) to its archived video; with a
+    ``spend_limit``, count its cost there (once per task, however often it is fetched)."""
+    if spend_limit is not None:
+        await read_spend_limit(spend_limit)  # a wrong name fails before any download
+    archived = await _follow(task_id, None, setup, resuming=True)
+    if spend_limit is not None:
+        await record_settlement(spend_limit, archived.task_id, archived.cost)
+    return archived
 
-    async def submit(self, request: VideoRequest, idempotency_key: str | None) -> str:
-        context = TaskRunContext.get()
-        key = call_submission_key(request, idempotency_key, context.task_run if context else None)
-        return await submit_step(request, key, self.records, self.credentials_block)
 
-    async def follow(
-        self, task_id: str, *, request: VideoRequest | None, resuming: bool
-    ) -> ArchivedVideo:
-        logger = get_run_logger()
-        logger.info("Waiting for task %s", task_id)
-        progress = TaskProgress(task_id, logger, min_seconds=PROGRESS_MIN_SECONDS)
-        task = await poll_step(
-            task_id,
-            progress,
-            credentials_block=self.credentials_block,
-            first_poll_delay=0.0 if resuming else None,
-            prompt=request.prompt if request is not None else None,
-        )
-        archived = await archive_step(
-            task,
-            self.records,
-            storage=self.storage,
-            prefix=self.archive_prefix,
-            request=request,
-            credentials_block=self.credentials_block,
-        )
+async def _follow(
+    task_id: str, request: VideoRequest | None, setup: LoadedSetup, *, resuming: bool
+) -> ArchivedVideo:
+    """Poll the task until it completes (unless an earlier run recorded it completed), archive
+    its video and show its summary."""
+    started = time.monotonic()
+    logger = get_run_logger()
+    logger.info("Waiting for task %s", task_id)
+    in_task_run = _in_task_run()
+    progress = TaskProgress(task_id, logger, min_seconds=PROGRESS_MIN_SECONDS if in_task_run else 0)
+    task = await _poll_once(task_id, request, setup, progress, resuming=resuming)
+    archived = await archive_step(
+        task,
+        setup.records,
+        storage=setup.storage,
+        prefix=setup.archive_prefix,
+        request=request,
+        credentials_block=setup.credentials_block,
+    )
+    wall_seconds = time.monotonic() - started
+    previews = await embedded_previews(setup.storage, archived, logger)
+    if in_task_run:
         summary = render_summary(
             request=request,
             task=task,
             archived=archived,
-            wall_seconds=time.monotonic() - self.started,
-            previews=await embedded_previews(self.storage, archived, logger),
+            wall_seconds=wall_seconds,
+            previews=previews,
         )
         await progress.finish(summary)
-        return archived
+    else:
+        await progress.finish()
+        await publish_archive_artifacts(
+            request=request,
+            task=task,
+            archived=archived,
+            wall_seconds=wall_seconds,
+            previews=previews,
+        )
+    return archived
+
+
+async def _poll_once(
+    task_id: str,
+    request: VideoRequest | None,
+    setup: LoadedSetup,
+    progress: TaskProgress,
+    *,
+    resuming: bool,
+) -> VideoTask:
+    """The completed task: read from the records when a run polled it to completion before,
+    else polled (again after each of ``POLL_RETRY_DELAYS`` when the Prefect API is briefly
+    unavailable, within one deadline) and recorded."""
+    store = record_store(setup.records)
+    record_key = poll_record_key(task_id)
+    if await store.aexists(record_key):
+        recorded = (await store.aread(record_key)).result
+        if isinstance(recorded, VideoTask):
+            return recorded
+    started = time.monotonic()
+    first_poll_delay = 0.0 if resuming else None
+    for delay in (*POLL_RETRY_DELAYS, None):
+        try:
+            done = await poll_step(
+                task_id,
+                progress,
+                credentials_block=setup.credentials_block,
+                waited_before=time.monotonic() - started,
+                first_poll_delay=first_poll_delay,
+                prompt=request.prompt if request is not None else None,
+            )
+            break
+        except Exception as exc:
+            if delay is None or not prefect_api_unavailable(exc):
+                raise
+            get_run_logger().warning(
+                "Polling task %s again in %g s: the Prefect API is unavailable (%s)",
+                task_id,
+                delay,
+                exc,
+            )
+            await asyncio.sleep(delay)
+            first_poll_delay = 0.0
+    await store.awrite(done, key=record_key)
+    return done
 
 
 async def _tag_current_run(request: VideoRequest) -> None:
-    """Tag the run ``omniflash``, its resolution and duration, so runs filter in the UI."""
+    """Tag the flow run ``omniflash``, its resolution and duration, so runs filter in the UI."""
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         return
@@ -268,22 +214,3 @@ async def _tag_current_run(request: VideoRequest) -> None:
         return  # created with these tags already (e.g. by a batch): no API call
     async with get_client() as client:
         await client.update_flow_run(context.flow_run.id, tags=tags)
-
-
-async def _settle_failure(
-    hold: SpendLimitHold, request: VideoRequest, task_id: str | None, error: BaseException
-) -> None:
-    """A video that failed: its estimate counts when it may have been paid for (an exact cost
-    from ``omniflash fetch --spend-limit`` replaces it later), else its reservation goes back.
-    Never raises over the run's own error: the holder's lease releases what stays held."""
-    if task_id is None:
-        paid = isinstance(error, SubmissionOutcomeUnknownError)
-    else:
-        paid = may_have_been_charged(error)
-    try:
-        if paid:
-            await hold.settle(_VIDEO, task_id, None, request)
-        else:
-            await hold.release(_VIDEO)
-    except Exception as exc:
-        get_run_logger().warning("Could not settle on spend limit %r: %s", hold.name, exc)

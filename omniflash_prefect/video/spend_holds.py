@@ -1,5 +1,8 @@
-"""One run's reservations on a named spend limit (:mod:`omniflash_prefect.video.spend_limits`
-keeps the limit itself on the Prefect server).
+"""A run's reservations on what may be spent: a :class:`SpendHold` reserves a video's estimate
+before it is sent, then settles its cost or releases it. Two kinds share the rule of
+:mod:`omniflash_prefect.core.spending`: :class:`BudgetHold`, a batch's own budget kept in memory,
+and :class:`SpendLimitHold`, a named spend limit shared with every other run (its ledger is kept
+on the Prefect server by :mod:`omniflash_prefect.video.spend_limits`).
 
 A :class:`SpendLimitHold` holds its run's reservations under one holder id with a lease it renews
 every third of ``OMNIFLASH_SPEND_LEASE_SECONDS`` while videos are in flight, so a killed run's
@@ -16,17 +19,21 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
-from omniflash_prefect.core.errors import SpendLimitReachedError
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.core.spending import (
+    Budget,
     SpendLimit,
     SpendLimitView,
     checked_name,
     price_class_of,
     refusal_message,
 )
+from omniflash_prefect.errors import SpendLimitReachedError
 from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.spend_limits import (
     change_limit,
@@ -43,6 +50,112 @@ T = TypeVar("T")
 _LONGEST_WAIT: Final = 5.0
 
 _log = logging.getLogger(__name__)
+
+
+class SpendHold(Protocol):
+    """What a video's spending goes through: reserved before it is sent, then settled (its cost
+    counted) or released (it cost nothing). ``key`` names the video within its run."""
+
+    name: str
+
+    async def reserve(
+        self, key: str, request: VideoRequest, estimate: float | None = None, *, paid: bool = False
+    ) -> float | None:
+        """Hold the video's estimate (``estimate``, else the hold's own; None: a probe of an
+        unknown price), waiting while videos in flight may leave room; raise
+        :class:`SpendLimitReachedError` when it cannot fit even then. ``paid``: an earlier run
+        paid for the video, so it is held whatever the rule says. Returns the estimate held."""
+        ...
+
+    async def settle(
+        self, key: str, task_id: str | None, cost: float | None, request: VideoRequest
+    ) -> float:
+        """Count the video's cost (None: unknown, its estimate counts) and give back its
+        reservation; returns what it added."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Give back the reservation of a video that cost nothing (refused, failed)."""
+        ...
+
+
+class BudgetHold:
+    """A batch's own budget (:class:`~omniflash_prefect.core.spending.Budget`) as a hold: a
+    video told to wait waits until a video of the batch settles or is released."""
+
+    name = "the batch's budget"
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self._changed = asyncio.Condition()
+
+    async def reserve(
+        self, key: str, request: VideoRequest, estimate: float | None = None, *, paid: bool = False
+    ) -> float | None:
+        async with self._changed:
+            while not paid and (decision := self.budget.decide(request, estimate)) != "start":
+                if decision == "refuse":
+                    budget = self.budget
+                    raise SpendLimitReachedError(
+                        budget.refusal(),
+                        limit="budget",
+                        spent=budget.spent,
+                        reserved=budget.committed - budget.spent,
+                        amount=budget.amount or 0.0,
+                    )
+                await self._changed.wait()
+            return self.budget.reserve(key, request, estimate)
+
+    async def settle(
+        self, key: str, task_id: str | None, cost: float | None, request: VideoRequest
+    ) -> float:
+        async with self._changed:
+            spent = self.budget.spent
+            self.budget.settle(key, request, cost, task_id)
+            self._changed.notify_all()
+            return self.budget.spent - spent
+
+    async def release(self, key: str) -> None:
+        async with self._changed:
+            self.budget.release(key)
+            self._changed.notify_all()
+
+
+async def settle_holds(
+    holds: list[SpendHold],
+    key: str,
+    request: VideoRequest,
+    *,
+    paid: bool,
+    task_id: str | None = None,
+    cost: float | None = None,
+) -> None:
+    """Settle a video on every hold (``paid``: its ``cost``, None counting its estimate), or
+    release it (not paid). Never raises: the video's outcome is the run's, and what a hold could
+    not write is released by its lease; the log says how to count a paid task by hand."""
+    for hold in holds:
+        try:
+            if paid:
+                await hold.settle(key, task_id, cost, request)
+            else:
+                await hold.release(key)
+        except Exception as exc:
+            hint = (
+                f"; count it with `omniflash fetch {task_id} --spend-limit {hold.name}`"
+                if paid and task_id and isinstance(hold, SpendLimitHold)
+                else ""
+            )
+            _run_logger().warning(
+                "Could not settle %s on %s (%s)%s", task_id or key, hold.name, exc, hint
+            )
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The current run's logger, so a warning shows on the run in the UI; else this module's."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return _log
 
 
 async def _apply_together(

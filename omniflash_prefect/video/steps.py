@@ -19,20 +19,22 @@ import hashlib
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Final
 
+import httpx
 from prefect import get_run_logger
 from prefect.client.schemas.objects import TaskRun
-from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.exceptions import PrefectHTTPStatusError
+from prefect.filesystems import WritableFileSystem
 
-from omniflash_prefect.core.errors import (
+from omniflash_prefect.core.models import VideoTask, validate_task_id
+from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.errors import (
     GenerationCancelledError,
     GenerationFailedError,
     PollTimeoutError,
 )
-from omniflash_prefect.core.models import VideoTask, validate_task_id
-from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.media.inspection import inspect_video
-from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.archive import (
     ArchivedVideo,
     check_is_mp4,
@@ -47,12 +49,25 @@ from omniflash_prefect.video.archive import (
 from omniflash_prefect.video.claims import claim, record_store
 from omniflash_prefect.video.credentials import load_client
 from omniflash_prefect.video.observability import RunLogger, TaskProgress, emit_video_event
+from omniflash_prefect.video.setup import default_storage
 from omniflash_prefect.video.submissions import call_take, submission_key, submit_once
 
+#: How long a poll stopped by the Prefect API being briefly unavailable waits before each of
+#: its next tries (``poll_video``'s Prefect retries, and the one body of a video's own).
+POLL_RETRY_DELAYS: Final = (5.0, 30.0)
 
-def default_storage() -> WritableFileSystem:
-    """The local archive directory from ``OMNIFLASH_ARCHIVE_DIR`` (default ``./videos``)."""
-    return LocalFileSystem(basepath=str(OmniFlashSettings().archive_dir.expanduser().resolve()))
+
+def prefect_api_unavailable(error: BaseException) -> bool:
+    """A failure to talk to the Prefect API (a 5xx from a busy server, a dropped connection):
+    nothing of the provider's went wrong, so the same work may simply run again."""
+    if isinstance(error, PrefectHTTPStatusError):
+        return error.response.status_code in (502, 503, 504)
+    return isinstance(error, httpx.TransportError)
+
+
+def poll_record_key(task_id: str) -> str:
+    """Where a task polled to completion is remembered (``poll_video``'s cache key too)."""
+    return f"omniflash-poll-{hashlib.sha256(task_id.encode()).hexdigest()}"
 
 
 def call_submission_key(

@@ -25,14 +25,11 @@ the same tasks that sync code may also call directly (:mod:`omniflash_prefect.vi
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from typing import Any
 
-import httpx
 from prefect import Task, get_run_logger, task
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
-from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import WritableFileSystem
 
 from omniflash_prefect.core.models import VideoTask, validate_task_id
@@ -41,28 +38,17 @@ from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.claims import current_record_storage
 from omniflash_prefect.video.dispatch import dispatching_task
 from omniflash_prefect.video.observability import TaskProgress
+from omniflash_prefect.video.setup import default_storage
 from omniflash_prefect.video.steps import (
+    POLL_RETRY_DELAYS,
     archive_record_key,
     archive_step,
     call_submission_key,
-    default_storage,
+    poll_record_key,
     poll_step,
+    prefect_api_unavailable,
     submit_step,
 )
-
-#: Prefect-level retries of ``poll_video`` (only for what :func:`poll_failure_is_transient`
-#: accepts), and the seconds before each.
-POLL_RETRIES = 2
-POLL_RETRY_DELAYS = [5.0, 30.0]
-
-
-def prefect_api_unavailable(error: BaseException) -> bool:
-    """A failure to talk to the Prefect API (a 5xx from a busy server, a dropped connection):
-    nothing of the provider's went wrong, so the same work may simply run again."""
-    if isinstance(error, PrefectHTTPStatusError):
-        return error.response.status_code in (502, 503, 504)
-    return isinstance(error, httpx.TransportError)
-
 
 # -- submit ----------------------------------------------------------------------------------
 
@@ -116,8 +102,7 @@ def poll_failure_is_transient(task: Task[Any, Any], task_run: TaskRun, state: St
 def _poll_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     # Only a completed task is ever returned (anything else raises, and failures are never
     # cached), so this caches exactly the final, successful reading of each task id.
-    task_id = str(parameters["task_id"])
-    return f"omniflash-poll-{hashlib.sha256(task_id.encode()).hexdigest()}"
+    return poll_record_key(str(parameters["task_id"]))
 
 
 def seconds_spent_before(run_count: int, start_time: dt.datetime | None, now: dt.datetime) -> float:
@@ -141,8 +126,8 @@ def _seconds_spent_by_earlier_attempts() -> float:
 @task(
     name="poll-video",
     task_run_name="poll-video-{task_id}",
-    retries=POLL_RETRIES,
-    retry_delay_seconds=POLL_RETRY_DELAYS,
+    retries=len(POLL_RETRY_DELAYS),
+    retry_delay_seconds=list(POLL_RETRY_DELAYS),
     retry_condition_fn=poll_failure_is_transient,
     cache_key_fn=_poll_cache_key,
     persist_result=True,

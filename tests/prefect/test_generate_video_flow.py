@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,17 @@ from prefect import artifacts, flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from omniflash_prefect import ArchivedVideo, OmniFlashClient, VideoRequest, generate_video
+from omniflash_prefect import (
+    ArchivedVideo,
+    OmniFlashClient,
+    VideoRequest,
+    agenerate_video_task,
+    generate_video,
+)
 from omniflash_prefect.emulator import EmulatorServer
-from omniflash_prefect.video import observability, tasks
+from omniflash_prefect.video import observability, one_video, tasks
 from omniflash_prefect.video.observability import artifact_key
+from tests.support.api_calls import prefect_503
 from tests.support.server_reads import omniflash_events, run_artifacts
 
 
@@ -141,3 +149,47 @@ async def test_progress_artifact_of_a_finished_task_is_written_once(
     task_id = await _submitted_task(emulator)
     await poll_in_a_flow(task_id, credentials_block, 0.0)
     assert progress_writes == [("create", 100.0)]
+
+
+@flow
+async def video_as_a_task_run(**parameters: Any) -> ArchivedVideo:
+    """``generate_video_task`` inside a flow of the user's."""
+    archived: ArchivedVideo = await agenerate_video_task(**parameters)
+    return archived
+
+
+@pytest.mark.parametrize("as_task_run", [False, True], ids=["flow-run", "task-run"])
+async def test_one_body_two_runs_with_the_same_retries_and_cache(
+    emulator: EmulatorServer,
+    credentials_block: str,
+    monkeypatch: pytest.MonkeyPatch,
+    as_task_run: bool,
+) -> None:
+    """``generate_video`` and ``generate_video_task`` run one body: the first progress write
+    gets a 503 from the Prefect API and the poll is tried again (no failed video), and a rerun
+    with the same key reads the completed task from the records (no status call, no POST)."""
+    refused: list[str] = []
+    create = observability.acreate_task_progress_artifact
+
+    async def busy_once(task_id: str, progress: float, description: str | None = None) -> Any:
+        if not refused:
+            refused.append(task_id)
+            raise prefect_503()
+        return await create(task_id, progress, description)
+
+    monkeypatch.setattr(observability, "acreate_task_progress_artifact", busy_once)
+    monkeypatch.setattr(one_video, "POLL_RETRY_DELAYS", (0.0, 0.0))
+    make = video_as_a_task_run if as_task_run else generate_video
+    parameters = {
+        "prompt": "A lantern drifting on a river",
+        "duration": 4,
+        "credentials_block": credentials_block,
+        "idempotency_key": f"body-{uuid.uuid4()}",
+    }
+    first = await make(**parameters)
+    assert refused == [first.task_id]
+    polls = emulator.state.polls(first.task_id)
+    again = await make(**parameters)
+    assert again == first
+    assert emulator.state.polls(first.task_id) == polls
+    assert emulator.state.submission_count == 1

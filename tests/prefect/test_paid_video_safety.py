@@ -10,17 +10,14 @@ import pytest
 from prefect import flow
 from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
 
-from omniflash_prefect import (
-    ArchivedVideo,
+from omniflash_prefect import ArchivedVideo, VideoRequest, generate_video, submit_video
+from omniflash_prefect.emulator import EmulatorServer
+from omniflash_prefect.errors import (
     GenerationFailedError,
     InvalidVideoRequestError,
     PaymentRequiredError,
     SubmissionOutcomeUnknownError,
-    VideoRequest,
-    generate_video,
-    submit_video,
 )
-from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.video.submissions import submission_key
 from tests.support.server_reads import omniflash_events
 
@@ -97,18 +94,27 @@ async def test_ambiguous_submission_is_never_resent_by_a_later_run(
 async def test_task_id_survives_a_crash_before_the_result_is_saved(
     emulator: EmulatorServer, credentials_block: str, prefect_server: Path
 ) -> None:
-    """A run killed after the provider accepted the submit but before Prefect saved the task
-    result (simulated by deleting that result) still leaves the task id: the re-run polls it."""
+    """A run killed after the provider accepted the submit but before Prefect saved the
+    ``submit_video`` task's result (simulated by deleting that result) still leaves the task id,
+    recorded under its key the moment it was accepted: the re-run reuses it, and
+    ``generate_video`` with the same key polls it."""
     key = f"crash-{uuid.uuid4()}"
-    first = await generate_video(
-        prompt=PROMPT, credentials_block=credentials_block, idempotency_key=key
-    )
+
+    @flow
+    async def submit() -> str:
+        task_id: str = await submit_video(
+            VideoRequest(prompt=PROMPT), credentials_block, idempotency_key=key
+        )
+        return task_id
+
+    first = await submit()
     saved = prefect_server / submission_key(VideoRequest(prompt=PROMPT), key)
     saved.unlink()
+    assert await submit() == first
     second = await generate_video(
         prompt=PROMPT, credentials_block=credentials_block, idempotency_key=key
     )
-    assert second.task_id == first.task_id
+    assert second.task_id == first
     assert emulator.state.submission_attempts == 1
 
 

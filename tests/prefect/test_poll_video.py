@@ -12,15 +12,10 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
-from prefect.exceptions import PrefectHTTPStatusError
 from prefect.states import Failed
 
 from omniflash_prefect import (
-    GenerationFailedError,
-    InvalidTaskIdError,
-    NotFoundError,
     OmniFlashClient,
-    PollTimeoutError,
     VideoRequest,
     VideoTask,
     apoll_video,
@@ -28,15 +23,14 @@ from omniflash_prefect import (
     poll_video,
 )
 from omniflash_prefect.emulator import EmulatorServer
+from omniflash_prefect.errors import (
+    GenerationFailedError,
+    InvalidTaskIdError,
+    NotFoundError,
+    PollTimeoutError,
+)
 from omniflash_prefect.video import observability, tasks
-
-
-def prefect_503() -> PrefectHTTPStatusError:
-    request = httpx.Request("POST", "http://127.0.0.1/api/artifacts/")
-    response = httpx.Response(503, request=request)
-    return PrefectHTTPStatusError.from_httpx_error(
-        httpx.HTTPStatusError("busy", request=request, response=response)
-    )
+from tests.support.api_calls import prefect_503
 
 
 @pytest.mark.parametrize(

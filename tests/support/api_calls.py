@@ -1,4 +1,5 @@
-"""Counting the Prefect API calls a process makes, by method and path (ids masked).
+"""Counting the Prefect API calls a process makes, by method and path (ids masked), and the
+error a busy Prefect API answers with.
 
 Shared by the tests (a batch video must stay within a few calls) and the batch benchmark (which
 prints them by endpoint). Counts what goes through ``httpx.AsyncClient``, i.e. every Prefect
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from prefect.exceptions import PrefectHTTPStatusError
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -54,3 +56,12 @@ class PrefectApiCalls:
             "per_video": round(self.total / max(videos, 1), 2),
             "by_endpoint": dict(self.counts.most_common()),
         }
+
+
+def prefect_503(path: str = "/api/artifacts/") -> PrefectHTTPStatusError:
+    """What a busy Prefect server (SQLite under load) answers a write with."""
+    request = httpx.Request("POST", f"http://127.0.0.1{path}")
+    response = httpx.Response(503, request=request)
+    return PrefectHTTPStatusError.from_httpx_error(
+        httpx.HTTPStatusError("busy", request=request, response=response)
+    )
