@@ -25,7 +25,7 @@ from prefect.settings import PREFECT_API_URL
 
 from omniflash_prefect import OmniFlashCredentials
 from omniflash_prefect.batches.flow import generate_video_batch
-from omniflash_prefect.batches.options import FanOut
+from omniflash_prefect.batches.options import BatchRunOptions, FanOut
 from omniflash_prefect.batches.report import BatchReport
 from tests.support.api_calls import PrefectApiCalls
 
@@ -53,9 +53,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         state = await generate_video_batch(
             requests=requests,
             credentials_block=block,
-            max_concurrency=args.concurrency,
-            fan_out=FanOut(args.fan_out),
-            batch_id=f"bench-{uuid.uuid4().hex[:8]}",
+            options=BatchRunOptions(
+                max_concurrency=args.concurrency,
+                fan_out=FanOut(args.fan_out),
+                batch_id=f"bench-{uuid.uuid4().hex[:8]}",
+            ),
             return_state=True,
         )
         if profiler is not None:

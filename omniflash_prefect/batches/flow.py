@@ -43,6 +43,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from prefect.utilities.urls import url_for
 
+from omniflash_prefect import errors
 from omniflash_prefect.batches.manifest import (
     InvalidManifestError,
     Manifest,
@@ -51,15 +52,9 @@ from omniflash_prefect.batches.manifest import (
     read_manifest,
     read_manifest_file,
 )
-from omniflash_prefect.batches.options import DEFAULT_DEPLOYMENT, BatchRunOptions, FanOut
+from omniflash_prefect.batches.options import BatchRunOptions, FanOut
 from omniflash_prefect.batches.records import BatchRecords
-from omniflash_prefect.batches.report import (
-    BatchItem,
-    BatchReport,
-    SpendLedger,
-    report_markdown,
-    report_table,
-)
+from omniflash_prefect.batches.report import BatchItem, BatchReport, report_markdown, report_table
 from omniflash_prefect.batches.runners import (
     RowRunner,
     deployment_runner,
@@ -67,17 +62,16 @@ from omniflash_prefect.batches.runners import (
     run_as_task,
 )
 from omniflash_prefect.batches.scheduler import BatchScheduler
-from omniflash_prefect.core import errors
-from omniflash_prefect.core.spending import SpendLimitView
+from omniflash_prefect.core.spending import Budget, SpendLimitView
 from omniflash_prefect.media.inspection import data_uri, thumbnail
 from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.archive import read_stored
-from omniflash_prefect.video.claims import current_record_storage, record_store
+from omniflash_prefect.video.claims import record_store
 from omniflash_prefect.video.credentials import credentials_read_once, load_client
 from omniflash_prefect.video.dispatch import dispatching_flow
 from omniflash_prefect.video.observability import RunLogger, artifact_key
-from omniflash_prefect.video.one_video import load_result_storage, load_storage
-from omniflash_prefect.video.spend_holds import SpendLimitHold
+from omniflash_prefect.video.setup import VideoSetup
+from omniflash_prefect.video.spend_holds import BudgetHold, SpendLimitHold
 from omniflash_prefect.video.spend_limits import read_spend_limit, utc_now
 
 #: The batch summary's gallery: its first videos, each a small poster linked to its run, and a
@@ -161,21 +155,13 @@ async def agenerate_video_batch(
     manifest: str | None = None,
     requests: list[dict[str, Any]] | None = None,
     manifest_block: str | None = None,
-    skip_invalid: bool = False,
-    batch_id: str | None = None,
-    max_concurrency: int = 8,
-    concurrency_limit: str | None = None,
-    budget: float | None = None,
-    cost_estimate: float | None = None,
-    spend_limit: str | None = None,
-    check_balance: bool = False,
-    fan_out: FanOut = FanOut.TASKS,
-    deployment_name: str = DEFAULT_DEPLOYMENT,
+    options: BatchRunOptions | None = None,
     credentials_block: str | None = None,
     storage_block: str | None = None,
+    archive_dir: str | None = None,
     archive_prefix: str = "omniflash",
     result_storage_block: str | None = None,
-    row_timeout_seconds: float | None = None,
+    spend_limit: str | None = None,
     strict_media: bool = False,
 ) -> State[BatchReport]:
     """Generate every video of a manifest; returns the report, Completed only if all archived.
@@ -184,58 +170,40 @@ async def agenerate_video_batch(
         manifest: Path of a JSONL or CSV manifest (inside ``manifest_block`` when given).
         requests: The rows as objects instead of a manifest (``prompt``, ..., optional ``id``).
         manifest_block: '<type-slug>/<name>' of a readable filesystem block holding the manifest.
-        skip_invalid: Report invalid rows as skipped_invalid instead of refusing to start.
-        batch_id: Names the batch; run again with the same id to resume it (default: run id).
-        max_concurrency: Videos in flight at once in this run.
-        concurrency_limit: Name of a Prefect global concurrency limit that caps videos in flight
-            across every run and worker using it (``prefect gcl create NAME --limit N``).
-        budget: Never start a video that could take the batch's spend past this.
-        cost_estimate: Expected cost of one video (default: learnt from finished ones).
-        spend_limit: Name of a spend limit shared by every run naming it (``omniflash
-            spend-limit set NAME --per-day AMOUNT``): a row starts only when the limit can hold
-            its estimated cost; rows it cannot are reported skipped_spend_limit.
-        check_balance: Read the balance first; refuse to start if it cannot cover the budget.
-        fan_out: "tasks" (task runs of this run), "subflows" (flow runs in this process) or
-            "deployments" (runs of ``deployment_name``, on any worker of its pool).
-        deployment_name: The generate_video deployment used by fan_out="deployments".
+        options: How the batch runs (:class:`BatchRunOptions`: ``batch_id`` to resume,
+            ``max_concurrency``, ``concurrency_limit``, ``budget``, ``cost_estimate``,
+            ``check_balance``, ``fan_out``, ``skip_invalid``...); default: its defaults.
         credentials_block: Name of an OmniFlashCredentials block; default: OMNIFLASH_* settings.
         storage_block: '<type-slug>/<name>' of a writable filesystem block for the videos.
+        archive_dir: A local directory for the videos (made absolute where the run starts);
+            default: OMNIFLASH_ARCHIVE_DIR.
         archive_prefix: Key prefix of the archived videos.
         result_storage_block: Writable filesystem block for task ids and batch records (share
             one, e.g. S3, between workers); default: Prefect's result storage.
-        row_timeout_seconds: With fan_out="deployments", how long to wait for one video run
-            before it counts as lost and the row runs again (default: the poll deadline,
-            OMNIFLASH_POLL_TIMEOUT_SECONDS, plus 900 s to wait for a worker and archive).
+        spend_limit: Name of a spend limit shared by every run naming it (``omniflash
+            spend-limit set NAME --per-day AMOUNT``): a row starts only when the limit can hold
+            its estimated cost; rows it cannot are reported skipped_spend_limit.
         strict_media: End the batch run Failed when an archived video is not what its row asked
             for, or cannot be read, once every row is done (each video's own run completes,
             flagged in its summary; nothing is generated again). Default: such a video is a
             warning, flagged in the table, the summary and the report.
     """
     started = time.monotonic()
-    options = BatchRunOptions.checked(
-        skip_invalid=skip_invalid,
-        batch_id=batch_id,
-        max_concurrency=max_concurrency,
-        concurrency_limit=concurrency_limit,
-        budget=budget,
-        cost_estimate=cost_estimate,
-        spend_limit=spend_limit,
-        check_balance=check_balance,
-        fan_out=fan_out,
-        deployment_name=deployment_name,
-        row_timeout_seconds=row_timeout_seconds,
+    options = options or BatchRunOptions()
+    setup = VideoSetup(
+        credentials_block=credentials_block,
+        storage_block=storage_block,
+        archive_dir=archive_dir,
+        archive_prefix=archive_prefix,
+        result_storage_block=result_storage_block,
     )
     rows = await load_manifest(manifest, manifest_block, requests)
     if rows.problems and not options.skip_invalid:
         raise InvalidManifestError(rows)
-    blocks = {
-        "credentials_block": credentials_block,
-        "storage_block": storage_block,
-        "archive_prefix": archive_prefix,
-        "result_storage_block": result_storage_block,
-    }
-    report = await _run_rows(rows, options, blocks, started)
-    await _publish(report, options, await load_storage(storage_block))
+    with credentials_read_once():
+        loaded = await setup.load()
+        report = await _run_rows(rows, options, setup, loaded.records, spend_limit, started)
+        await _publish(report, options, loaded.storage, spend_limit)
     if report.ok and not (strict_media and report.media_flagged):
         return Completed(data=report, message=report.headline())
     return Failed(data=report, message=report.headline())
@@ -253,41 +221,38 @@ def _runner_for(options: BatchRunOptions) -> RowRunner:
 
 
 async def _run_rows(
-    rows: Manifest, options: BatchRunOptions, blocks: dict[str, Any], started: float
+    rows: Manifest,
+    options: BatchRunOptions,
+    setup: VideoSetup,
+    records: WritableFileSystem,
+    spend_limit: str | None,
+    started: float,
 ) -> BatchReport:
-    """Run the valid rows (one read of the credentials block for all) and report every row."""
+    """Run the valid rows and report every row."""
     batch_id = options.batch_id or str(flow_run.get_id() or "local")
     get_run_logger().info(
         "Batch %s: %d videos, %d invalid rows skipped", batch_id, len(rows.rows), len(rows.problems)
     )
-    store = record_store(
-        await current_record_storage(await load_result_storage(blocks["result_storage_block"]))
-    )
-    async with contextlib.AsyncExitStack() as stack:
-        spend_limit = (
-            await stack.enter_async_context(SpendLimitHold(options.spend_limit))
-            if options.spend_limit
-            else None
-        )
+    store = record_store(records)
+    budget = BudgetHold(Budget(options.budget, options.cost_estimate))
+    limit = SpendLimitHold(spend_limit) if spend_limit else contextlib.nullcontext()
+    async with limit as hold:
         scheduler = BatchScheduler(
             batch_id=batch_id,
             rows=rows.rows,
             runner=_runner_for(options),
-            parameters=blocks,
-            ledger=SpendLedger(budget=options.budget, cost_estimate=options.cost_estimate),
+            setup=setup,
+            budget=budget,
+            spend_limit=hold,
             records=BatchRecords(store, batch_id),
             submissions=store,
             max_concurrency=options.max_concurrency,
             concurrency_limit=options.concurrency_limit,
             task_runs=options.fan_out == FanOut.TASKS,
-            spend_limit=spend_limit,
         )
-        with credentials_read_once():
-            if options.check_balance:
-                await preflight_balance(
-                    blocks["credentials_block"], options.budget, options.cost_estimate
-                )
-            items = await scheduler.run()
+        if options.check_balance:
+            await preflight_balance(setup.credentials_block, options.budget, options.cost_estimate)
+        items = await scheduler.run()
     items.extend(
         BatchItem(
             id=problem.id or f"row-{problem.line}",
@@ -344,7 +309,10 @@ async def _spend_limit_view(name: str | None) -> SpendLimitView | None:
 
 
 async def _publish(
-    report: BatchReport, options: BatchRunOptions, storage: WritableFileSystem
+    report: BatchReport,
+    options: BatchRunOptions,
+    storage: WritableFileSystem,
+    spend_limit: str | None,
 ) -> None:
     """The report as the run's table and summary artifacts, and its headline in the log."""
     await acreate_table_artifact(
@@ -359,7 +327,7 @@ async def _publish(
             run_url=_run_page,
             task_run_url=_task_run_page,
             thumbnails=await gallery_thumbnails(report, storage, get_run_logger()),
-            spend_limit=await _spend_limit_view(options.spend_limit),
+            spend_limit=await _spend_limit_view(spend_limit),
         ),
         key=artifact_key("batch-summary", report.batch_id),
         description=f"Summary of batch {report.batch_id}",

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from omniflash_prefect.core.errors import InvalidVideoRequestError, OmniFlashError
 from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.errors import InvalidVideoRequestError, OmniFlashError
 
 ManifestFormat = Literal["jsonl", "csv"]
 

@@ -1,6 +1,6 @@
-"""How a batch runs, declared once: the ``generate_video_batch`` flow checks its parameters with
-:class:`BatchRunOptions`, and ``omniflash batch`` takes its option defaults and help from it and
-passes :meth:`BatchRunOptions.flow_parameters` to the flow.
+"""How a batch runs, declared once: :class:`BatchRunOptions` is the ``options`` parameter of the
+``generate_video_batch`` flow (Prefect validates it, and the UI shows it as one form), and
+``omniflash batch`` takes its option defaults and help from it.
 
 Pure: no Prefect and no I/O, so the rules are unit-tested alone.
 """
@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from omniflash_prefect.core.errors import UsageError
+from omniflash_prefect.errors import UsageError
 
 DEFAULT_DEPLOYMENT: Final = "generate-video/generate-video"
 #: What a deployment run of a row may take beyond the poll deadline: waiting for a worker,
@@ -69,12 +69,6 @@ class BatchRunOptions(BaseModel):
         ge=0,
         description="Expected cost of one video (default: learnt from finished ones).",
     )
-    spend_limit: str | None = Field(
-        default=None,
-        description="Name of a spend limit shared by every run naming it "
-        "('omniflash spend-limit set NAME --per-day AMOUNT'): a video starts only when the "
-        "limit can hold its estimated cost.",
-    )
     check_balance: bool = Field(
         default=False,
         description="Read the balance first; refuse to start if it cannot cover the budget.",
@@ -113,7 +107,3 @@ class BatchRunOptions(BaseModel):
         if self.row_timeout_seconds is not None:
             return self.row_timeout_seconds
         return poll_timeout_seconds + ROW_MARGIN_SECONDS
-
-    def flow_parameters(self) -> dict[str, Any]:
-        """These options as ``generate_video_batch`` parameters (JSON-ready)."""
-        return self.model_dump(mode="json")

@@ -1,40 +1,28 @@
-"""Batches, the pure part: the report, the spend ledger, and what the batch run shows.
+"""Batches, the pure part: how a row ended, the report, and what the batch run shows.
 
 No I/O here: :mod:`omniflash_prefect.batches.flow` runs the rows and calls into this module to
-decide whether a row may start (:class:`SpendLedger`), to classify how a row ended
-(:func:`outcome_of_error`) and to render the report (:func:`report_table`, :func:`report_markdown`).
-
-The budget rule, and how far it can be overshot
------------------------------------------------
-A row starts only when ``spent + reserved + estimate <= budget``: ``spent`` is the reported cost of
-every finished video, ``reserved`` an estimate for each video in flight. The estimate of a row is
-the explicit ``cost_estimate`` if given, else the highest cost already observed for the same
-duration and resolution. A row with no estimate yet is a *probe*: it starts only when nothing else
-of unknown price is in flight and the known spend is under the budget, so the budget is overshot by
-at most one video's cost (the probe's), and only when the estimates are not below the real prices.
-A probe that ends without a known cost (the provider reported none, or it failed after it may
-have been paid) makes its class unpriceable: its other rows are skipped unless ``cost_estimate``
-is given.
+classify how a row ended (:func:`outcome_of_error`) and to render the report
+(:func:`report_table`, :func:`report_markdown`). Whether a row may start is the spend rule of
+:mod:`omniflash_prefect.core.spending`, the same for the batch's budget and a named spend limit.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from omniflash_prefect.core.errors import (
+from omniflash_prefect.core.media import MediaCheck
+from omniflash_prefect.core.spending import SpendLimitView
+from omniflash_prefect.errors import (
     AuthenticationError,
     PaymentRequiredError,
     RateLimitedError,
     may_have_been_charged,
 )
-from omniflash_prefect.core.media import MediaCheck
-from omniflash_prefect.core.requests import VideoRequest
-from omniflash_prefect.core.spending import SpendLimitView
 from omniflash_prefect.video.observability import short_prompt
 
 ItemStatus = Literal[
@@ -46,7 +34,6 @@ ItemStatus = Literal[
     "not_submitted",
 ]
 ITEM_STATUSES: tuple[ItemStatus, ...] = get_args(ItemStatus)
-Decision = Literal["start", "wait", "skip"]
 
 
 class BatchItem(BaseModel):
@@ -160,7 +147,7 @@ def outcome_of_error(error: BaseException | type[BaseException]) -> RowOutcome:
     A 429 that outlived the client's retries is a certain refusal, so the row is tried again after
     a pause. 402 (balance) and 401 (key) refuse every later submission too. Any other failure
     fails the row, counted as paid when the error's class says the video may have been paid for
-    (:func:`~omniflash_prefect.core.errors.may_have_been_charged`).
+    (:func:`~omniflash_prefect.errors.may_have_been_charged`).
     """
     kind = error if isinstance(error, type) else type(error)
     if issubclass(kind, RateLimitedError):
@@ -168,84 +155,6 @@ def outcome_of_error(error: BaseException | type[BaseException]) -> RowOutcome:
     if issubclass(kind, PaymentRequiredError | AuthenticationError):
         return RowOutcome("not_submitted", stop_submissions=True)
     return RowOutcome("failed", paid=may_have_been_charged(kind))
-
-
-def price_class(request: VideoRequest) -> tuple[int, str]:
-    """Videos of the same duration and resolution are assumed to cost the same."""
-    return (request.duration, request.resolution)
-
-
-@dataclass
-class SpendLedger:
-    """Spend so far, reservations in flight, and the budget rule (see the module docstring)."""
-
-    budget: float | None = None
-    cost_estimate: float | None = None
-    spent: float = 0.0
-    _reserved: dict[str, float | None] = field(default_factory=dict)
-    _observed: dict[tuple[int, str], float] = field(default_factory=dict)
-    _unpriced: set[tuple[int, str]] = field(default_factory=set)
-
-    def estimate(self, request: VideoRequest) -> float | None:
-        """The expected cost of a request, or None when nothing is known about its price yet."""
-        if self.cost_estimate is not None:
-            return self.cost_estimate
-        return self._observed.get(price_class(request))
-
-    @property
-    def in_flight(self) -> int:
-        """Rows started and not yet settled."""
-        return len(self._reserved)
-
-    @property
-    def committed(self) -> float:
-        """Spent plus the known estimates of the rows in flight."""
-        return self.spent + sum(value or 0.0 for value in self._reserved.values())
-
-    def decide(self, request: VideoRequest) -> Decision:
-        """Start the row now, wait for a row in flight to settle, or skip it for the budget."""
-        if self.budget is None:
-            return "start"
-        estimate = self.estimate(request)
-        if estimate is None and price_class(request) in self._unpriced:
-            return "skip"  # a video of this class was paid and its price never learnt
-        if estimate is None:
-            if any(value is None for value in self._reserved.values()):
-                return "wait"  # one probe of unknown price at a time
-            fits = self.committed < self.budget
-        else:
-            fits = self.committed + estimate <= self.budget
-        if fits:
-            return "start"
-        return "wait" if self._reserved else "skip"
-
-    def reserve(self, row_id: str, request: VideoRequest) -> None:
-        """Hold the row's estimate while it is in flight."""
-        self._reserved[row_id] = self.estimate(request)
-
-    def settle(self, row_id: str, request: VideoRequest, cost: float | None) -> None:
-        """The row finished and was charged ``cost`` (None: unknown, count the estimate)."""
-        estimate = self._reserved.pop(row_id, None)
-        if cost is None:
-            charged = estimate if estimate is not None else self.estimate(request)
-            if charged is None:  # a probe, maybe paid, price still unknown: no more probes
-                self._unpriced.add(price_class(request))
-            self.spent = round(self.spent + (charged or 0.0), 6)
-        else:
-            self.record_cost(request, cost)
-
-    def release(self, row_id: str) -> None:
-        """The row was refused, or its generation failed: nothing was charged, nothing learnt."""
-        self._reserved.pop(row_id, None)
-
-    def record_cost(self, request: VideoRequest, cost: float | None) -> None:
-        """Count a charge (e.g. of a row archived by an earlier run) and learn its price class."""
-        if cost is None:
-            cost = self.estimate(request) or 0.0
-        else:
-            key = price_class(request)
-            self._observed[key] = max(cost, self._observed.get(key, 0.0))
-        self.spent = round(self.spent + cost, 6)
 
 
 def report_table(report: BatchReport) -> list[dict[str, object]]:

@@ -23,36 +23,28 @@ from prefect.exceptions import FlowRunWaitTimeout
 from prefect.flow_runs import wait_for_flow_run
 from prefect.states import Crashed
 
+from omniflash_prefect import errors
 from omniflash_prefect.batches.manifest import ManifestRow
-from omniflash_prefect.core import errors
-from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.flows import agenerate_video, agenerate_video_task
+from omniflash_prefect.video.setup import VideoSetup
 
 #: What a row's video run ended with (its archived video, or the error that stopped it) and
 #: the run's id; a runner raises only when the run could not even be started.
 RowRun = tuple[ArchivedVideo | BaseException, str | None]
 #: Called with the id of a row's video run as soon as it exists.
 RunStarted = Callable[[str], None]
-RowRunner = Callable[[ManifestRow, dict[str, Any], RunStarted], Awaitable[RowRun]]
+#: Runs one row's video with the batch's setup under the row's submission key.
+RowRunner = Callable[[ManifestRow, VideoSetup, str, RunStarted], Awaitable[RowRun]]
 
 
-def _row_parameters(row: ManifestRow, common: dict[str, Any]) -> dict[str, Any]:
-    request: VideoRequest = row.request
-    return {
-        **request.flow_parameters(),
-        "credentials_block": common["credentials_block"],
-        "storage_block": common["storage_block"],
-        "archive_prefix": common["archive_prefix"],
-        "idempotency_key": common["key"],
-        "result_storage_block": common["result_storage_block"],
-    }
+def _row_parameters(row: ManifestRow, setup: VideoSetup, key: str) -> dict[str, Any]:
+    return {**row.request.flow_parameters(), **setup.parameters(), "idempotency_key": key}
 
 
 def _row_tags(row: ManifestRow) -> contextlib.AbstractContextManager[set[str]]:
     """The tags a row's run is created with, so it need not add them (one write less a video)."""
-    request: VideoRequest = row.request
-    return tags("omniflash", request.resolution, f"{request.duration}s")
+    return tags("omniflash", row.request.resolution, f"{row.request.duration}s")
 
 
 async def _outcome_of(state: State[Any], what: str) -> ArchivedVideo | BaseException:
@@ -62,11 +54,11 @@ async def _outcome_of(state: State[Any], what: str) -> ArchivedVideo | BaseExcep
     return outcome
 
 
-async def run_as_task(row: ManifestRow, common: dict[str, Any], started: RunStarted) -> RowRun:
+async def run_as_task(row: ManifestRow, setup: VideoSetup, key: str, started: RunStarted) -> RowRun:
     """One row as a ``generate-video`` task run of the batch run (which cannot lose it: a
     process that dies takes the batch run with it, and running the batch again resumes it)."""
     with _row_tags(row):
-        running = agenerate_video_task(**_row_parameters(row, common), return_state=True)
+        running = agenerate_video_task(**_row_parameters(row, setup, key), return_state=True)
         state = await cast(Awaitable[State[ArchivedVideo]], running)
     run_id = state.state_details.task_run_id
     if run_id is not None:
@@ -74,10 +66,12 @@ async def run_as_task(row: ManifestRow, common: dict[str, Any], started: RunStar
     return await _outcome_of(state, "generate_video_task"), str(run_id) if run_id else None
 
 
-async def run_as_subflow(row: ManifestRow, common: dict[str, Any], started: RunStarted) -> RowRun:
+async def run_as_subflow(
+    row: ManifestRow, setup: VideoSetup, key: str, started: RunStarted
+) -> RowRun:
     """One row as a ``generate_video`` subflow run in this process (which cannot lose it)."""
     with _row_tags(row):
-        state = await agenerate_video(**_row_parameters(row, common), return_state=True)
+        state = await agenerate_video(**_row_parameters(row, setup, key), return_state=True)
     run_id = state.state_details.flow_run_id
     if run_id is not None:
         started(str(run_id))
@@ -89,13 +83,13 @@ def deployment_runner(deployment: str, row_timeout_seconds: float) -> RowRunner:
 
     A run set ``Crashed`` (its worker died and the lost-runs automation noticed), or with no
     final state after ``row_timeout_seconds`` (then set ``Crashed`` here), is a
-    :class:`~omniflash_prefect.core.errors.VideoRunLostError`: the batch runs the row again.
+    :class:`~omniflash_prefect.errors.VideoRunLostError`: the batch runs the row again.
     """
     deployment_env: asyncio.Future[dict[str, str]] | None = None
 
-    async def run(row: ManifestRow, common: dict[str, Any], started: RunStarted) -> RowRun:
+    async def run(row: ManifestRow, setup: VideoSetup, key: str, started: RunStarted) -> RowRun:
         nonlocal deployment_env
-        results = common["result_storage_block"]
+        results = setup.result_storage_block
         job_variables = None
         if results:
             # The run's own result (read back below) must land where this process can read it,
@@ -105,7 +99,7 @@ def deployment_runner(deployment: str, row_timeout_seconds: float) -> RowRunner:
             job_variables = {"env": env}
         created: FlowRun = await run_deployment(  # type: ignore[misc]
             deployment,
-            parameters=_row_parameters(row, common),
+            parameters=_row_parameters(row, setup, key),
             timeout=0,  # created, not awaited: awaited below, with the row's deadline
             as_subflow=True,
             tags=["omniflash", "omniflash-batch"],

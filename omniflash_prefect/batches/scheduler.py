@@ -1,9 +1,11 @@
 """The scheduling of one batch run: which row starts when, and what each row's run came to.
 
-:class:`BatchScheduler` holds a run's slots (``max_concurrency``, a global concurrency limit), the
-spend ledger, pauses after 429s and an overloaded Prefect API, the stop after a 402, reruns of
-lost runs, and the progress artifact. Each row goes: earlier record? -> admitted by the budget ->
-started by its runner -> archived, lost (run again), or failed (its status and error).
+:class:`BatchScheduler` holds a run's slots (``max_concurrency``, a global concurrency limit),
+its spend holds (the batch's budget, then a named spend limit), the stop after a 402, and the
+progress artifact. Each row goes: earlier record? -> reserved on every hold -> started by its
+runner -> archived, lost (run again), or failed (its status and error). Two small objects keep
+the rest: :class:`Pauses` (new starts held after a 429 or an overloaded Prefect API) and
+:class:`LostRuns` (rows whose run was lost, run again).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from prefect import get_run_logger
@@ -22,16 +24,17 @@ from prefect.concurrency.asyncio import concurrency
 from prefect.events import emit_event
 from prefect.results import ResultStore
 
+from omniflash_prefect import errors
 from omniflash_prefect.batches.manifest import ManifestRow
 from omniflash_prefect.batches.records import BatchRecords, row_idempotency_key
-from omniflash_prefect.batches.report import BatchItem, RowOutcome, SpendLedger, outcome_of_error
+from omniflash_prefect.batches.report import BatchItem, ItemStatus, outcome_of_error
 from omniflash_prefect.batches.runners import RowRun, RowRunner
-from omniflash_prefect.core import errors
 from omniflash_prefect.video.archive import ArchivedVideo
-from omniflash_prefect.video.observability import EVENT_PREFIX, artifact_key
-from omniflash_prefect.video.spend_holds import SpendLimitHold
+from omniflash_prefect.video.observability import EVENT_PREFIX, RunLogger, artifact_key
+from omniflash_prefect.video.setup import VideoSetup
+from omniflash_prefect.video.spend_holds import SpendHold, settle_holds
+from omniflash_prefect.video.steps import prefect_api_unavailable
 from omniflash_prefect.video.submissions import read_submission, submission_key, submission_recorded
-from omniflash_prefect.video.tasks import prefect_api_unavailable
 
 #: How often one row is tried, when 429s outlive the client's own retries or the Prefect API
 #: is overloaded (503) or unreachable.
@@ -39,15 +42,90 @@ MAX_ROW_ATTEMPTS: Final = 8
 #: Rows starting at once (see ``BatchScheduler._start``), and about how long one start takes.
 _STARTING_AT_ONCE: Final = 16
 _START_SECONDS: Final = 1.0
-_RATE_LIMIT_PAUSE_CAP: Final = 60.0
+_PAUSE_CAP: Final = 60.0
 #: The least time between two updates of the batch's progress artifact (the end always shows).
 _PROGRESS_SECONDS: Final = 5.0
 #: Runs of one row that may be lost (worker died, deadline passed) before the row is reported.
 MAX_LOST_RUNS: Final = 3
 
 
+class Pauses:
+    """When a batch's new starts may go ahead: after a refusal (429) or an overloaded Prefect
+    API, every new start waits out a pause, the server's hint or else a jittered backoff."""
+
+    def __init__(self, logger: RunLogger) -> None:
+        self.until = 0.0
+        self.logger = logger
+
+    def pause(self, error: BaseException, attempt: int, why: str) -> None:
+        hint = getattr(error, "retry_after", None)
+        delay = hint if isinstance(hint, int | float) else min(2.0**attempt, _PAUSE_CAP)
+        delay *= 1 + random.random() / 4  # noqa: S311 - jitter, not security
+        self.until = max(self.until, time.monotonic() + delay)
+        self.logger.warning("%s: pausing new starts for %.1f s", why.capitalize(), delay)
+
+    async def wait(self) -> None:
+        # A sleep, not an event: the pause is a point in time that other rows may push back.
+        while (remaining := self.until - time.monotonic()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(remaining)
+
+
+class LostRuns:
+    """Rows whose video run was lost (its worker died, or it outlived the row's deadline): each
+    runs again, at most ``MAX_LOST_RUNS`` times, and its next run is announced in the log and an
+    ``omniflash.video.rerun`` event that names the row, the lost run and the new one."""
+
+    def __init__(self, batch_id: str, *, task_runs: bool, logger: RunLogger) -> None:
+        self.batch_id = batch_id
+        self.kind = "task-run" if task_runs else "flow-run"
+        self.logger = logger
+        self.count: Counter[str] = Counter()
+        self.waiting: dict[str, str] = {}  # row id -> its lost run, until the next one starts
+
+    def lost(self, row_id: str, run_id: str | None, error: BaseException, stopped: bool) -> bool:
+        """Count the lost run; whether the row runs again."""
+        self.count[row_id] += 1
+        if self.count[row_id] >= MAX_LOST_RUNS or stopped:
+            return False
+        self.logger.warning("Row %s: %s; running it again", row_id, error)
+        if run_id is not None:
+            self.waiting[row_id] = run_id
+        return True
+
+    def started(self, row_id: str, run_id: str, run_number: int) -> None:
+        """A row's run started: when it replaces a lost one, say so."""
+        lost = self.waiting.pop(row_id, None)
+        if lost is None:
+            return
+        self.logger.warning("Row %s runs again as run %s (run %s was lost)", row_id, run_id, lost)
+        emit_event(
+            f"{EVENT_PREFIX}.rerun",
+            resource={
+                "prefect.resource.id": f"omniflash.batch.{self.batch_id}.row.{row_id}",
+                "prefect.resource.name": f"{self.batch_id}/{row_id}",
+            },
+            related=[
+                {
+                    "prefect.resource.id": f"prefect.{self.kind}.{lost}",
+                    "prefect.resource.role": "lost",
+                },
+                {
+                    "prefect.resource.id": f"prefect.{self.kind}.{run_id}",
+                    "prefect.resource.role": "rerun",
+                },
+            ],
+            payload={
+                "batch_id": self.batch_id,
+                "row": row_id,
+                "lost_flow_run_id": lost,
+                "new_flow_run_id": run_id,
+                "run": run_number,
+            },
+        )
+
+
 class BatchScheduler:
-    """The running state of one batch: slots, ledger, pauses, stop flag, progress."""
+    """The running state of one batch: slots, spend holds, stop flag, runs, progress."""
 
     def __init__(
         self,
@@ -55,22 +133,25 @@ class BatchScheduler:
         batch_id: str,
         rows: tuple[ManifestRow, ...],
         runner: RowRunner,
-        parameters: dict[str, Any],
-        ledger: SpendLedger,
+        setup: VideoSetup,
+        budget: SpendHold,
+        spend_limit: SpendHold | None,
         records: BatchRecords,
         submissions: ResultStore,
         max_concurrency: int,
         concurrency_limit: str | None,
         task_runs: bool = False,
-        spend_limit: SpendLimitHold | None = None,
     ) -> None:
         self.batch_id = batch_id
         self.rows = rows
         self.runner = runner
-        self.parameters = parameters
-        self.ledger = ledger
-        #: The named spend limit shared with other runs, reserved after the batch's own budget.
-        self.spend_limit = spend_limit
+        self.setup = setup
+        #: Where a row's spending goes, in order (the batch's budget, then a named spend limit),
+        #: each with the status of a row it refuses.
+        self.budget = budget
+        self.holds: list[tuple[SpendHold, ItemStatus]] = [(budget, "skipped_budget")]
+        if spend_limit is not None:
+            self.holds.append((spend_limit, "skipped_spend_limit"))
         self.records = records
         self.submissions = submissions
         self.slots = asyncio.Semaphore(max_concurrency)
@@ -82,16 +163,14 @@ class BatchScheduler:
         self.concurrency_limit = concurrency_limit
         #: Whether the runner's run ids are task runs' (fan_out 'tasks') or flow runs'.
         self.task_runs = task_runs
-        self.changed = asyncio.Condition()
-        self.paused_until = 0.0
         self.stop_reason: str | None = None
         self.finished = 0
         self.progress_id: Any = None
         self.last_progress = 0.0
         self.runs: Counter[str] = Counter()
-        self.lost_runs: Counter[str] = Counter()
-        self.lost_run_of: dict[str, str] = {}  # row id -> its lost run, until the next starts
         self.logger = get_run_logger()
+        self.pauses = Pauses(self.logger)
+        self.lost_runs = LostRuns(batch_id, task_runs=task_runs, logger=self.logger)
 
     async def run(self) -> list[BatchItem]:
         self.progress_id = await acreate_progress_artifact(
@@ -122,7 +201,7 @@ class BatchScheduler:
 
     async def _make(self, row: ManifestRow, earlier: BatchItem | None) -> BatchItem:
         if earlier is not None:
-            self.ledger.record_cost(row.request, earlier.cost)
+            await self.budget.settle(row.id, earlier.task_id, earlier.cost, row.request)
             self.logger.info("Row %s was archived by an earlier run: %s", row.id, earlier.location)
             return earlier.model_copy(update={"resumed": True, "seconds": 0.0, "line": row.line})
         async with self.slots:
@@ -142,20 +221,13 @@ class BatchScheduler:
         # Checked on every attempt: an attempt may have paid before it failed, and then the
         # next one only polls (the submission is keyed, never sent twice).
         paid_before = await submission_recorded(row.request, key, self.submissions)
-        if paid_before:
-            self.ledger.reserve(row.id, row.request)
-            if self.spend_limit is not None:  # paid already: held whatever the limit says
-                await self.spend_limit.reserve(
-                    row.id, row.request, self.ledger.estimate(row.request), paid=True
-                )
-        else:
-            refusal = await self._admit(row)
-            if refusal is not None:
-                return refusal
-        await self._wait_out_pause()
+        refusal = await self._reserve(row, paid=paid_before)
+        if refusal is not None:
+            return refusal
+        await self.pauses.wait()
         try:
             async with self._shared_slot():
-                result, run_id = await self._start(row, {**self.parameters, "key": key})
+                result, run_id = await self._start(row, key)
         except Exception as exc:  # the run could not start
             result, run_id = exc, None
         if isinstance(result, ArchivedVideo):
@@ -164,69 +236,68 @@ class BatchScheduler:
             return await self._lost(row, result, run_id)
         return await self._failed(row, result, run_id, attempt, paid_before)
 
-    def _run_started(self, row: ManifestRow, run_id: str) -> None:
-        """Count the row's run; when it replaces a lost one, say so in the log and an event."""
-        self.runs[row.id] += 1
-        lost = self.lost_run_of.pop(row.id, None)
-        if lost is None:
-            return
-        self.logger.warning("Row %s runs again as run %s (run %s was lost)", row.id, run_id, lost)
-        emit_event(
-            f"{EVENT_PREFIX}.rerun",
-            resource={
-                "prefect.resource.id": f"omniflash.batch.{self.batch_id}.row.{row.id}",
-                "prefect.resource.name": f"{self.batch_id}/{row.id}",
-            },
-            related=[
-                {"prefect.resource.id": self._run_resource(lost), "prefect.resource.role": "lost"},
-                {
-                    "prefect.resource.id": self._run_resource(run_id),
-                    "prefect.resource.role": "rerun",
-                },
-            ],
-            payload={
-                "batch_id": self.batch_id,
-                "row": row.id,
-                "lost_flow_run_id": lost,
-                "new_flow_run_id": run_id,
-                "run": self.runs[row.id],
-            },
-        )
+    async def _reserve(self, row: ManifestRow, *, paid: bool) -> BatchItem | None:
+        """Reserve the row's estimated cost on every hold in turn (each waiting while rows in
+        flight may leave room; the budget's estimate is the next one's); the row's final item
+        when it must not start. A row an earlier run paid for is held whatever they say."""
+        if not paid and self.stop_reason is not None:
+            return _item(row, "not_submitted", error=self.stop_reason)
+        estimate: float | None = None
+        for number, (hold, refused_status) in enumerate(self.holds):
+            try:
+                estimate = await hold.reserve(row.id, row.request, estimate, paid=paid)
+            except errors.SpendLimitReachedError as refused:
+                await self._give_back(row, [hold for hold, _ in self.holds[:number]])
+                return _item(row, refused_status, error=f"not started: {refused}")
+        if not paid and self.stop_reason is not None:  # stopped while this row waited for room
+            await self._give_back(row)
+            return _item(row, "not_submitted", error=self.stop_reason)
+        return None
 
-    def _run_resource(self, run_id: str) -> str:
-        return f"prefect.{'task-run' if self.task_runs else 'flow-run'}.{run_id}"
+    async def _give_back(self, row: ManifestRow, holds: list[SpendHold] | None = None) -> None:
+        """Release the row's reservations: it did not run, or its run cost nothing."""
+        every = [hold for hold, _ in self.holds] if holds is None else holds
+        await settle_holds(every, row.id, row.request, paid=False)
+
+    async def _settle(
+        self, row: ManifestRow, *, paid: bool, task_id: str | None, cost: float | None = None
+    ) -> None:
+        """Count the row's cost on every hold (``cost`` None: its estimate), or release it."""
+        holds = [hold for hold, _ in self.holds]
+        await settle_holds(holds, row.id, row.request, paid=paid, task_id=task_id, cost=cost)
+
+    async def _start(self, row: ManifestRow, key: str) -> RowRun:
+        """Run the row, letting at most ``_STARTING_AT_ONCE`` rows that are flow runs start in the
+        same second or so.
+
+        Every row in flight at once is fine; every flow run *starting* at once is a burst of
+        writes that a Prefect server on SQLite answers with 503s. A start holds its gate until
+        the row ends or about a second has passed, which is roughly what a start takes.
+        """
+
+        def started(run_id: str) -> None:
+            self.runs[row.id] += 1
+            self.lost_runs.started(row.id, run_id, self.runs[row.id])
+
+        if self.starting is None:
+            return await self.runner(row, self.setup, key, started)
+        async with self.starting:
+            running = asyncio.ensure_future(self.runner(row, self.setup, key, started))
+            try:
+                await asyncio.wait({running}, timeout=_START_SECONDS)
+            except asyncio.CancelledError:
+                running.cancel()
+                raise
+        return await running
 
     def _run_field(self, run_id: str | None) -> dict[str, str | None]:
         """The item field naming the row's run."""
         return {"task_run_id" if self.task_runs else "flow_run_id": run_id}
 
-    async def _lost(
-        self, row: ManifestRow, error: errors.VideoRunLostError, run_id: str | None
-    ) -> BatchItem | None:
-        """A lost run: the row runs again (None), or is reported after ``MAX_LOST_RUNS``."""
-        await self._settle_failure(row, RowOutcome("not_submitted"))  # re-reserved when it runs
-        self.lost_runs[row.id] += 1
-        if self.lost_runs[row.id] < MAX_LOST_RUNS and self.stop_reason is None:
-            self.logger.warning("Row %s: %s; running it again", row.id, error)
-            if run_id is not None:
-                self.lost_run_of[row.id] = run_id
-            return None
-        recorded = await read_submission(
-            self.submissions,
-            submission_key(row.request, row_idempotency_key(self.batch_id, row.id)),
-        )
-        return _item(
-            row,
-            "failed",
-            error=f"VideoRunLostError: {error}",
-            task_id=recorded.task_id,
-            **self._run_field(run_id),
-        )
-
     async def _archived(
         self, row: ManifestRow, archived: ArchivedVideo, run_id: str | None
     ) -> BatchItem:
-        await self._settle(row, archived.cost, archived.task_id)
+        await self._settle(row, paid=True, task_id=archived.task_id, cost=archived.cost)
         item = _item(
             row,
             "archived",
@@ -241,6 +312,25 @@ class BatchScheduler:
         await self.records.save(row, item)
         return item
 
+    async def _lost(
+        self, row: ManifestRow, error: errors.VideoRunLostError, run_id: str | None
+    ) -> BatchItem | None:
+        """A lost run: the row runs again (None), or is reported after ``MAX_LOST_RUNS``."""
+        await self._give_back(row)  # reserved again when it runs again
+        if self.lost_runs.lost(row.id, run_id, error, stopped=self.stop_reason is not None):
+            return None
+        recorded = await read_submission(
+            self.submissions,
+            submission_key(row.request, row_idempotency_key(self.batch_id, row.id)),
+        )
+        return _item(
+            row,
+            "failed",
+            error=f"VideoRunLostError: {error}",
+            task_id=recorded.task_id,
+            **self._run_field(run_id),
+        )
+
     async def _failed(
         self,
         row: ManifestRow,
@@ -251,13 +341,20 @@ class BatchScheduler:
     ) -> BatchItem | None:
         """The item of a row whose run failed, or None when the row is to run again."""
         if prefect_api_unavailable(error):
-            await self._settle_failure(row, RowOutcome("not_submitted"))
-            self._pause(error, attempt, "the Prefect API is overloaded or unreachable")
+            await self._give_back(row)
+            self.pauses.pause(error, attempt, "the Prefect API is overloaded or unreachable")
             return None
         outcome = outcome_of_error(_error_class(error))
-        await self._settle_failure(row, outcome, getattr(error, "task_id", None))
+        task_id = getattr(error, "task_id", None)
+        await settle_holds(
+            [hold for hold, _ in self.holds],
+            row.id,
+            row.request,
+            paid=outcome.paid,
+            task_id=task_id,
+        )
         if outcome.retry and not paid_before:
-            self._pause(error, attempt, "rate limited (429)")
+            self.pauses.pause(error, attempt, "rate limited (429)")
             return None
         if outcome.stop_submissions and self.stop_reason is None:
             self.stop_reason = f"stopped after {type(error).__name__}: {error}"
@@ -266,107 +363,9 @@ class BatchScheduler:
             row,
             outcome.status,
             error=f"{_error_name(error)}: {error}",
-            task_id=getattr(error, "task_id", None),
+            task_id=task_id,
             **self._run_field(run_id),
         )
-
-    async def _start(self, row: ManifestRow, parameters: dict[str, Any]) -> RowRun:
-        """Run the row, letting at most ``_STARTING_AT_ONCE`` rows that are flow runs start in the
-        same second or so.
-
-        Every row in flight at once is fine; every flow run *starting* at once is a burst of
-        writes that a Prefect server on SQLite answers with 503s. A start holds its gate until
-        the row ends or about a second has passed, which is roughly what a start takes.
-        """
-
-        def started(run_id: str) -> None:
-            self._run_started(row, run_id)
-
-        if self.starting is None:
-            return await self.runner(row, parameters, started)
-        async with self.starting:
-            running = asyncio.ensure_future(self.runner(row, parameters, started))
-            try:
-                await asyncio.wait({running}, timeout=_START_SECONDS)
-            except asyncio.CancelledError:
-                running.cancel()
-                raise
-        return await running
-
-    async def _admit(self, row: ManifestRow) -> BatchItem | None:
-        """Reserve the row's estimated cost, in the batch's budget and then in the spend limit,
-        waiting for rows in flight while either says so; the row's final item when it must not
-        start."""
-        async with self.changed:
-            while True:
-                if self.stop_reason is not None:
-                    return _item(row, "not_submitted", error=self.stop_reason)
-                decision = self.ledger.decide(row.request)
-                if decision == "start":
-                    self.ledger.reserve(row.id, row.request)
-                    break
-                if decision == "skip":
-                    return _item(
-                        row,
-                        "skipped_budget",
-                        error=(
-                            f"not started: the budget ({self.ledger.budget:g}) cannot cover it "
-                            f"(spent {self.ledger.spent:g})"
-                        ),
-                    )
-                await self.changed.wait()
-        if self.spend_limit is None:
-            return None
-        try:  # outside the batch's lock: waiting here must not hold up settling other rows
-            await self.spend_limit.reserve(row.id, row.request, self.ledger.estimate(row.request))
-        except errors.SpendLimitReachedError as refused:
-            await self._settle_failure(row, RowOutcome("not_submitted"))
-            return _item(row, "skipped_spend_limit", error=f"not started: {refused}")
-        return None
-
-    async def _settle(self, row: ManifestRow, cost: float | None, task_id: str | None) -> None:
-        async with self.changed:
-            self.ledger.settle(row.id, row.request, cost)
-            self.changed.notify_all()
-        if self.spend_limit is not None:
-            await self._on_spend_limit(self.spend_limit.settle(row.id, task_id, cost, row.request))
-
-    async def _settle_failure(
-        self, row: ManifestRow, outcome: RowOutcome, task_id: str | None = None
-    ) -> None:
-        async with self.changed:
-            if outcome.paid:
-                self.ledger.settle(row.id, row.request, None)
-            else:
-                self.ledger.release(row.id)
-            self.changed.notify_all()
-        if self.spend_limit is None:
-            return
-        if outcome.paid:
-            await self._on_spend_limit(self.spend_limit.settle(row.id, task_id, None, row.request))
-        else:
-            await self._on_spend_limit(self.spend_limit.release(row.id))
-
-    async def _on_spend_limit(self, change: Awaitable[object]) -> None:
-        """Settle on the spend limit; a failure to is logged, never the row's failure (its video
-        is archived or its outcome known; the holder's lease releases what stays reserved)."""
-        try:
-            await change
-        except Exception as exc:
-            self.logger.error("Could not settle on the spend limit: %s", exc)
-
-    def _pause(self, error: BaseException, attempt: int, why: str) -> None:
-        """Hold every new start of the batch after a refusal: the server's hint, else backoff."""
-        hint = getattr(error, "retry_after", None)
-        delay = hint if isinstance(hint, int | float) else min(2.0**attempt, _RATE_LIMIT_PAUSE_CAP)
-        delay *= 1 + random.random() / 4  # noqa: S311 - jitter, not security
-        self.paused_until = max(self.paused_until, time.monotonic() + delay)
-        self.logger.warning("%s: pausing new starts for %.1f s", why.capitalize(), delay)
-
-    async def _wait_out_pause(self) -> None:
-        # A sleep, not an event: the pause is a point in time that other rows may push back.
-        while (remaining := self.paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(remaining)
 
     @contextlib.asynccontextmanager
     async def _shared_slot(self) -> AsyncIterator[None]:
@@ -388,7 +387,7 @@ class BatchScheduler:
             await aupdate_progress_artifact(self.progress_id, percent)
 
 
-def _item(row: ManifestRow, status: Any, **fields: Any) -> BatchItem:
+def _item(row: ManifestRow, status: ItemStatus, **fields: Any) -> BatchItem:
     return BatchItem(id=row.id, line=row.line, prompt=row.request.prompt, status=status, **fields)
 
 

@@ -32,19 +32,14 @@ from omniflash_prefect.cli.exit_codes import (
     EXIT_OK,
     classify,
 )
-from omniflash_prefect.cli.flow_runs import (
-    archive_environment,
-    patient_temporary_server,
-    process_environment,
-    run_flow_watched,
-)
+from omniflash_prefect.cli.flow_runs import patient_temporary_server, run_flow_watched
 from omniflash_prefect.cli.progress import read_batch_progress
 from omniflash_prefect.cli.usage import (
     CommandUsageError,
     check_credentials_configured,
     check_one_archive_target,
 )
-from omniflash_prefect.core.errors import ExitStatus
+from omniflash_prefect.errors import ExitStatus
 
 BatchStatus = Literal["ok", "partial"] | ExitStatus
 
@@ -62,6 +57,7 @@ class BatchOptions:
     archive_dir: Path | None = None
     archive_prefix: str = "omniflash"
     result_storage_block: str | None = None
+    spend_limit: str | None = None
     strict_media: bool = False
 
     def flow_parameters(self) -> dict[str, Any]:
@@ -71,13 +67,15 @@ class BatchOptions:
         if self.manifest_block is None:
             manifest = str(Path(manifest).expanduser().resolve())
         return {
-            **self.run.flow_parameters(),
             "manifest": manifest,
             "manifest_block": self.manifest_block,
+            "options": self.run.model_dump(mode="json"),
             "credentials_block": self.credentials_block,
             "storage_block": self.storage_block,
+            "archive_dir": str(self.archive_dir) if self.archive_dir else None,
             "archive_prefix": self.archive_prefix,
             "result_storage_block": self.result_storage_block,
+            "spend_limit": self.spend_limit,
             "strict_media": self.strict_media,
         }
 
@@ -188,10 +186,9 @@ async def run_batch(
 
         flow: Flow[..., Any] = agenerate_video_batch
         try:
-            with process_environment(archive_environment(options.archive_dir)):
-                state, flow_run_id = await run_flow_watched(
-                    flow, options.flow_parameters(), on_tick=follow, watch_interval=watch_interval
-                )
+            state, flow_run_id = await run_flow_watched(
+                flow, options.flow_parameters(), on_tick=follow, watch_interval=watch_interval
+            )
         except Exception as exc:
             return BatchOutcome(error=exc)
         outcome = await _outcome_of(state, flow_run_id)

@@ -19,11 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omniflash_prefect.cli.flow_runs import (
-    archive_environment,
-    patient_temporary_server,
-    process_environment,
-)
+from omniflash_prefect.cli.flow_runs import patient_temporary_server
 from omniflash_prefect.cli.progress import ProgressCallback
 from omniflash_prefect.cli.usage import (
     CommandUsageError,
@@ -36,7 +32,7 @@ from omniflash_prefect.core.models import validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.credentials import load_client
 from omniflash_prefect.video.flows import afetch_video
-from omniflash_prefect.video.one_video import load_result_storage
+from omniflash_prefect.video.setup import load_storage
 from omniflash_prefect.video.submissions import Released, release_submission
 
 
@@ -73,6 +69,7 @@ class GenerateOptions:
             **request.flow_parameters(),
             "credentials_block": self.credentials_block,
             "storage_block": self.storage_block,
+            "archive_dir": str(self.archive_dir) if self.archive_dir else None,
             "idempotency_key": self.idempotency_key,
             "strict_media": self.strict_media,
             "spend_limit": self.spend_limit,
@@ -125,15 +122,14 @@ async def generate(
             request = options.request([*options.image_urls, *uploaded])
         except Exception as exc:
             return GenerationOutcome(options.prompt, error=exc)
-        with process_environment(archive_environment(options.archive_dir)):
-            try:
-                return await run_generation(
-                    options.flow_parameters(request),
-                    on_progress=on_progress,
-                    watch_interval=watch_interval,
-                )
-            except Exception as exc:
-                return GenerationOutcome(options.prompt, error=exc)
+        try:
+            return await run_generation(
+                options.flow_parameters(request),
+                on_progress=on_progress,
+                watch_interval=watch_interval,
+            )
+        except Exception as exc:
+            return GenerationOutcome(options.prompt, error=exc)
 
 
 @dataclass(frozen=True)
@@ -154,6 +150,7 @@ class FetchOptions:
             "spend_limit": self.spend_limit,
             "credentials_block": self.credentials_block,
             "storage_block": self.storage_block,
+            "archive_dir": str(self.archive_dir) if self.archive_dir else None,
             "archive_prefix": self.archive_prefix,
         }
 
@@ -175,16 +172,15 @@ async def fetch(
                 await check_storage_block(options.storage_block)
         except Exception as exc:
             return GenerationOutcome(None, error=exc, task_id=options.task_id)
-        with process_environment(archive_environment(options.archive_dir)):
-            try:
-                return await run_generation(
-                    options.flow_parameters(),
-                    on_progress=on_progress,
-                    watch_interval=watch_interval,
-                    flow=afetch_video,
-                )
-            except Exception as exc:
-                return GenerationOutcome(None, error=exc, task_id=options.task_id)
+        try:
+            return await run_generation(
+                options.flow_parameters(),
+                on_progress=on_progress,
+                watch_interval=watch_interval,
+                flow=afetch_video,
+            )
+        except Exception as exc:
+            return GenerationOutcome(None, error=exc, task_id=options.task_id)
 
 
 async def release(
@@ -193,5 +189,5 @@ async def release(
     """``omniflash release``: resolve a submission key by hand (see
     :func:`omniflash_prefect.video.submissions.release_submission`)."""
     with patient_temporary_server():
-        storage = await load_result_storage(result_storage_block)
+        storage = await load_storage(result_storage_block) if result_storage_block else None
         return await release_submission(submission_key, storage, task_id=task_id)

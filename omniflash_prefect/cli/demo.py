@@ -13,11 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from omniflash_prefect.cli.flow_runs import (
-    archive_environment,
-    patient_temporary_server,
-    process_environment,
-)
+from omniflash_prefect.cli.flow_runs import patient_temporary_server, process_environment
 from omniflash_prefect.cli.progress import ProgressCallback
 from omniflash_prefect.cli.usage import NO_CREDENTIALS_MESSAGE, CommandUsageError
 from omniflash_prefect.cli.video_runs import GenerationOutcome, run_generation
@@ -67,21 +63,24 @@ async def run_demo(
     settings = settings or OmniFlashSettings()
     if use_emulator is None:
         use_emulator = settings.api_key is None
-    parameters: dict[str, Any] = {"prompt": DEMO_PROMPT, "duration": 4, "resolution": "720p"}
-    archive = archive_environment(archive_dir)
+    parameters: dict[str, Any] = {
+        "prompt": DEMO_PROMPT,
+        "duration": 4,
+        "resolution": "720p",
+        "archive_dir": str(archive_dir) if archive_dir else None,
+    }
     with patient_temporary_server():
         try:
             if not use_emulator:
                 if settings.api_key is None:
                     raise CommandUsageError(NO_CREDENTIALS_MESSAGE)
-                with process_environment(archive):
-                    outcome = await run_generation(
-                        parameters, on_progress=on_progress, watch_interval=watch_interval
-                    )
+                outcome = await run_generation(
+                    parameters, on_progress=on_progress, watch_interval=watch_interval
+                )
                 return DemoResult(outcome, settings.base_url, used_emulator=False)
             with (
                 EmulatorServer(EmulatorConfig(job_seconds=job_seconds)) as emulator,
-                process_environment({**archive, **DEMO_POLL_SETTINGS}),
+                process_environment(DEMO_POLL_SETTINGS),
             ):
                 credentials = OmniFlashCredentials(
                     api_key=emulator.api_key, base_url=emulator.base_url

@@ -1,6 +1,6 @@
 """What a failed ``omniflash`` command tells the shell: a status word and an exit code.
 
-The status word is the error's own :attr:`~omniflash_prefect.core.errors.OmniFlashError.exit_status`
+The status word is the error's own :attr:`~omniflash_prefect.errors.OmniFlashError.exit_status`
 (declared once, on its class in the error tree), so a script can rely on one meaning per code
 whichever command it ran (generate, fetch, release, batch):
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from omniflash_prefect.core.errors import ExitStatus, OmniFlashError
+from omniflash_prefect.errors import ExitStatus, OmniFlashError
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -31,7 +30,7 @@ from prefect.settings import (
 from prefect.states import Pending
 from prefect.utilities.urls import url_for
 
-from omniflash_prefect.core.errors import OmniFlashError
+from omniflash_prefect.errors import OmniFlashError
 
 #: Prefect's temporary local server takes ~10 s to start (more on a busy machine); its own
 #: default patience is 20 s.
@@ -54,11 +53,6 @@ def process_environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def archive_environment(archive_dir: Path | None) -> dict[str, str]:
-    """The settings that make a run in this process archive to ``--archive-dir``, if given."""
-    return {"OMNIFLASH_ARCHIVE_DIR": str(archive_dir)} if archive_dir else {}
 
 
 @contextlib.contextmanager

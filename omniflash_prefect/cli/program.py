@@ -31,7 +31,7 @@ from omniflash_prefect.cli.emulator_command import run_emulator
 from omniflash_prefect.cli.exit_codes import EXIT_INVALID, classify
 from omniflash_prefect.cli.progress import RunProgress
 from omniflash_prefect.cli.spend_commands import run_dry_run, spend, spend_limit_app
-from omniflash_prefect.core.errors import UsageError
+from omniflash_prefect.errors import UsageError
 from omniflash_prefect.video.automations import (
     MIN_SILENCE_SECONDS,
     automation_definitions,
@@ -247,7 +247,6 @@ ConcurrencyLimitOption = Annotated[str | None, typer.Option(help=_run_help("conc
 BudgetOption = Annotated[float | None, typer.Option(help=_run_help("budget"))]
 CostEstimateOption = Annotated[float | None, typer.Option(help=_run_help("cost_estimate"))]
 CheckBalanceOption = Annotated[bool, typer.Option(help=_run_help("check_balance"))]
-BatchSpendLimitOption = Annotated[str | None, typer.Option(help=_run_help("spend_limit"))]
 DryRunOption = Annotated[
     bool,
     typer.Option(
@@ -289,7 +288,7 @@ def batch(
     budget: BudgetOption = _RUN_DEFAULTS.budget,
     cost_estimate: CostEstimateOption = _RUN_DEFAULTS.cost_estimate,
     check_balance: CheckBalanceOption = _RUN_DEFAULTS.check_balance,
-    spend_limit: BatchSpendLimitOption = _RUN_DEFAULTS.spend_limit,
+    spend_limit: SpendLimitOption = None,
     fan_out: FanOutOption = _RUN_DEFAULTS.fan_out,
     storage_block: StorageBlockOption = None,
     archive_dir: ArchiveDirOption = None,
@@ -315,7 +314,6 @@ def batch(
         budget=budget,
         cost_estimate=cost_estimate,
         check_balance=check_balance,
-        spend_limit=spend_limit,
         fan_out=fan_out,
     )
     options = BatchOptions(
@@ -326,6 +324,7 @@ def batch(
         storage_block=storage_block,
         archive_dir=archive_dir,
         result_storage_block=result_storage_block,
+        spend_limit=spend_limit,
         strict_media=strict_media,
     )
     if dry_run:

@@ -178,7 +178,7 @@ async def dry_run_estimate(options: BatchOptions) -> dict[str, Any]:
     manifest = check_batch_options(options)
     if manifest is None:
         manifest = await load_manifest(options.manifest, options.manifest_block, None)
-    limit = await read_spend_limit(options.run.spend_limit) if options.run.spend_limit else None
+    limit = await read_spend_limit(options.spend_limit) if options.spend_limit else None
     view = limit.view(utc_now()) if limit is not None else None
     estimate: BatchEstimate = estimate_batch(
         [row.request for row in manifest.rows],
@@ -199,7 +199,7 @@ async def dry_run_estimate(options: BatchOptions) -> dict[str, Any]:
 
 def run_dry_run(options: BatchOptions, *, json_output: bool) -> NoReturn:
     """Print the dry run's estimate and exit 0 (2 for an invalid manifest or options)."""
-    needs_server = options.run.spend_limit is not None or options.manifest_block is not None
+    needs_server = options.spend_limit is not None or options.manifest_block is not None
     if needs_server:
         body = _on_server(dry_run_estimate(options), "batch --dry-run failed")
     else:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from omniflash_prefect.core.errors import UsageError
+from omniflash_prefect.errors import UsageError
 from omniflash_prefect.settings import OmniFlashSettings
-from omniflash_prefect.video.one_video import load_storage
+from omniflash_prefect.video.setup import load_storage
 
 NO_CREDENTIALS_MESSAGE = (
     "no API key: set OMNIFLASH_API_KEY, or save an OmniFlashCredentials block and pass its name "

@@ -21,7 +21,7 @@ from prefect.client.schemas.objects import State
 from omniflash_prefect.cli.exit_codes import EXIT_OK, classify
 from omniflash_prefect.cli.flow_runs import run_flow_watched
 from omniflash_prefect.cli.progress import ProgressCallback, RunProgress, read_run_progress
-from omniflash_prefect.core.errors import ExitStatus, GenerationError, MediaCheckError
+from omniflash_prefect.errors import ExitStatus, GenerationError, MediaCheckError
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.flows import agenerate_video
 

@@ -20,18 +20,22 @@ estimate yet is a probe: one probe at a time across every class and holder, and 
 in all (the probe's), as long as the estimates are not below the real prices. A video that would
 fit once the reservations in flight settle waits; one that could not fit even then is refused.
 Nothing here reads a clock: every rule takes ``now``.
+
+A batch's own ``budget`` is the same rule over a ledger that lives in the batch run's memory
+(:class:`Budget`): one rule for every cap on spending, whether one run or every run shares it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from omniflash_prefect.core.errors import UsageError
 from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.errors import UsageError
 
 #: How long a settled task is remembered beyond its window, so a late second settlement of it
 #: (``omniflash fetch --spend-limit`` the morning after) replaces the first instead of adding.
@@ -321,3 +325,81 @@ def refusal_message(limit: SpendLimit, now: datetime, estimate: float | None) ->
         f"spent {view.spent:g}, reserved {view.reserved:g} since "
         f"{view.window_start.isoformat(timespec='seconds')}"
     )
+
+
+class Budget:
+    """A batch's own budget: the rule of :class:`SpendLimit` over a ledger kept in the batch
+    run's memory, keyed by row, with the whole run as its window.
+
+    The ledger's clock stands still at a fixed moment, so no settlement ever leaves the window and
+    the run's one holder never loses its lease. ``cost_estimate``, when given, is the estimate of
+    every video; otherwise a class's estimate is the highest price its videos cost so far. Without
+    an ``amount`` every video starts, and the budget only learns prices (a spend limit may use
+    them as its estimates).
+    """
+
+    _NOW: Final = datetime(2000, 1, 1, tzinfo=UTC)
+    _LEASE: Final = timedelta(days=1)
+    _HOLDER: Final = "batch"
+
+    def __init__(self, amount: float | None = None, cost_estimate: float | None = None) -> None:
+        self.amount = amount
+        self.cost_estimate = cost_estimate
+        self._ledger = SpendLimit(name="budget", limit=amount or math.inf)
+        self._held: dict[str, tuple[str, float | None]] = {}
+
+    @property
+    def spent(self) -> float:
+        return self._ledger.spent(self._NOW)
+
+    @property
+    def committed(self) -> float:
+        """Spent, plus the estimates held by videos in flight."""
+        return _money(self.spent + self._ledger.reserved(self._NOW))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._held)
+
+    def estimate(self, request: VideoRequest, given: float | None = None) -> float | None:
+        """``given``, else ``cost_estimate``, else the highest price seen for its class."""
+        return self._ledger.estimate(
+            price_class_of(request), self.cost_estimate if given is None else given
+        )
+
+    def decide(self, request: VideoRequest, given: float | None = None) -> Decision:
+        """Start the video now, wait for a video in flight to settle, or refuse it."""
+        if self.amount is None:
+            return "start"
+        price_class = price_class_of(request)
+        return self._ledger.decide(self._NOW, price_class, self.estimate(request, given))
+
+    def reserve(self, key: str, request: VideoRequest, given: float | None = None) -> float | None:
+        """Hold the video's estimate (None: a probe) under ``key``; returns the estimate."""
+        price_class, estimate = price_class_of(request), self.estimate(request, given)
+        self._ledger.reserve(self._HOLDER, self._NOW, self._LEASE, price_class, estimate)
+        self._held[key] = (price_class, estimate)
+        return estimate
+
+    def settle(
+        self, key: str, request: VideoRequest, cost: float | None, task_id: str | None = None
+    ) -> None:
+        """Count what the video cost (None: its estimate) and give back its reservation; a video
+        reserved by no one (archived by an earlier run) is counted all the same."""
+        held = self._held.pop(key, None)
+        if held is not None:
+            self._ledger.unreserve(self._HOLDER, *held)
+        estimate = held[1] if held is not None else self.estimate(request)
+        self._ledger.settle(
+            task_id or key, cost, self._NOW, price_class=price_class_of(request), estimate=estimate
+        )
+
+    def release(self, key: str) -> None:
+        """Give back the reservation of a video that cost nothing (refused, failed)."""
+        held = self._held.pop(key, None)
+        if held is not None:
+            self._ledger.unreserve(self._HOLDER, *held)
+
+    def refusal(self) -> str:
+        """Why a video was not started, with the budget's numbers."""
+        return f"the budget ({self.amount:g}) cannot cover it (spent {self.spent:g})"

@@ -10,35 +10,35 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.events.schemas.events import ReceivedEvent
-from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
 
 from omniflash_prefect.batches import flow as batch_flow
 from omniflash_prefect.batches import scheduler
 from omniflash_prefect.batches.flow import generate_video_batch
 from omniflash_prefect.batches.manifest import InvalidManifestError, ManifestRow
+from omniflash_prefect.batches.options import BatchRunOptions
 from omniflash_prefect.batches.report import BatchReport, report_table
 from omniflash_prefect.batches.runners import RowRun, RunStarted, run_as_subflow, run_as_task
 from omniflash_prefect.batches.scheduler import MAX_LOST_RUNS
-from omniflash_prefect.core.errors import (
+from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.emulator import EmulatorServer
+from omniflash_prefect.emulator.validation import price_of
+from omniflash_prefect.errors import (
     InsufficientBalanceError,
     SubmissionOutcomeUnknownError,
     VideoRunLostError,
 )
-from omniflash_prefect.core.requests import VideoRequest
-from omniflash_prefect.emulator import EmulatorServer
-from omniflash_prefect.emulator.validation import price_of
 from omniflash_prefect.video.blocks import OmniFlashCredentials
 from omniflash_prefect.video.observability import artifact_key, short_prompt
+from omniflash_prefect.video.setup import VideoSetup
 from omniflash_prefect.video.tasks import asubmit_video
-from tests.support.api_calls import PrefectApiCalls
+from tests.support.api_calls import PrefectApiCalls, prefect_503
 from tests.support.server_reads import run_artifacts, stored_events, task_runs_of
 
 
@@ -83,7 +83,7 @@ async def test_thirty_rows_with_failures_429s_and_cut_downloads(
     state = await generate_video_batch(
         requests=rows(count),
         credentials_block=credentials_block,
-        max_concurrency=10,
+        options=BatchRunOptions(max_concurrency=10),
         return_state=True,
     )
     report = await report_of(state)
@@ -137,8 +137,7 @@ async def test_budget_stops_new_submissions(
     state = await generate_video_batch(
         requests=rows(6),
         credentials_block=credentials_block,
-        max_concurrency=4,
-        budget=3.5 * price,
+        options=BatchRunOptions(max_concurrency=4, budget=3.5 * price),
         return_state=True,
     )
     report = await report_of(state)
@@ -156,9 +155,7 @@ async def test_explicit_estimate_is_used_from_the_first_row(
     state = await generate_video_batch(
         requests=rows(5),
         credentials_block=credentials_block,
-        max_concurrency=5,
-        budget=2 * price,
-        cost_estimate=price,
+        options=BatchRunOptions(max_concurrency=5, budget=2 * price, cost_estimate=price),
         return_state=True,
     )
     report = await report_of(state)
@@ -177,7 +174,7 @@ async def test_402_stops_submissions_and_lets_in_flight_videos_finish(
     state = await generate_video_batch(
         requests=rows(6),
         credentials_block=credentials_block,
-        max_concurrency=3,
+        options=BatchRunOptions(max_concurrency=3),
         return_state=True,
     )
     report = await report_of(state)
@@ -205,8 +202,7 @@ async def test_preflight_balance_refuses_before_any_submission(
         await generate_video_batch(
             requests=rows(2),
             credentials_block=credentials_block,
-            budget=5.0,
-            check_balance=True,
+            options=BatchRunOptions(budget=5.0, check_balance=True),
         )
     assert emulator.state.submission_attempts == 0
 
@@ -222,7 +218,10 @@ async def test_invalid_rows_refuse_the_batch_or_are_skipped(
     assert emulator.state.submission_attempts == 0
 
     state = await generate_video_batch(
-        requests=requests, credentials_block=credentials_block, skip_invalid=True, return_state=True
+        requests=requests,
+        credentials_block=credentials_block,
+        options=BatchRunOptions(skip_invalid=True),
+        return_state=True,
     )
     report = await report_of(state)
     assert [item.status for item in report.items] == ["archived", "archived", "skipped_invalid"]
@@ -239,14 +238,17 @@ async def test_rerun_with_the_same_batch_id_submits_nothing_again(
         await generate_video_batch(
             requests=rows(4),
             credentials_block=credentials_block,
-            batch_id=batch_id,
+            options=BatchRunOptions(batch_id=batch_id),
             return_state=True,
         )
     )
     assert first.ok
     before = calls(emulator)
     second_state = await generate_video_batch(
-        requests=rows(4), credentials_block=credentials_block, batch_id=batch_id, return_state=True
+        requests=rows(4),
+        credentials_block=credentials_block,
+        options=BatchRunOptions(batch_id=batch_id),
+        return_state=True,
     )
     second = await report_of(second_state)
     assert second_state.is_completed()
@@ -294,8 +296,7 @@ async def test_global_concurrency_limit_caps_videos_in_flight(
     state = await generate_video_batch(
         requests=rows(4),
         credentials_block=credentials_block,
-        max_concurrency=8,
-        concurrency_limit=name,
+        options=BatchRunOptions(max_concurrency=8, concurrency_limit=name),
         return_state=True,
     )
     assert (await report_of(state)).ok
@@ -315,16 +316,12 @@ async def test_an_overloaded_prefect_api_delays_rows_but_fails_none(
     refused: set[str] = set()
 
     async def busy_then_fine(
-        row: ManifestRow, common: dict[str, Any], started: RunStarted
+        row: ManifestRow, setup: VideoSetup, key: str, started: RunStarted
     ) -> RowRun:
         if row.id not in refused:
             refused.add(row.id)
-            request = httpx.Request("POST", "http://127.0.0.1/api/task_runs/")
-            response = httpx.Response(503, request=request)
-            raise PrefectHTTPStatusError.from_httpx_error(
-                httpx.HTTPStatusError("busy", request=request, response=response)
-            )
-        return await run_as_task(row, common, started)
+            raise prefect_503("/api/task_runs/")
+        return await run_as_task(row, setup, key, started)
 
     monkeypatch.setattr(batch_flow, "run_as_task", busy_then_fine)
     state = await generate_video_batch(
@@ -414,7 +411,7 @@ async def test_two_batches_with_one_batch_id_at_once_pay_once_per_row(
         *(
             generate_video_batch(
                 requests=rows(4),
-                batch_id=batch_id,
+                options=BatchRunOptions(batch_id=batch_id),
                 credentials_block=credentials_block,
                 return_state=True,
             )
@@ -447,13 +444,13 @@ def paid_then_lost(lost: dict[str, str], always: bool = False) -> Any:
     """A row runner whose run pays for its video (the real submit task, with the row's key),
     then is lost as if its worker died; the next run of the row is a real subflow."""
 
-    async def run(row: ManifestRow, common: dict[str, Any], started: RunStarted) -> RowRun:
+    async def run(row: ManifestRow, setup: VideoSetup, key: str, started: RunStarted) -> RowRun:
         if row.id in lost and not always:
-            return await run_as_subflow(row, common, started)
+            return await run_as_subflow(row, setup, key, started)
         await asubmit_video(
             row.request,
-            credentials_block=common["credentials_block"],
-            idempotency_key=common["key"],
+            credentials_block=setup.credentials_block,
+            idempotency_key=key,
         )
         lost_run = str(uuid.uuid4())
         started(lost_run)
@@ -474,9 +471,8 @@ async def test_a_lost_run_runs_its_row_again_which_resumes_the_paid_task(
     batch_id = f"lost-{uuid.uuid4().hex[:8]}"
     state = await generate_video_batch(
         requests=rows(3),
-        batch_id=batch_id,
+        options=BatchRunOptions(batch_id=batch_id, fan_out="subflows"),
         credentials_block=credentials_block,
-        fan_out="subflows",
         return_state=True,
     )
     report = await report_of(state)
@@ -501,7 +497,10 @@ async def test_a_row_lost_again_and_again_is_reported_with_its_task_id(
     lost: dict[str, str] = {}
     monkeypatch.setattr(batch_flow, "run_as_subflow", paid_then_lost(lost, always=True))
     state = await generate_video_batch(
-        requests=rows(1), credentials_block=credentials_block, fan_out="subflows", return_state=True
+        requests=rows(1),
+        credentials_block=credentials_block,
+        options=BatchRunOptions(fan_out="subflows"),
+        return_state=True,
     )
     report = await report_of(state)
 
@@ -523,16 +522,16 @@ async def test_a_row_lost_during_its_submission_is_reported_and_never_resent(
     lost: dict[str, str] = {}
 
     async def unknown_then_lost(
-        row: ManifestRow, common: dict[str, Any], started: RunStarted
+        row: ManifestRow, setup: VideoSetup, key: str, started: RunStarted
     ) -> RowRun:
         if row.id in lost:
-            return await run_as_subflow(row, common, started)
+            return await run_as_subflow(row, setup, key, started)
         emulator.config.server_error_rate = 1.0
         with pytest.raises(SubmissionOutcomeUnknownError):
             await asubmit_video(
                 row.request,
-                credentials_block=common["credentials_block"],
-                idempotency_key=common["key"],
+                credentials_block=setup.credentials_block,
+                idempotency_key=key,
             )
         emulator.config.server_error_rate = 0.0
         lost[row.id] = str(uuid.uuid4())
@@ -542,7 +541,10 @@ async def test_a_row_lost_during_its_submission_is_reported_and_never_resent(
     monkeypatch.setattr(batch_flow, "run_as_subflow", unknown_then_lost)
     request = rows(1)
     state = await generate_video_batch(
-        requests=request, credentials_block=credentials_block, fan_out="subflows", return_state=True
+        requests=request,
+        credentials_block=credentials_block,
+        options=BatchRunOptions(fan_out="subflows"),
+        return_state=True,
     )
     report = await report_of(state)
 
@@ -632,7 +634,7 @@ async def test_prefect_api_calls_per_video_of_a_batch(
                 requests=rows(count, prompt=f"{count} of a kind {uuid.uuid4().hex[:6]}"),
                 credentials_block=credentials_block,
                 storage_block=f"local-file-system/{shelf}",
-                max_concurrency=count,
+                options=BatchRunOptions(max_concurrency=count),
                 return_state=True,
             )
         assert (await report_of(state)).ok

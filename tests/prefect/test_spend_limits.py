@@ -15,9 +15,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 
 from omniflash_prefect.batches.flow import agenerate_video_batch
+from omniflash_prefect.batches.options import BatchRunOptions
 from omniflash_prefect.batches.report import BatchReport
-from omniflash_prefect.core.errors import SpendLimitNotFoundError, SpendLimitReachedError
 from omniflash_prefect.emulator import EmulatorServer
+from omniflash_prefect.errors import SpendLimitNotFoundError, SpendLimitReachedError
 from omniflash_prefect.video import spend_limits
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.flows import agenerate_video
@@ -35,13 +36,14 @@ from tests.support.spend_limits import PRICE, emulator_cost, limit_name, rows
 async def batch_on(
     name: str, credentials_block: str, requests: list[dict[str, Any]], **options: Any
 ) -> BatchReport:
-    """Run ``generate_video_batch`` on the spend limit ``name``; its report, whatever its state."""
+    """Run ``generate_video_batch`` on the spend limit ``name`` with these ``options``; its
+    report, whatever its state."""
     state = await agenerate_video_batch(
         requests=requests,
         credentials_block=credentials_block,
         spend_limit=name,
+        options=BatchRunOptions(**options),
         return_state=True,
-        **options,
     )
     report = await state.aresult(raise_on_failure=False)
     assert isinstance(report, BatchReport)

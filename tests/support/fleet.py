@@ -214,13 +214,16 @@ class Fleet:
 
     def start_batch(self) -> UUID:
         """``prefect deployment run`` of the batch, fanned out, with its id and shared results."""
+        options = {
+            "fan_out": "deployments",
+            "batch_id": self.batch_id,
+            "max_concurrency": MAX_CONCURRENCY,
+        }
         output = run(
             [
                 *argv_of(f"prefect deployment run {BATCH_DEPLOYMENT}"),
-                *("--param", "fan_out=deployments"),
                 *("--param", f"requests={json.dumps(self.rows)}"),
-                *("--param", f"batch_id={self.batch_id}"),
-                *("--param", f"max_concurrency={MAX_CONCURRENCY}"),
+                *("--param", f"options={json.dumps(options)}"),
                 *("--param", "result_storage_block=local-file-system/omniflash-results"),
             ],
             cwd=self.deployed.project,

@@ -1,29 +1,30 @@
-"""A batch's options are declared once, in ``BatchRunOptions``: the flow's parameters carry the
-same names and defaults, and a value out of range is a ``UsageError`` naming the option."""
+"""A batch's options are declared once, in ``BatchRunOptions``: the flow takes them as one
+``options`` parameter (JSON in a deployment's parameters), and a value out of range is a
+``UsageError`` naming the option."""
 
 from __future__ import annotations
 
 import inspect
+import json
 
 import pytest
 
 from omniflash_prefect.batches.flow import agenerate_video_batch
 from omniflash_prefect.batches.options import ROW_MARGIN_SECONDS, BatchRunOptions, FanOut
-from omniflash_prefect.core.errors import UsageError
+from omniflash_prefect.errors import UsageError
 
 
-def test_the_flow_takes_every_option_with_the_same_default() -> None:
+def test_the_flow_takes_the_options_as_one_parameter() -> None:
     parameters = inspect.signature(agenerate_video_batch.fn).parameters
-    for name, field in BatchRunOptions.model_fields.items():
-        assert name in parameters, name
-        assert parameters[name].default == field.default, name
+    assert parameters["options"].annotation in ("BatchRunOptions | None", BatchRunOptions | None)
+    assert not set(BatchRunOptions.model_fields) & set(parameters)
 
 
-def test_flow_parameters_are_the_options_as_json() -> None:
+def test_the_options_go_to_a_deployment_as_json_and_come_back_equal() -> None:
     options = BatchRunOptions(max_concurrency=3, fan_out=FanOut.DEPLOYMENTS, budget=2.5)
-    parameters = options.flow_parameters()
+    parameters = options.model_dump(mode="json")
     assert parameters["fan_out"] == "deployments"
-    assert BatchRunOptions(**parameters) == options
+    assert BatchRunOptions.model_validate(json.loads(json.dumps(parameters))) == options
 
 
 @pytest.mark.parametrize(

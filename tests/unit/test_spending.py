@@ -1,5 +1,6 @@
-"""The rule and ledger of shared spend limits, pure: the window, start / wait / refuse, leases,
-settlements counted once per task, pruning, the document's round trip, and the helpers around them.
+"""The rule and ledger of spend limits, pure: the window, start / wait / refuse, leases,
+settlements counted once per task, pruning, the document's round trip, the helpers around them,
+and a batch's budget, the same rule over a ledger kept in memory.
 
 Every rule takes an explicit ``now`` (UTC); nothing here reads a clock, a file or a server.
 """
@@ -7,6 +8,7 @@ Every rule takes an explicit ``now`` (UTC); nothing here reads a clock, a file o
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
@@ -15,13 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from omniflash_prefect.core.errors import (
-    UsageError,
-)
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.core.spending import (
     HISTORY_DAYS,
     SETTLEMENT_MEMORY,
+    Budget,
     DaySpend,
     Holder,
     SpendLimit,
@@ -30,6 +30,9 @@ from omniflash_prefect.core.spending import (
     refusal_message,
     spend_history,
 )
+from omniflash_prefect.errors import (
+    UsageError,
+)
 
 #: An afternoon, well away from midnight: the UTC day's window starts at MIDNIGHT.
 NOW: Final = datetime(2025, 6, 1, 15, 30, tzinfo=UTC)
@@ -37,6 +40,10 @@ MIDNIGHT: Final = datetime(2025, 6, 1, tzinfo=UTC)
 LEASE: Final = timedelta(minutes=5)
 SIX_720: Final = "6s/720p"
 TEN_4K: Final = "10s/4k"
+FOUR = VideoRequest(prompt="a fox in snow", duration=4)
+FOUR_OTHER_PROMPT = VideoRequest(prompt="a kite over a beach", duration=4)
+EIGHT = VideoRequest(prompt="a fox in snow", duration=8)
+FOUR_1080 = VideoRequest(prompt="a fox in snow", duration=4, resolution="1080p")
 
 
 def a_limit(limit: float = 10.0, rolling_hours: int | None = None) -> SpendLimit:
@@ -519,3 +526,276 @@ def test_a_free_video_teaches_no_price() -> None:
     limit.settle("free", 0.0, NOW, price_class=SIX_720)
     assert SIX_720 not in limit.prices
     assert limit.estimate(SIX_720, None) is None
+
+
+# --- a batch's budget: the same rule in memory ----------------------------------------------------
+
+
+def test_without_a_budget_every_row_starts() -> None:
+    """No budget: rows start whatever was spent and however many unknown-price rows are out."""
+    ledger = Budget()
+    ledger.settle("earlier-1", FOUR, 1_000.0)
+    for number in range(5):
+        assert ledger.decide(EIGHT) == "start"
+        ledger.reserve(f"r{number}", EIGHT)
+    assert ledger.in_flight == 5
+    assert ledger.decide(FOUR) == "start"
+
+
+def test_explicit_estimate_admits_rows_while_they_fit() -> None:
+    """With cost_estimate, rows start while spent + reserved + estimate <= budget, then wait for
+    rows in flight, and are skipped once nothing is in flight and the next would not fit."""
+    ledger = Budget(9.0, 3.0)
+    for row in ("a", "b", "c"):
+        assert ledger.decide(FOUR) == "start"
+        ledger.reserve(row, FOUR)
+    assert ledger.committed == 9.0  # exactly the budget: the third row still fitted
+    assert ledger.decide(FOUR) == "wait"
+    assert ledger.decide(EIGHT) == "wait"  # the explicit estimate holds for every class
+
+    ledger.settle("a", FOUR, 3.0)
+    assert (ledger.spent, ledger.committed, ledger.in_flight) == (3.0, 9.0, 2)
+    assert ledger.decide(FOUR) == "wait"
+    ledger.settle("b", FOUR, 3.0)
+    ledger.settle("c", FOUR, 3.0)
+    assert (ledger.spent, ledger.in_flight) == (9.0, 0)
+    assert ledger.decide(FOUR) == "refuse"
+
+
+def test_a_cheaper_real_cost_frees_room_for_another_row() -> None:
+    """A row charged less than its estimate leaves the difference for later rows."""
+    ledger = Budget(6.0, 3.0)
+    ledger.reserve("a", FOUR)
+    ledger.reserve("b", FOUR)
+    assert ledger.decide(FOUR) == "wait"
+    ledger.settle("a", FOUR, 1.0)
+    ledger.settle("b", FOUR, 1.0)
+    assert ledger.spent == 2.0
+    assert ledger.decide(FOUR) == "start"
+
+
+def test_explicit_estimate_wins_over_observed_prices() -> None:
+    """cost_estimate, when given, is the estimate of every row, whatever was observed."""
+    ledger = Budget(10.0, 1.0)
+    ledger.settle("earlier-2", FOUR, 5.0)
+    assert ledger.estimate(FOUR) == 1.0
+    assert ledger.estimate(EIGHT) == 1.0
+
+
+def test_unknown_price_allows_one_probe_at_a_time_then_uses_the_learnt_price() -> None:
+    """Without an estimate the first row is a probe; others of unknown price wait for it; its
+    cost then prices its (duration, resolution) class."""
+    ledger = Budget(10.0)
+    assert ledger.estimate(FOUR) is None
+    assert ledger.decide(FOUR) == "start"
+    ledger.reserve("probe", FOUR)
+    assert ledger.committed == 0.0  # a probe reserves nothing known
+    assert ledger.decide(FOUR) == "wait"
+    assert ledger.decide(EIGHT) == "wait"  # one probe at a time, of any class
+
+    ledger.settle("probe", FOUR, 2.5)
+    assert ledger.spent == 2.5
+    assert ledger.estimate(FOUR_OTHER_PROMPT) == 2.5  # the prompt does not matter
+    for row in ("a", "b", "c"):
+        assert ledger.decide(FOUR) == "start"
+        ledger.reserve(row, FOUR)
+    assert ledger.committed == 10.0
+    assert ledger.decide(FOUR) == "wait"
+    assert ledger.decide(EIGHT) == "wait"  # committed is not under the budget any more
+    for row in ("a", "b", "c"):
+        ledger.settle(row, FOUR, 2.5)
+    assert ledger.spent == 10.0
+    assert ledger.decide(FOUR) == "refuse"
+    assert ledger.decide(EIGHT) == "refuse"
+
+
+def test_a_probe_may_run_beside_rows_of_known_price() -> None:
+    """Known-price rows in flight do not block a probe of another class, nor does the probe
+    block them."""
+    ledger = Budget(10.0)
+    ledger.settle("earlier-3", FOUR, 2.0)
+    ledger.reserve("known", FOUR)
+    assert ledger.decide(EIGHT) == "start"
+    ledger.reserve("probe", EIGHT)
+    assert ledger.decide(FOUR) == "start"
+    assert ledger.decide(EIGHT) == "wait"
+
+
+def test_a_different_resolution_is_a_new_probe() -> None:
+    """A price learnt for 4 s 720p says nothing of 4 s 1080p: that row is a probe again."""
+    ledger = Budget(10.0)
+    ledger.reserve("probe", FOUR)
+    ledger.settle("probe", FOUR, 1.0)
+    assert ledger.estimate(FOUR_1080) is None
+    assert ledger.decide(FOUR_1080) == "start"
+    ledger.reserve("probe-1080", FOUR_1080)
+    assert ledger.decide(FOUR_1080) == "wait"
+    ledger.settle("probe-1080", FOUR_1080, 3.0)
+    assert (ledger.estimate(FOUR), ledger.estimate(FOUR_1080)) == (1.0, 3.0)
+
+
+def test_a_probe_starts_only_while_spend_is_under_the_budget() -> None:
+    """A probe needs committed spend strictly under the budget; at the budget it is skipped."""
+    ledger = Budget(5.0)
+    ledger.settle("earlier-4", FOUR, 4.99)
+    assert ledger.decide(EIGHT) == "start"
+    ledger.settle("earlier-5", FOUR, 0.01)
+    assert ledger.spent == 5.0
+    assert ledger.decide(EIGHT) == "refuse"
+
+
+def test_released_rows_cost_nothing_and_teach_no_price() -> None:
+    """A refused or failed row frees its reservation, adds no spend and prices nothing."""
+    ledger = Budget(10.0)
+    ledger.reserve("probe", FOUR)
+    ledger.release("probe")
+    assert (ledger.spent, ledger.in_flight, ledger.estimate(FOUR)) == (0.0, 0, None)
+    assert ledger.decide(FOUR) == "start"  # the next row is a probe again, and may start
+
+    known = Budget(6.0, 3.0)
+    known.reserve("a", FOUR)
+    known.reserve("b", FOUR)
+    assert known.decide(FOUR) == "wait"
+    known.release("a")
+    assert (known.spent, known.committed) == (0.0, 3.0)
+    assert known.decide(FOUR) == "start"
+
+
+def test_settling_without_a_cost_charges_the_estimate() -> None:
+    """settle(cost=None) counts the row's estimate as spent, and teaches no new price."""
+    explicit = Budget(10.0, 3.0)
+    explicit.reserve("a", FOUR)
+    explicit.settle("a", FOUR, None)
+    assert (explicit.spent, explicit.in_flight) == (3.0, 0)
+
+    learnt = Budget(10.0)
+    learnt.settle("earlier-6", FOUR, 2.0)
+    learnt.reserve("a", FOUR)
+    learnt.settle("a", FOUR, None)
+    assert learnt.spent == 4.0
+    assert learnt.estimate(FOUR) == 2.0
+
+
+def test_recorded_costs_of_earlier_runs_count_and_price_their_class() -> None:
+    """record_cost adds to the spend and prices the class at the highest cost seen."""
+    ledger = Budget(10.0)
+    ledger.settle("earlier-7", FOUR, 3.0)
+    ledger.settle("earlier-8", FOUR, 4.0)
+    ledger.settle("earlier-9", FOUR, 2.0)
+    assert ledger.spent == 9.0
+    assert ledger.estimate(FOUR) == 4.0
+    assert ledger.estimate(EIGHT) is None
+    assert ledger.decide(FOUR) == "refuse"  # 9 + 4 > 10, nothing in flight
+    assert ledger.decide(EIGHT) == "start"  # a probe: 9 is under the budget
+
+    ledger.settle("earlier-10", FOUR, None)  # an earlier row whose cost was not reported
+    assert ledger.spent == 13.0  # counted at the class's estimate
+
+
+_PRICES: dict[tuple[int, str], float] = {
+    (4, "720p"): 0.5,
+    (6, "720p"): 0.75,
+    (8, "1080p"): 2.0,
+    (10, "1080p"): 2.5,
+    (6, "4k"): 4.0,
+    (10, "4k"): 6.25,
+}
+
+
+def _simulate(seed: int, *, with_estimate: bool) -> tuple[float, float, float, Budget, int]:
+    """Run a random batch through the ledger the way the batch flow does: rows race for
+    admission in random order, rows in flight settle in random order, some fail.
+
+    Returns (budget, highest price, what the provider charged, the ledger, rows skipped).
+    """
+    rng = random.Random(seed)
+    classes = rng.sample(sorted(_PRICES), rng.randint(1, len(_PRICES)))
+    highest = max(_PRICES[key] for key in classes)
+    budget = rng.choice([0.5, 1.0, 3.0, rng.uniform(1.0, 25.0)])
+    cost_estimate = highest * rng.choice([1.0, rng.uniform(1.0, 1.5)]) if with_estimate else None
+    ledger = Budget(budget, cost_estimate)
+    max_in_flight = rng.randint(1, 8)
+
+    pending: list[tuple[str, VideoRequest]] = []
+    for number in range(rng.randint(10, 40)):
+        duration, resolution = rng.choice(classes)
+        pending.append(
+            (f"row-{number}", VideoRequest(prompt="p", duration=duration, resolution=resolution))
+        )
+    in_flight: dict[str, tuple[VideoRequest, bool]] = {}
+    charged = 0.0
+    skipped = 0
+    while pending or in_flight:
+        for row_id, request in rng.sample(pending, len(pending)):
+            if len(in_flight) >= max_in_flight:
+                break
+            decision = ledger.decide(request)
+            if decision == "start":
+                in_flight[row_id] = (request, ledger.estimate(request) is not None)
+                ledger.reserve(row_id, request)
+                pending.remove((row_id, request))
+            elif decision == "refuse":
+                skipped += 1
+                pending.remove((row_id, request))
+        if not in_flight:
+            assert not pending, "rows waited with nothing in flight"
+            break
+        row_id = rng.choice(sorted(in_flight))
+        request, priced = in_flight.pop(row_id)
+        price = _PRICES[(request.duration, request.resolution)]
+        fate = rng.random()
+        if fate < 0.15:
+            ledger.release(row_id)  # failed or refused: not charged
+        elif fate < 0.25 and priced:
+            charged += price  # paid, but its cost is unknown (e.g. the download failed)
+            ledger.settle(row_id, request, None)
+        else:
+            charged += price
+            ledger.settle(row_id, request, price)
+    assert ledger.in_flight == 0
+    return budget, highest, charged, ledger, skipped
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_batches_overshoot_by_at_most_one_video(seed: int) -> None:
+    """Learning prices by probing, the spend never passes the budget by more than the highest
+    single video price, and the ledger only skips rows when little budget is left."""
+    budget, highest, charged, ledger, skipped = _simulate(seed, with_estimate=False)
+    assert charged <= budget + highest + 1e-6
+    assert ledger.spent == pytest.approx(charged)
+    if skipped:
+        assert charged > budget - highest - 1e-6
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_batches_with_a_safe_estimate_never_pass_the_budget(seed: int) -> None:
+    """With cost_estimate at or above every real price, the spend never exceeds the budget."""
+    budget, _, charged, ledger, skipped = _simulate(seed, with_estimate=True)
+    estimate = ledger.cost_estimate
+    assert estimate is not None
+    assert charged <= budget + 1e-6
+    assert ledger.spent >= charged - 1e-6  # unknown costs were counted at the estimate
+    if skipped:
+        assert ledger.spent > budget - estimate - 1e-6
+
+
+def test_the_simulation_does_hit_the_budget() -> None:
+    """Most simulated batches run out of budget, so the bounds above are really exercised."""
+    runs = [_simulate(seed, with_estimate=False) for seed in range(40)]
+    over = [charged for budget, _, charged, _, _ in runs if charged > budget]
+    assert sum(1 for *_, skipped in runs if skipped) >= 30
+    assert over  # the probe's one-video overshoot does happen
+
+
+def test_paid_failures_of_probes_keep_the_spend_bounded() -> None:
+    """A probe that may have been paid but taught no price stops its class: one probe only."""
+    ledger = Budget(1.0)
+    started = 0
+    for number in range(5):
+        if ledger.decide(FOUR) != "start":
+            break
+        started += 1
+        ledger.reserve(f"probe-{number}", FOUR)
+        ledger.settle(f"probe-{number}", FOUR, None)  # e.g. DownloadError: paid, cost unknown
+    assert started == 1
+    assert ledger.decide(FOUR) == "refuse"
