@@ -107,7 +107,7 @@ def test_a_worker_killed_mid_batch_loses_no_video_and_pays_once(
     fleet.crashed_by_the_automation(sorted(lost))
     report = fleet.report()
     fleet.assert_archived_once(report)
-    assert batch_run.parameters["fan_out"] == "deployments"
+    assert batch_run.parameters["options"]["fan_out"] == "deployments"
     fleet.assert_results_in_shared_storage(report, batch_run)
 
     # Each lost run's row ran again, and an event names the row, the lost run and the new one.
