@@ -189,14 +189,8 @@ async def agenerate_video_batch(
             warning, flagged in the table, the summary and the report.
     """
     started = time.monotonic()
+    setup = VideoSetup.from_parameters(locals())
     options = options or BatchRunOptions()
-    setup = VideoSetup(
-        credentials_block=credentials_block,
-        storage_block=storage_block,
-        archive_dir=archive_dir,
-        archive_prefix=archive_prefix,
-        result_storage_block=result_storage_block,
-    )
     rows = await load_manifest(manifest, manifest_block, requests)
     if rows.problems and not options.skip_invalid:
         raise InvalidManifestError(rows)

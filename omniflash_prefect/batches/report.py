@@ -191,6 +191,10 @@ def report_markdown(
     archived or not as asked, linked to its video run (``run_url`` and ``task_run_url`` turn a
     flow run's or a task run's id into its page), and a gallery of ``thumbnails`` (``data:``
     URIs by row id, already bounded by the caller), each linked to its video's run."""
+
+    def link(item: BatchItem) -> str:
+        return _run_link(item, run_url, task_run_url)
+
     lines = [
         f"# Batch {report.batch_id}",
         "",
@@ -200,43 +204,22 @@ def report_markdown(
         "|---|---|",
         *(f"| {status} | {count} |" for status, count in report.counts.items()),
         "",
-        f"- Total cost: {report.total_cost:g}" + (f" (budget {budget:g})" if budget else ""),
-        *(
-            [
-                f"- Spend limit `{spend_limit.name}`: {spend_limit.spent:g} of "
-                f"{spend_limit.limit:g} spent per {spend_limit.period} by every run naming it "
-                f"(reserved {spend_limit.reserved:g}, since "
-                f"{spend_limit.window_start.isoformat(timespec='minutes')})"
-            ]
-            if spend_limit is not None
-            else []
-        ),
-        f"- Wall time: {report.wall_seconds:.1f} s",
-        f"- Re-run with batch_id `{report.batch_id}` to resume: archived rows are kept, "
-        "submitted rows are polled, only rows never submitted are submitted.",
+        *_totals(report, budget, spend_limit),
     ]
     unfinished = [item for item in report.items if item.status != "archived"]
-    if unfinished:
-        lines += [
-            "",
-            "## Rows not archived",
-            "",
-            "| Row | Status | Task id | Run |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| {item.id} | {item.status} | {item.task_id or ''} | "
-            f"{_run_link(item, run_url, task_run_url)} |"
-            for item in unfinished
-        ]
-    flagged = report.media_flagged
-    if flagged:
-        lines += ["", "## Videos not as asked", "", "| Row | Media check | Run |", "|---|---|---|"]
-        lines += [
-            f"| {item.id} | {_cell(item.media.describe() if item.media else '')} | "
-            f"{_run_link(item, run_url, task_run_url)} |"
-            for item in flagged
-        ]
+    lines += _section(
+        "Rows not archived",
+        ["Row", "Status", "Task id", "Run"],
+        [[item.id, item.status, item.task_id or "", link(item)] for item in unfinished],
+    )
+    lines += _section(
+        "Videos not as asked",
+        ["Row", "Media check", "Run"],
+        [
+            [item.id, _cell(item.media.describe() if item.media else ""), link(item)]
+            for item in report.media_flagged
+        ],
+    )
     if thumbnails:
         archived = sum(1 for item in report.items if item.status == "archived")
         lines += ["", "## Gallery", "", f"The first {len(thumbnails)} of {archived} videos.", ""]
@@ -248,6 +231,40 @@ def report_markdown(
             url = _run_url(item, run_url, task_run_url)
             lines.append(f"[{image}]({url})" if url else image)
     return "\n".join(lines) + "\n"
+
+
+def _totals(
+    report: BatchReport, budget: float | None, spend_limit: SpendLimitView | None
+) -> list[str]:
+    """The summary's list of totals: cost, the spend limit as the batch left it, wall time."""
+    lines = [f"- Total cost: {report.total_cost:g}" + (f" (budget {budget:g})" if budget else "")]
+    if spend_limit is not None:
+        lines.append(
+            f"- Spend limit `{spend_limit.name}`: {spend_limit.spent:g} of "
+            f"{spend_limit.limit:g} spent per {spend_limit.period} by every run naming it "
+            f"(reserved {spend_limit.reserved:g}, since "
+            f"{spend_limit.window_start.isoformat(timespec='minutes')})"
+        )
+    return [
+        *lines,
+        f"- Wall time: {report.wall_seconds:.1f} s",
+        f"- Re-run with batch_id `{report.batch_id}` to resume: archived rows are kept, "
+        "submitted rows are polled, only rows never submitted are submitted.",
+    ]
+
+
+def _section(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown section with a table, or nothing when there are no rows."""
+    if not rows:
+        return []
+    return [
+        "",
+        f"## {title}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
 
 
 def _cell(text: str) -> str:

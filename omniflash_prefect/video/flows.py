@@ -83,23 +83,9 @@ async def _generate_video(
             holds its estimated cost (the highest price seen for its duration and resolution);
             otherwise SpendLimitReachedError, with nothing sent. Its real cost settles it.
     """
-    request = VideoRequest.from_flow_parameters(
-        {
-            "prompt": prompt,
-            "duration": duration,
-            "resolution": resolution,
-            "aspect_ratio": aspect_ratio,
-            "image_urls": image_urls,
-            "video_urls": video_urls,
-        }
-    )
-    setup = VideoSetup(
-        credentials_block=credentials_block,
-        storage_block=storage_block,
-        archive_dir=archive_dir,
-        archive_prefix=archive_prefix,
-        result_storage_block=result_storage_block,
-    )
+    parameters = dict(locals())  # this call's: the request and the setup are read from them
+    request = VideoRequest.from_flow_parameters(parameters)
+    setup = VideoSetup.from_parameters(parameters)
     with credentials_read_once():
         archived = await one_video.generate(
             request, await setup.load(), idempotency_key=idempotency_key, spend_limit=spend_limit
@@ -170,13 +156,7 @@ async def afetch_video(
         spend_limit: Count the task's cost on this spend limit (nothing is reserved: the video
             was paid for already). A task already counted there is not counted again.
     """
-    setup = VideoSetup(
-        credentials_block=credentials_block,
-        storage_block=storage_block,
-        archive_dir=archive_dir,
-        archive_prefix=archive_prefix,
-        result_storage_block=result_storage_block,
-    )
+    setup = VideoSetup.from_parameters(locals())
     with credentials_read_once():
         task_id = validate_task_id(task_id)
         return await one_video.fetch(task_id, await setup.load(), spend_limit=spend_limit)

@@ -7,6 +7,7 @@ the step that uses it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,11 @@ class VideoSetup(BaseModel):
         if self.archive_dir and self.storage_block:
             raise UsageError("give archive_dir or storage_block, not both")
         return self
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> VideoSetup:
+        """The setup named by a flow's or task's parameters (the others are ignored)."""
+        return cls.model_validate({k: v for k, v in parameters.items() if k in cls.model_fields})
 
     def parameters(self) -> dict[str, Any]:
         """These settings as the parameters of ``generate_video`` and friends."""

@@ -97,7 +97,7 @@ class OmniFlashSpendLimit(Block):
     _documentation_url: ClassVar[Any] = "https://docs.apimart.ai"
     _code_example: ClassVar[str] = """
 ```python
-from omniflash_prefect import OmniFlashSpendLimit
+from omniflash_prefect.spend_limits import OmniFlashSpendLimit
 
 limit = OmniFlashSpendLimit.load("BLOCK_NAME")  # pass its name as spend_limit= to a flow
 print(limit.limit, limit.rolling_hours)
