@@ -31,6 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,12 @@ from prefect.filesystems import LocalFileSystem
 
 from omniflash_prefect import OmniFlashClient, VideoRequest
 from omniflash_prefect.video.claims import record_store
-from omniflash_prefect.video.submissions import IN_FLIGHT, intent_key, submit_once
+from omniflash_prefect.video.submissions import (
+    SubmissionRecord,
+    read_submission,
+    submit_once,
+    write_submission,
+)
 
 REQUEST = VideoRequest(prompt="A benchmark of claims", duration=4)
 _TASK_NUMBERS = count()
@@ -66,12 +72,16 @@ async def connect() -> OmniFlashClient:
 async def records_only(storage: LocalFileSystem, key: str) -> str:
     """The bookkeeping of a submission without a claim (check, mark, send, record)."""
     store = record_store(storage)
-    if await store.aexists(intent_key(key)):
-        return str((await store.aread(intent_key(key))).result["task_id"])
+    found = await read_submission(store, key)
+    if found is not None and found.task_id is not None:
+        return found.task_id
+    in_flight = SubmissionRecord(
+        state="in-flight", at=datetime.now(UTC), fingerprint=REQUEST.fingerprint()
+    )
     async with await connect() as client:
-        await store.awrite(IN_FLIGHT, key=intent_key(key))
+        await write_submission(store, key, in_flight)
         task_id = await client.submit(REQUEST)
-    await store.awrite({"task_id": task_id}, key=intent_key(key))
+    await write_submission(store, key, in_flight.moved("submitted", task_id=task_id))
     return task_id
 
 

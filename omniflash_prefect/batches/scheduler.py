@@ -327,7 +327,7 @@ class BatchScheduler:
             row,
             "failed",
             error=f"VideoRunLostError: {error}",
-            task_id=recorded.task_id,
+            task_id=recorded.task_id if recorded is not None else None,
             **self._run_field(run_id),
         )
 

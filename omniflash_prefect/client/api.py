@@ -184,16 +184,20 @@ class OmniFlashClient:
 
     # -- API calls ---------------------------------------------------------------------------
 
-    async def submit(self, request: VideoRequest) -> str:
+    async def submit(self, request: VideoRequest, *, between_attempts: Sleep | None = None) -> str:
         """Submit ``request`` (a paid call) and return its task id.
 
         Retried only on connection refusal and 429, where the provider certainly did not accept
         it; any other failure after the body may have been sent raises
         :class:`SubmissionOutcomeUnknownError` carrying ``request.fingerprint()``.
+        ``between_attempts`` waits out the back-off instead of a plain sleep, so a caller that
+        records its submission can record the certain refusal for the length of the wait.
         """
         body = request.to_api_body()
         try:
-            answer = await self._call("POST", protocol.SUBMIT_PATH, "submit", json=body)
+            answer = await self._call(
+                "POST", protocol.SUBMIT_PATH, "submit", pause=between_attempts, json=body
+            )
             return protocol.parse_submit_response(answer, api_key=self._api_key)
         except OmniFlashError as exc:
             if submission_certainly_refused(exc):
@@ -312,8 +316,17 @@ class OmniFlashClient:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, operation: Operation, **kwargs: Any) -> Any:
-        """Send one API call with the retry policy; return the decoded JSON body."""
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        operation: Operation,
+        *,
+        pause: Sleep | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Send one API call with the retry policy (waiting with ``pause``, else the client's
+        sleep); return the decoded JSON body."""
         headers = {"Authorization": f"Bearer {self._api_key}"}
         attempt = 0
         while True:
@@ -338,7 +351,7 @@ class OmniFlashClient:
             logger.warning(
                 "%s %s failed (%s); retry %d in %.1f s", method, path, error, attempt, delay
             )
-            await self._sleep(delay)
+            await (pause or self._sleep)(delay)
 
     async def _send_capped(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send an API call and read its answer, refusing one over ``MAX_API_ANSWER_BYTES``

@@ -173,13 +173,12 @@ def link_for(location: str) -> str:
 def render_summary(
     *,
     request: VideoRequest | None,
-    task: VideoTask,
     archived: ArchivedVideo,
     wall_seconds: float,
     previews: Mapping[str, str] | None = None,
 ) -> str:
-    """The markdown summary of one generation, shown on its flow run (without the request's
-    rows when only the task id was known, as for ``fetch_video``): what was asked, what it cost,
+    """The markdown summary of one generation, shown on its run (without the request's rows
+    when only the task id was known, as for ``fetch_video``): what was asked, what it cost,
     what the file holds and whether that is what was asked, and ``previews`` (``data:`` URIs by
     kind) as images, which the UI shows without any public URL."""
     rows = []
@@ -192,10 +191,10 @@ def render_summary(
             ("Aspect ratio", request.aspect_ratio),
         ]
     rows += [
-        ("Task id", f"`{task.id}`"),
-        ("Status", task.status),
-        ("Cost", "unknown" if task.cost is None else f"{task.cost:g}"),
-        ("API time", "unknown" if task.actual_time is None else f"{task.actual_time:g} s"),
+        ("Task id", f"`{archived.task_id}`"),
+        ("Status", "completed"),
+        ("Cost", "unknown" if archived.cost is None else f"{archived.cost:g}"),
+        ("API time", "unknown" if archived.api_seconds is None else f"{archived.api_seconds:g} s"),
         ("Wall time", f"{wall_seconds:.1f} s"),
         ("Size", f"{archived.size_bytes:,} bytes"),
         ("SHA-256", f"`{archived.sha256}`"),
@@ -210,7 +209,7 @@ def render_summary(
         else ("Video generated: not as asked")
     )
     images = "".join(
-        f"\n![{kind.replace('_', ' ')} of {task.id}]({uri})\n"
+        f"\n![{kind.replace('_', ' ')} of {archived.task_id}]({uri})\n"
         for kind, uri in (previews or {}).items()
     )
     return f"# {title}\n\n| | |\n|---|---|\n{table}\n{images}"
@@ -260,29 +259,17 @@ async def embedded_previews(
     return within_embed_budget(jpegs)
 
 
-async def publish_archive_artifacts(
-    *,
-    request: VideoRequest | None,
-    task: VideoTask,
-    archived: ArchivedVideo,
-    wall_seconds: float,
-    previews: Mapping[str, str] | None = None,
-) -> None:
-    """The link artifact to the archived video and the markdown summary, on the current run."""
+async def publish_archive_artifacts(archived: ArchivedVideo, summary: str) -> None:
+    """The link artifact to the archived video and its markdown ``summary``, on the current
+    run."""
     await acreate_link_artifact(
         link=link_for(archived.location),
         link_text=Path(archived.storage_key).name,
-        key=artifact_key("video", task.id),
-        description=f"Archived video of task {task.id}",
+        key=artifact_key("video", archived.task_id),
+        description=f"Archived video of task {archived.task_id}",
     )
     await acreate_markdown_artifact(
-        markdown=render_summary(
-            request=request,
-            task=task,
-            archived=archived,
-            wall_seconds=wall_seconds,
-            previews=previews,
-        ),
-        key=artifact_key("summary", task.id),
-        description=f"Generation summary of task {task.id}",
+        markdown=summary,
+        key=artifact_key("summary", archived.task_id),
+        description=f"Generation summary of task {archived.task_id}",
     )

@@ -23,8 +23,7 @@ import contextlib
 import time
 
 from prefect import get_run_logger
-from prefect.client.orchestration import get_client
-from prefect.context import FlowRunContext, TaskRunContext, get_run_context
+from prefect.context import TaskRunContext, get_run_context
 
 from omniflash_prefect.core.models import VideoTask
 from omniflash_prefect.core.requests import VideoRequest
@@ -43,12 +42,15 @@ from omniflash_prefect.video.spend_holds import SpendHold, SpendLimitHold, settl
 from omniflash_prefect.video.spend_limits import read_spend_limit, record_settlement
 from omniflash_prefect.video.steps import (
     POLL_RETRY_DELAYS,
+    archive_record_key,
     archive_step,
     call_submission_key,
     poll_record_key,
     poll_step,
     prefect_api_unavailable,
+    read_archived,
     submit_step,
+    tag_flow_run,
 )
 from omniflash_prefect.video.submissions import submission_recorded
 
@@ -71,7 +73,8 @@ async def generate(
     """Submit (at most once per key), then follow the task to its archived video; with a
     ``spend_limit``, only once the limit holds the video's estimate, settled when known."""
     if not _in_task_run():
-        await _tag_current_run(request)
+        # Created with these tags by a batch, or tagged here: runs filter by them in the UI.
+        await tag_flow_run("omniflash", request.resolution, f"{request.duration}s")
     task_run = TaskRunContext.get()
     key = call_submission_key(request, idempotency_key, task_run.task_run if task_run else None)
     # A video submitted by an earlier run is likely done: poll it at once.
@@ -88,7 +91,14 @@ async def generate(
             await hold.reserve(_VIDEO, request, paid=resuming)
         task_id: str | None = None
         try:
-            task_id = await submit_step(request, key, setup.records, setup.credentials_block)
+            task_id = await submit_step(
+                request,
+                key,
+                setup.records,
+                setup.credentials_block,
+                destination=setup.destination(),
+                spend_limit=spend_limit,
+            )
             archived = await _follow(task_id, request, setup, resuming=resuming)
         except BaseException as exc:
             paid = (
@@ -120,42 +130,41 @@ async def fetch(
 async def _follow(
     task_id: str, request: VideoRequest | None, setup: LoadedSetup, *, resuming: bool
 ) -> ArchivedVideo:
-    """Poll the task until it completes (unless an earlier run recorded it completed), archive
-    its video and show its summary."""
+    """The task's archived video: already in the run's storage (no call to the provider), or
+    polled until it completes (unless an earlier run recorded it completed) and archived; then
+    its summary is shown."""
     started = time.monotonic()
     logger = get_run_logger()
-    logger.info("Waiting for task %s", task_id)
     in_task_run = _in_task_run()
     progress = TaskProgress(task_id, logger, min_seconds=PROGRESS_MIN_SECONDS if in_task_run else 0)
-    task = await _poll_once(task_id, request, setup, progress, resuming=resuming)
-    archived = await archive_step(
-        task,
-        setup.records,
-        storage=setup.storage,
-        prefix=setup.archive_prefix,
-        request=request,
-        credentials_block=setup.credentials_block,
+    archived = await read_archived(
+        record_store(setup.records),
+        archive_record_key(task_id, setup.storage, setup.archive_prefix),
     )
-    wall_seconds = time.monotonic() - started
-    previews = await embedded_previews(setup.storage, archived, logger)
-    if in_task_run:
-        summary = render_summary(
+    if archived is not None:
+        logger.info("Task %s is archived already, at %s", task_id, archived.location)
+    else:
+        logger.info("Waiting for task %s", task_id)
+        task = await _poll_once(task_id, request, setup, progress, resuming=resuming)
+        archived = await archive_step(
+            task,
+            setup.records,
+            storage=setup.storage,
+            prefix=setup.archive_prefix,
             request=request,
-            task=task,
-            archived=archived,
-            wall_seconds=wall_seconds,
-            previews=previews,
+            credentials_block=setup.credentials_block,
         )
+    summary = render_summary(
+        request=request,
+        archived=archived,
+        wall_seconds=time.monotonic() - started,
+        previews=await embedded_previews(setup.storage, archived, logger),
+    )
+    if in_task_run:
         await progress.finish(summary)
     else:
         await progress.finish()
-        await publish_archive_artifacts(
-            request=request,
-            task=task,
-            archived=archived,
-            wall_seconds=wall_seconds,
-            previews=previews,
-        )
+        await publish_archive_artifacts(archived, summary)
     return archived
 
 
@@ -202,15 +211,3 @@ async def _poll_once(
             first_poll_delay = 0.0
     await store.awrite(done, key=record_key)
     return done
-
-
-async def _tag_current_run(request: VideoRequest) -> None:
-    """Tag the flow run ``omniflash``, its resolution and duration, so runs filter in the UI."""
-    context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
-        return
-    tags = sorted({*context.flow_run.tags, "omniflash", request.resolution, f"{request.duration}s"})
-    if tags == sorted(context.flow_run.tags):
-        return  # created with these tags already (e.g. by a batch): no API call
-    async with get_client() as client:
-        await client.update_flow_run(context.flow_run.id, tags=tags)

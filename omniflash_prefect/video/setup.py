@@ -83,23 +83,37 @@ class VideoSetup(BaseModel):
             await load_storage(self.result_storage_block) if self.result_storage_block else None
         )
         return LoadedSetup(
-            credentials_block=self.credentials_block,
+            named=self,
             storage=storage,
-            archive_prefix=self.archive_prefix,
             records=await current_record_storage(results),
         )
 
 
 @dataclass(frozen=True)
 class LoadedSetup:
-    """A run's setup with its blocks read: the credentials block's name (read by each client),
-    the storage the videos go to, and where submission and archive records are kept (the named
-    result storage block, else the run's result storage)."""
+    """A run's setup with its blocks read: the storage the videos go to, and where submission
+    and archive records are kept (the named result storage block, else the run's result
+    storage)."""
 
-    credentials_block: str | None
+    named: VideoSetup
     storage: WritableFileSystem
-    archive_prefix: str
     records: WritableFileSystem
+
+    @property
+    def credentials_block(self) -> str | None:
+        return self.named.credentials_block
+
+    @property
+    def archive_prefix(self) -> str:
+        return self.named.archive_prefix
+
+    def destination(self) -> VideoSetup:
+        """The setup as a submission records it for a sweep: the archive directory made explicit
+        when the videos go to the default one of this process."""
+        if self.named.storage_block or self.named.archive_dir:
+            return self.named
+        basepath = getattr(self.storage, "basepath", None)
+        return self.named.model_copy(update={"archive_dir": basepath})
 
 
 def default_storage(archive_dir: str | Path | None = None) -> WritableFileSystem:

@@ -23,9 +23,12 @@ from typing import Final
 
 import httpx
 from prefect import get_run_logger
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import TaskRun
+from prefect.context import FlowRunContext
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import WritableFileSystem
+from prefect.results import ResultStore
 
 from omniflash_prefect.core.models import VideoTask, validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
@@ -38,6 +41,7 @@ from omniflash_prefect.media.inspection import inspect_video
 from omniflash_prefect.video.archive import (
     ArchivedVideo,
     check_is_mp4,
+    check_prefix,
     destination_of,
     sidecar_key,
     staging_path,
@@ -49,7 +53,7 @@ from omniflash_prefect.video.archive import (
 from omniflash_prefect.video.claims import claim, record_store
 from omniflash_prefect.video.credentials import load_client
 from omniflash_prefect.video.observability import RunLogger, TaskProgress, emit_video_event
-from omniflash_prefect.video.setup import default_storage
+from omniflash_prefect.video.setup import VideoSetup, default_storage
 from omniflash_prefect.video.submissions import call_take, submission_key, submit_once
 
 #: How long a poll stopped by the Prefect API being briefly unavailable waits before each of
@@ -81,16 +85,32 @@ def call_submission_key(
 
 
 async def submit_step(
-    request: VideoRequest, key: str, records: WritableFileSystem, credentials_block: str | None
+    request: VideoRequest,
+    key: str,
+    records: WritableFileSystem,
+    credentials_block: str | None,
+    *,
+    destination: VideoSetup | None = None,
+    spend_limit: str | None = None,
 ) -> str:
     """Send ``request`` unless a submission under ``key`` is recorded in ``records``; its task
-    id either way (callers racing for one key wait for the one that sends)."""
-    submitted = await submit_once(request, key, records, lambda: load_client(credentials_block))
+    id either way (callers racing for one key wait for the one that sends). The record keeps
+    ``destination`` and ``spend_limit``, so a sweep can finish the video if its run cannot; the
+    flow run that pays is tagged ``omniflash``, which the sweep's Automation watches."""
+    submitted = await submit_once(
+        request,
+        key,
+        records,
+        lambda: load_client(credentials_block),
+        setup=destination or VideoSetup(credentials_block=credentials_block),
+        spend_limit=spend_limit,
+    )
     logger = get_run_logger()
     if not submitted.sent:
         logger.info("Reusing task %s, submitted earlier under the same key", submitted.task_id)
         return submitted.task_id
     logger.info("Submitted task %s (request %s)", submitted.task_id, request.fingerprint()[:16])
+    await tag_flow_run("omniflash")
     emit_video_event(
         "submitted",
         submitted.task_id,
@@ -145,11 +165,37 @@ async def poll_step(
     return done
 
 
-def archive_record_key(video: VideoTask, storage: WritableFileSystem, prefix: str) -> str:
-    """The record (and claim) key of one task's video in one destination."""
-    destination = destination_of(storage, video_key(prefix, video))
-    digest = hashlib.sha256(f"{video.id}|{destination}".encode()).hexdigest()
+def archive_record_key(task_id: str, storage: WritableFileSystem, prefix: str) -> str:
+    """The record (and claim) key of one task's video in one destination: known from the task
+    id alone, so a rerun or a sweep finds an archived video without reading the task."""
+    destination = destination_of(storage, check_prefix(prefix))
+    digest = hashlib.sha256(f"{validate_task_id(task_id)}|{destination}".encode()).hexdigest()
     return f"omniflash-archive-{digest}"
+
+
+async def read_archived(store: ResultStore, record_key: str) -> ArchivedVideo | None:
+    """The video archived under ``record_key``, if any: the record written under the claim,
+    else the ``archive_video`` task's cached result (rewritten by Prefect after the claim is
+    let go, not atomically, so read second)."""
+    for key in (f"{record_key}-archived", record_key):
+        if await store.aexists(key):
+            earlier = (await store.aread(key)).result
+            if isinstance(earlier, ArchivedVideo):
+                return earlier
+    return None
+
+
+async def tag_flow_run(*tags: str) -> None:
+    """Add ``tags`` to the current flow run, unless it has them (then no API call)."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    current = set(context.flow_run.tags)
+    if set(tags) <= current:
+        return
+    context.flow_run.tags = sorted(current | set(tags))
+    async with get_client() as client:
+        await client.update_flow_run(context.flow_run.id, tags=context.flow_run.tags)
 
 
 async def archive_step(
@@ -165,22 +211,19 @@ async def archive_step(
     directory), once per destination: concurrent and later callers get the same record."""
     logger = get_run_logger()
     target = storage if storage is not None else default_storage()
-    record_key = archive_record_key(task, target, prefix)
+    record_key = archive_record_key(task.id, target, prefix)
     store = record_store(records)
     # Written under the claim only: a task's own cached result, under ``record_key``, is
     # rewritten by Prefect after the claim is let go, not atomically.
-    claimed_record = f"{record_key}-archived"
     async with claim(record_key, records):
-        for key in (claimed_record, record_key):
-            if await store.aexists(key):
-                earlier = (await store.aread(key)).result
-                if isinstance(earlier, ArchivedVideo):
-                    logger.info("Task %s is archived already, at %s", task.id, earlier.location)
-                    return earlier
+        earlier = await read_archived(store, record_key)
+        if earlier is not None:
+            logger.info("Task %s is archived already, at %s", task.id, earlier.location)
+            return earlier
         archived = await _download_and_store(
             task, target, prefix, request, credentials_block, logger
         )
-        await store.awrite(archived, key=claimed_record)  # before the claim is let go
+        await store.awrite(archived, key=f"{record_key}-archived")  # before the claim goes
     logger.info(
         "Archived task %s to %s (%d bytes)", task.id, archived.location, archived.size_bytes
     )

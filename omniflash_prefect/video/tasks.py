@@ -178,7 +178,7 @@ poll_video = dispatching_task(apoll_video)
 
 def _archive_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return archive_record_key(
-        parameters["task"],
+        parameters["task"].id,
         parameters.get("storage") or default_storage(),
         parameters.get("prefix", "omniflash"),
     )

@@ -127,9 +127,11 @@ def test_summary_shows_what_a_user_needs() -> None:
         sha256="f" * 64,
         size_bytes=1234,
         download_seconds=0.5,
+        cost=TASK.cost,
+        api_seconds=TASK.actual_time,
     )
     request = VideoRequest(prompt="a | pipe", duration=8, resolution="4K")
-    markdown = render_summary(request=request, task=TASK, archived=archived, wall_seconds=250.0)
+    markdown = render_summary(request=request, archived=archived, wall_seconds=250.0)
     for expected in [
         "a \\| pipe",
         "8 s",

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from prefect.filesystems import LocalFileSystem
 
-from omniflash_prefect import ArchivedVideo, BatchItem, BatchReport, VideoRequest, VideoTask
+from omniflash_prefect import ArchivedVideo, BatchItem, BatchReport, VideoRequest
 from omniflash_prefect.batches.flow import (
     GALLERY_BYTES,
     GALLERY_VIDEOS,
@@ -29,7 +29,6 @@ from omniflash_prefect.media.inspection import (
 )
 from omniflash_prefect.video.observability import render_summary
 
-TASK = VideoTask.model_validate({"id": "task_01ABC", "status": "completed", "cost": 0.4})
 LOGGER = logging.getLogger("omniflash-test-gallery")
 REQUEST = VideoRequest(prompt="a dancer", duration=6, resolution="1080p", aspect_ratio="9:16")
 
@@ -77,7 +76,6 @@ def test_summary_shows_the_check_the_facts_and_the_embedded_previews() -> None:
     previews = {"poster": data_uri(jpeg(48, 64)), "contact_sheet": data_uri(jpeg(64, 48))}
     markdown = render_summary(
         request=REQUEST,
-        task=TASK,
         archived=archived(as_asked()),
         wall_seconds=3.0,
         previews=previews,
@@ -91,16 +89,14 @@ def test_summary_shows_the_check_the_facts_and_the_embedded_previews() -> None:
 
 def test_summary_flags_a_video_not_as_asked() -> None:
     landscape = MediaFacts(duration_seconds=1.0, width=320, height=180, codec="h264")
-    markdown = render_summary(
-        request=REQUEST, task=TASK, archived=archived(landscape), wall_seconds=3.0
-    )
+    markdown = render_summary(request=REQUEST, archived=archived(landscape), wall_seconds=3.0)
     assert markdown.startswith("# Video generated: not as asked\n")
     assert "**mismatch: duration: asked 6 s, delivered 1 s;" in markdown
     assert "![" not in markdown  # no previews given, none shown
 
 
 def test_summary_of_an_unreadable_file() -> None:
-    markdown = render_summary(request=REQUEST, task=TASK, archived=archived(), wall_seconds=1.0)
+    markdown = render_summary(request=REQUEST, archived=archived(), wall_seconds=1.0)
     assert "| Media check | **unreadable: bad data** |" in markdown
     assert "Delivered" not in markdown
 
