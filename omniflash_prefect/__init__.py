@@ -34,9 +34,11 @@ from omniflash_prefect.video.flows import (
     afetch_video,
     agenerate_video,
     agenerate_video_task,
+    asweep_paid_videos,
     fetch_video,
     generate_video,
     generate_video_task,
+    sweep_paid_videos,
 )
 from omniflash_prefect.video.tasks import (
     aarchive_video,
@@ -68,10 +70,12 @@ __all__ = [
     "apoll_video",
     "archive_video",
     "asubmit_video",
+    "asweep_paid_videos",
     "fetch_video",
     "generate_video",
     "generate_video_batch",
     "generate_video_task",
     "poll_video",
     "submit_video",
+    "sweep_paid_videos",
 ]

@@ -33,6 +33,8 @@ The tree::
     ├── VideoRunLostError               a batch's video run died with its worker, or outlived the
     │                                   row's deadline: the row runs again (resuming what was paid)
     ├── RemoteRunError                  a batch's video run on a worker failed (its error's class)
+    ├── RunCancelledError               a run was cancelled (the UI, Ctrl-C): its paid tasks are
+    │                                   handed over to a sweep (task_ids)
     ├── ManifestError                   a batch manifest cannot be read (in ``batches.manifest``)
     │   └── InvalidManifestError        some rows are invalid (line, id, message, API codes)
     ├── GenerationError                 the task exists but produced no video (task_id)
@@ -67,7 +69,7 @@ _REDACTED = "[REDACTED]"
 #: How a failed command ends, from the error that stopped it: asked for something wrong
 #: (nothing sent), refused by the provider or a limit (nothing accepted), a task that produced
 #: no video, a video archived but not as asked (``strict_media``), or anything else.
-ExitStatus = Literal["invalid", "refused", "failed", "not_as_asked", "error"]
+ExitStatus = Literal["invalid", "refused", "failed", "not_as_asked", "cancelled", "error"]
 
 
 class OmniFlashError(Exception):
@@ -311,6 +313,21 @@ class RemoteRunError(OmniFlashError):
     def __init__(self, message: str, error_type: type[BaseException] | None) -> None:
         super().__init__(message)
         self.error_type = error_type
+
+
+class RunCancelledError(OmniFlashError):
+    """A run was cancelled (from the UI, ``prefect flow-run cancel``, Ctrl-C) before it ended.
+
+    ``task_ids`` are the tasks it paid for and did not archive: their records say where they
+    go, and a sweep (``omniflash sweep``, the ``sweep-paid-videos`` deployment or its Automation)
+    archives them.
+    """
+
+    exit_status = "cancelled"
+
+    def __init__(self, message: str, task_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.task_ids = task_ids
 
 
 class InsufficientBalanceError(OmniFlashError):

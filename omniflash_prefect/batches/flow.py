@@ -69,6 +69,7 @@ from omniflash_prefect.video.archive import read_stored
 from omniflash_prefect.video.claims import record_store
 from omniflash_prefect.video.credentials import credentials_read_once, load_client
 from omniflash_prefect.video.dispatch import dispatching_flow
+from omniflash_prefect.video.flows import HAND_OVER
 from omniflash_prefect.video.observability import RunLogger, artifact_key
 from omniflash_prefect.video.setup import VideoSetup
 from omniflash_prefect.video.spend_holds import BudgetHold, SpendLimitHold
@@ -150,6 +151,9 @@ def _batch_run_name() -> str:
     log_prints=False,
     persist_result=True,  # the report stays readable from the run, e.g. of a deployment
     result_serializer="json",
+    on_cancellation=HAND_OVER,
+    on_crashed=HAND_OVER,
+    on_failure=HAND_OVER,
 )
 async def agenerate_video_batch(
     manifest: str | None = None,

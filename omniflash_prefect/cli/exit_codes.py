@@ -11,6 +11,8 @@ whichever command it ran (generate, fetch, release, batch):
 * 4 ``failed``: the task exists but produced no video (failed, cancelled, timed out);
 * 5 ``not_as_asked``: with ``--strict-media``, a video was archived (it is kept) but is not the
   duration, resolution or shape asked for, or could not be read;
+* 130 ``cancelled``: the run was cancelled (the Prefect UI, ``prefect flow-run cancel``,
+  Ctrl-C); what it paid for is handed over to a sweep, and the command prints the task ids;
 * 1 ``error``: anything else, e.g. a submission of unknown outcome or a failed download.
 """
 
@@ -26,6 +28,8 @@ EXIT_INVALID: Final = 2
 EXIT_REFUSED: Final = 3
 EXIT_FAILED: Final = 4
 EXIT_NOT_AS_ASKED: Final = 5
+#: As a shell reports a command stopped by Ctrl-C (128 + SIGINT).
+EXIT_CANCELLED: Final = 130
 
 EXIT_CODES: Final[dict[ExitStatus, int]] = {
     "error": EXIT_ERROR,
@@ -33,6 +37,7 @@ EXIT_CODES: Final[dict[ExitStatus, int]] = {
     "refused": EXIT_REFUSED,
     "failed": EXIT_FAILED,
     "not_as_asked": EXIT_NOT_AS_ASKED,
+    "cancelled": EXIT_CANCELLED,
 }
 
 

@@ -1,6 +1,11 @@
 """One video as one observable run: ``generate_video`` (a flow run) and ``generate_video_task``
-(a task run of the calling flow) are the same function wrapped twice, and ``fetch_video`` archives
-a task id that was already paid for.
+(a task run of the calling flow) are the same function wrapped twice, ``fetch_video`` archives
+a task id that was already paid for, and ``sweep_paid_videos`` archives every video that was paid
+for and that no run will archive (:mod:`omniflash_prefect.video.salvage`).
+
+A flow run that ends Cancelled, Crashed or Failed names, in its log and its final state, each
+task it paid for and did not archive (its hooks,
+:func:`~omniflash_prefect.video.salvage.hand_over_paid_videos`); the sweep archives them.
 
 A task run costs the Prefect server a fraction of what a flow run does, so ``generate_video_task``
 is what a batch makes per video and what a pipeline of hundreds of videos should map over; the
@@ -12,17 +17,27 @@ cache. Importable from the package so they run inside a user's pipeline, sync or
 
 from __future__ import annotations
 
-from prefect import flow, task
+from typing import Any, Final
+from uuid import UUID
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
+from prefect.flows import FlowStateHook
 from prefect.runtime import flow_run, task_run
+from prefect.states import Completed, Failed
+from prefect.utilities.urls import url_for
 
 from omniflash_prefect.core.models import validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
-from omniflash_prefect.video import one_video
+from omniflash_prefect.video import one_video, salvage
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.credentials import credentials_read_once
 from omniflash_prefect.video.dispatch import dispatching_flow, dispatching_task
-from omniflash_prefect.video.observability import short_prompt
+from omniflash_prefect.video.observability import artifact_key, short_prompt
+from omniflash_prefect.video.salvage import SweepReport, hand_over_paid_videos
 from omniflash_prefect.video.setup import VideoSetup
 
 
@@ -95,12 +110,18 @@ async def _generate_video(
     return archived
 
 
+#: What a flow run of this package does when it ends Cancelled, Crashed or Failed.
+HAND_OVER: Final[list[FlowStateHook[..., Any]]] = [hand_over_paid_videos]
+
 agenerate_video = flow(
     name="generate-video",
     flow_run_name=_run_name,
     log_prints=False,
     persist_result=True,
     result_serializer="json",
+    on_cancellation=HAND_OVER,
+    on_crashed=HAND_OVER,
+    on_failure=HAND_OVER,
 )(_generate_video)
 generate_video = dispatching_flow(agenerate_video)
 
@@ -129,6 +150,9 @@ def _fetch_run_name() -> str:
     log_prints=False,
     persist_result=True,
     result_serializer="json",
+    on_cancellation=HAND_OVER,
+    on_crashed=HAND_OVER,
+    on_failure=HAND_OVER,
 )
 async def afetch_video(
     task_id: str,
@@ -163,3 +187,68 @@ async def afetch_video(
 
 
 fetch_video = dispatching_flow(afetch_video)
+
+
+def _sweep_run_name() -> str:
+    scope = flow_run.parameters.get("flow_run_id")
+    return f"sweep-{scope}" if scope else "sweep"
+
+
+@flow(
+    name="sweep-paid-videos",
+    flow_run_name=_sweep_run_name,
+    log_prints=False,
+    persist_result=True,
+    result_serializer="json",
+)
+async def asweep_paid_videos(
+    flow_run_id: str | None = None,
+    result_storage_block: str | None = None,
+    credentials_block: str | None = None,
+    storage_block: str | None = None,
+    archive_dir: str | None = None,
+    archive_prefix: str = "omniflash",
+) -> State[SweepReport]:
+    """Archive every video that was paid for and that no run will archive: Completed when
+    nothing was lost, Failed (loudly) when a paid video expired or a submission's outcome is
+    unknown. Idempotent: run it on a schedule, after a cancel, or by hand.
+
+    Args:
+        flow_run_id: Only the videos this flow run paid for (what the Automation passes when a
+            run ends Cancelled, Crashed or Failed); default: every record.
+        result_storage_block: '<type-slug>/<name>' of the block that keeps the records (default:
+            the run's ``result_storage_block`` with ``flow_run_id``, else Prefect's result
+            storage).
+        credentials_block: For videos whose run named none: an OmniFlashCredentials block;
+            default: OMNIFLASH_* settings.
+        storage_block: Where to archive videos whose run did not say (the ``submit_video``
+            task); default: archive_dir.
+        archive_dir: A local directory for those; default: OMNIFLASH_ARCHIVE_DIR.
+        archive_prefix: Their key prefix.
+    """
+    if flow_run_id and result_storage_block is None:
+        result_storage_block = await _result_storage_of(flow_run_id)
+    defaults = VideoSetup.from_parameters(locals())
+    with credentials_read_once():
+        records = (await defaults.load()).records
+        report = await salvage.sweep(records, defaults, flow_run_id=flow_run_id)
+    await acreate_markdown_artifact(
+        markdown=salvage.sweep_markdown(report, lambda run: url_for("flow-run", obj_id=run)),
+        key=artifact_key("sweep", flow_run_id or "all"),
+        description="Paid videos swept",
+    )
+    get_run_logger().info("Sweep: %s", report.headline())
+    if report.ok:
+        return Completed(data=report, message=report.headline())
+    return Failed(data=report, message=report.headline())
+
+
+sweep_paid_videos = dispatching_flow(asweep_paid_videos)
+
+
+async def _result_storage_of(flow_run_id: str) -> str | None:
+    """The ``result_storage_block`` a flow run was given, if any."""
+    async with get_client() as client:
+        run = await client.read_flow_run(UUID(flow_run_id))
+    named = run.parameters.get("result_storage_block")
+    return named if isinstance(named, str) and named else None

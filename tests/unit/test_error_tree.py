@@ -65,6 +65,7 @@ MEANINGS: dict[str, tuple[bool, str]] = {
     "SpendLimitNotFoundError": (False, "invalid"),
     "VideoRunLostError": (True, "error"),
     "RemoteRunError": (True, "error"),
+    "RunCancelledError": (True, "cancelled"),
     "ManifestError": (False, "invalid"),
     "InvalidManifestError": (False, "invalid"),
     "GenerationError": (True, "failed"),
