@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
-from omniflash_prefect.cli.flow_runs import patient_temporary_server
+from omniflash_prefect.cli.exit_codes import EXIT_FAILED, EXIT_OK, classify
+from omniflash_prefect.cli.flow_runs import patient_temporary_server, run_flow_watched
 from omniflash_prefect.cli.progress import ProgressCallback
 from omniflash_prefect.cli.usage import (
     CommandUsageError,
@@ -31,7 +33,8 @@ from omniflash_prefect.cli.video_runs import GenerationOutcome, run_generation
 from omniflash_prefect.core.models import validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.video.credentials import load_client
-from omniflash_prefect.video.flows import afetch_video
+from omniflash_prefect.video.flows import afetch_video, asweep_paid_videos
+from omniflash_prefect.video.salvage import SweepReport
 from omniflash_prefect.video.setup import load_storage
 from omniflash_prefect.video.submissions import Released, release_submission
 
@@ -191,3 +194,34 @@ async def release(
     with patient_temporary_server():
         storage = await load_storage(result_storage_block) if result_storage_block else None
         return await release_submission(submission_key, storage, task_id=task_id)
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """How ``omniflash sweep`` ended: its report, or the error that stopped it."""
+
+    report: SweepReport | None = None
+    error: BaseException | None = None
+    flow_run_id: UUID | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 nothing lost nor of unknown outcome; 4 some paid video expired or a submission's
+        outcome is unknown (see the report); else the stopping error's code."""
+        if self.report is not None:
+            return EXIT_OK if self.report.ok else EXIT_FAILED
+        return classify(self.error or RuntimeError("no report"))[1]
+
+
+async def sweep(parameters: dict[str, Any]) -> SweepOutcome:
+    """``omniflash sweep``: the ``sweep_paid_videos`` flow in this process; never raises."""
+    with patient_temporary_server():
+        try:
+            state, flow_run_id = await run_flow_watched(asweep_paid_videos, parameters)
+            report: object = await state.aresult(raise_on_failure=False)
+        except Exception as exc:
+            return SweepOutcome(error=exc)
+    if isinstance(report, SweepReport):
+        return SweepOutcome(report=report, flow_run_id=flow_run_id)
+    error = report if isinstance(report, BaseException) else RuntimeError(state.message)
+    return SweepOutcome(error=error, flow_run_id=flow_run_id)

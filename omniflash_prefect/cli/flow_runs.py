@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 from uuid import UUID
 
 from prefect import Flow
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.objects import State
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.context import TagsContext
 from prefect.flow_engine import run_flow_async
 from prefect.settings import (
@@ -27,10 +28,14 @@ from prefect.settings import (
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
     temporary_settings,
 )
-from prefect.states import Pending
+from prefect.states import Cancelled, Pending
 from prefect.utilities.urls import url_for
 
-from omniflash_prefect.errors import OmniFlashError
+from omniflash_prefect.errors import OmniFlashError, RunCancelledError
+from omniflash_prefect.video.claims import current_record_storage
+from omniflash_prefect.video.dispatch import local_heartbeats
+from omniflash_prefect.video.salvage import hand_over_message, paid_and_unarchived
+from omniflash_prefect.video.setup import load_storage
 
 #: Prefect's temporary local server takes ~10 s to start (more on a busy machine); its own
 #: default patience is 20 s.
@@ -93,9 +98,15 @@ async def run_flow_watched(
 
     Creating the run first (as the flow engine itself would) makes its id known while it runs:
     every ``watch_interval`` seconds, and once at the end, ``on_tick`` is awaited with a client and
-    that id, e.g. to read back the run's progress artifacts.
+    that id, e.g. to read back the run's progress artifacts. The run sends heartbeats (unless the
+    environment says otherwise), so a killed command's run is crashed by the lost-runs
+    Automation. A cancel asked for from the Prefect UI (``Cancelling``) or with Ctrl-C stops the
+    run within a tick and ends it ``Cancelled``, its paid tasks handed over to a sweep: the state
+    returned then carries a :class:`RunCancelledError` naming them.
     """
     arguments = dict(parameters)
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
     async with get_client() as client:
         flow_run = await client.create_flow_run(
             flow=flow,
@@ -103,17 +114,24 @@ async def run_flow_watched(
             state=Pending(),
             tags=TagsContext.get().current_tags,
         )
-        run = asyncio.create_task(
-            run_flow_async(flow, flow_run=flow_run, parameters=arguments, return_type="state")
-        )
+        with local_heartbeats():
+            run = asyncio.create_task(
+                run_flow_async(flow, flow_run=flow_run, parameters=arguments, return_type="state")
+            )
+        with contextlib.suppress(ValueError, RuntimeError):  # only the main thread may
+            loop.add_signal_handler(signal.SIGINT, interrupted.set)
         try:
-            while on_tick is not None:
-                done, _ = await asyncio.wait({run}, timeout=watch_interval)
-                if done:
-                    break
-                await on_tick(client, flow_run.id)
-            state = await run
+            why = await _watch(client, flow_run.id, run, interrupted, on_tick, watch_interval)
+            if why is not None:
+                run.cancel()
+                with contextlib.suppress(BaseException):
+                    await run
+                state: object = await _end_cancelled(client, flow_run, why)
+            else:
+                state = await run
         finally:
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)
             if not run.done():
                 run.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -123,3 +141,39 @@ async def run_flow_watched(
     if not isinstance(state, State):
         raise OmniFlashError(f"the flow engine returned {type(state).__name__}, not a state")
     return state, flow_run.id
+
+
+async def _watch(
+    client: PrefectClient,
+    flow_run_id: UUID,
+    run: asyncio.Task[Any],
+    interrupted: asyncio.Event,
+    on_tick: RunWatcher | None,
+    watch_interval: float,
+) -> str | None:
+    """Until the run ends (None), or why it is to be cancelled."""
+    while True:
+        done, _ = await asyncio.wait({run}, timeout=watch_interval)
+        if done:
+            return None
+        if interrupted.is_set():
+            return "cancelled with Ctrl-C"
+        current = await client.read_flow_run(flow_run_id)
+        if current.state is not None and current.state.is_cancelling():
+            return "cancelled from the Prefect API (the UI, or prefect flow-run cancel)"
+        if on_tick is not None:
+            await on_tick(client, flow_run_id)
+
+
+async def _end_cancelled(client: PrefectClient, flow_run: FlowRun, why: str) -> State[Any]:
+    """End a run stopped here ``Cancelled``, its message naming what it paid for and did not
+    archive (handed over to a sweep); the state returned carries a :class:`RunCancelledError`."""
+    named = flow_run.parameters.get("result_storage_block")
+    results = await load_storage(named) if isinstance(named, str) and named else None
+    paid = await paid_and_unarchived(await current_record_storage(results), str(flow_run.id))
+    message = f"The run was {why}."
+    if paid:
+        message += " " + hand_over_message(paid, str(flow_run.id))
+    await client.set_flow_run_state(flow_run.id, Cancelled(message=message), force=True)
+    task_ids = tuple(record.task_id for record, _ in paid if record.task_id)
+    return Cancelled(message=message, data=RunCancelledError(message, task_ids))

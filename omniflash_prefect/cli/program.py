@@ -1,4 +1,4 @@
-"""The ``omniflash`` command: ``generate``, ``fetch``, ``batch``, ``release``, ``demo``,
+"""The ``omniflash`` command: ``generate``, ``fetch``, ``batch``, ``release``, ``sweep``, ``demo``,
 ``emulator``, ``automations install``, ``spend-limit set|show|delete`` and ``spend``.
 
 Thin on purpose: it declares the options, calls the modules that do the work and ends with what
@@ -26,6 +26,7 @@ from omniflash_prefect.cli.commands import FetchOptions, GenerateOptions
 from omniflash_prefect.cli.commands import fetch as run_fetch
 from omniflash_prefect.cli.commands import generate as run_generate
 from omniflash_prefect.cli.commands import release as run_release
+from omniflash_prefect.cli.commands import sweep as run_sweep
 from omniflash_prefect.cli.demo import run_demo
 from omniflash_prefect.cli.emulator_command import run_emulator
 from omniflash_prefect.cli.exit_codes import EXIT_INVALID, classify
@@ -210,6 +211,36 @@ def release(
         "unchanged": "Nothing to change: the key is not blocked.",
     }
     rendering.console.print(messages[done], soft_wrap=True, highlight=False)
+
+
+@app.command()
+def sweep(
+    flow_run_id: Annotated[
+        str | None, typer.Option(help="Only the videos this flow run paid for.")
+    ] = None,
+    result_storage_block: ResultStorageBlockOption = None,
+    credentials_block: CredentialsBlockOption = None,
+    storage_block: StorageBlockOption = None,
+    archive_dir: ArchiveDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Archive every video that was paid for and that no run will archive (a cancelled,
+    timed-out, killed or abandoned run), where its run would have put it.
+
+    Reads the submission records (of --result-storage-block, else Prefect's result storage);
+    the blocks and archive directory are for videos whose run did not say where they go.
+    Exit codes: 0 nothing lost; 4 a paid video expired before it was archived, or a
+    submission's outcome is unknown (the report says what to do); 1 anything else.
+    """
+    parameters = {
+        "flow_run_id": flow_run_id,
+        "result_storage_block": result_storage_block,
+        "credentials_block": credentials_block,
+        "storage_block": storage_block,
+        "archive_dir": str(archive_dir) if archive_dir else None,
+    }
+    outcome = asyncio.run(run_sweep(parameters))
+    rendering.end_sweep_command(outcome, json_output=json_output)
 
 
 #: How a batch runs is declared once, in BatchRunOptions: the options take its defaults and help.
@@ -416,7 +447,10 @@ def install(
         typer.echo(json.dumps({"automations": [vars(each) for each in installed]}))
         return
     for each in installed:
-        rendering.console.print(f"{each.action.capitalize()} automation {each.name!r} ({each.id})")
+        detail = f"({each.id})" if each.id else f": {each.why}"
+        rendering.console.print(
+            f"{each.action.capitalize()} automation {each.name!r} {detail}", soft_wrap=True
+        )
 
 
 def main() -> None:

@@ -21,9 +21,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from omniflash_prefect.cli.batch_commands import BatchOutcome
+from omniflash_prefect.cli.commands import SweepOutcome
 from omniflash_prefect.cli.flow_runs import flow_run_ui_url
 from omniflash_prefect.cli.progress import ProgressCallback, RunProgress
 from omniflash_prefect.cli.video_runs import GenerationOutcome
+from omniflash_prefect.errors import RunCancelledError
 from omniflash_prefect.video.observability import describe_facts
 
 console = Console()
@@ -115,6 +117,7 @@ def print_failure(outcome: GenerationOutcome, command: str) -> None:
         errors.print(f"  task id:  {outcome.task_id}", highlight=False)
     if outcome.flow_run_id:
         errors.print(f"  flow run: {outcome.flow_run_id}", highlight=False)
+    print_handed_over(outcome.error)
 
 
 def end_video_command(outcome: GenerationOutcome, command: str, *, json_output: bool) -> NoReturn:
@@ -143,7 +146,15 @@ def end_batch_command(outcome: BatchOutcome, *, json_output: bool) -> NoReturn:
         )
         if outcome.flow_run_id:
             errors.print(f"  flow run: {outcome.flow_run_id}", highlight=False)
+        print_handed_over(outcome.error)
     raise typer.Exit(outcome.exit_code)
+
+
+def print_handed_over(error: BaseException | None) -> None:
+    """The paid tasks a cancelled run handed over to a sweep, one a line, on stderr."""
+    if isinstance(error, RunCancelledError):
+        for task_id in error.task_ids:
+            errors.print(f"  handed over to a sweep: {task_id}", highlight=False)
 
 
 def _print_batch_report(outcome: BatchOutcome) -> None:
@@ -170,3 +181,25 @@ def _print_batch_report(outcome: BatchOutcome) -> None:
     url = flow_run_ui_url(outcome.flow_run_id) if outcome.flow_run_id else None
     if url:
         console.print(f"  Prefect UI: {url}", soft_wrap=True, highlight=False)
+
+
+def end_sweep_command(outcome: SweepOutcome, *, json_output: bool) -> NoReturn:
+    """End ``omniflash sweep``: its JSON report, or what it saved, lost and left; its code."""
+    report = outcome.report
+    if json_output:
+        body = (
+            report.model_dump(mode="json") if report is not None else {"error": str(outcome.error)}
+        )
+        typer.echo(json.dumps({**body, "flow_run_id": str(outcome.flow_run_id or "")}))
+    elif report is None:
+        errors.print(f"[red]sweep failed[/red]: {outcome.error}", soft_wrap=True, highlight=False)
+    else:
+        console.print(f"Sweep: {report.headline()}", soft_wrap=True, highlight=False)
+        for video in report.videos:
+            where = video.location or video.note
+            console.print(
+                f"  {video.outcome:<16} {video.task_id or video.key}  {where}",
+                soft_wrap=True,
+                highlight=False,
+            )
+    raise typer.Exit(outcome.exit_code)

@@ -21,7 +21,12 @@ from prefect.client.schemas.objects import State
 from omniflash_prefect.cli.exit_codes import EXIT_OK, classify
 from omniflash_prefect.cli.flow_runs import run_flow_watched
 from omniflash_prefect.cli.progress import ProgressCallback, RunProgress, read_run_progress
-from omniflash_prefect.errors import ExitStatus, GenerationError, MediaCheckError
+from omniflash_prefect.errors import (
+    ExitStatus,
+    GenerationError,
+    MediaCheckError,
+    RunCancelledError,
+)
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.flows import agenerate_video
 
@@ -136,6 +141,8 @@ async def _outcome_of(
         else RuntimeError(f"the flow run ended {state.name}: {state.message}")
     )
     task_id = error.task_id if isinstance(error, GenerationError | MediaCheckError) else None
+    if isinstance(error, RunCancelledError) and error.task_ids:
+        task_id = error.task_ids[0]
     if task_id is None and last is not None:
         task_id = last.task_id
     return GenerationOutcome(prompt, error=error, task_id=task_id, flow_run_id=flow_run_id)

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Final, Literal
+from uuid import UUID
 
 import yaml
 from prefect.client.orchestration import get_client
+from prefect.events.actions import RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger
+from prefect.exceptions import ObjectNotFound
 
 from omniflash_prefect.errors import OmniFlashError, UsageError
 
@@ -25,11 +28,15 @@ DEFINITIONS: Final = Path(__file__).with_name("automations.yaml")
 LOST_RUNS: Final = "omniflash-crash-lost-runs"
 #: The automation that sets a run taken by a worker that never started it Crashed.
 STUCK_PENDING_RUNS: Final = "omniflash-crash-stuck-pending-runs"
+#: The automation that starts a sweep when a run ends without its videos, and the deployment
+#: it starts.
+SWEEP_AFTER_RUNS: Final = "omniflash-sweep-after-runs"
+SWEEP_DEPLOYMENT: Final = "sweep-paid-videos/sweep-paid-videos"
 #: Silences shorter than this would crash live runs: Prefect sends a heartbeat every 30 s at
 #: the most often (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` is raised to 30 below that).
 MIN_SILENCE_SECONDS: Final = 35.0
 
-InstallAction = Literal["created", "updated", "unchanged"]
+InstallAction = Literal["created", "updated", "unchanged", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class InstalledAutomation:
     name: str
     id: str
     action: InstallAction
+    why: str = ""
 
 
 def automation_definitions(
@@ -74,11 +82,24 @@ def _within(definition: AutomationCore, seconds: float) -> AutomationCore:
     return definition.model_copy(update={"trigger": trigger.model_copy(update={"within": within})})
 
 
-async def install_automations(definitions: list[AutomationCore]) -> list[InstalledAutomation]:
-    """Create each automation that the server lacks (by name), update one that differs."""
+async def install_automations(
+    definitions: list[AutomationCore], sweep_deployment: str = SWEEP_DEPLOYMENT
+) -> list[InstalledAutomation]:
+    """Create each automation that the server lacks (by name), update one that differs. The
+    sweep's automation starts ``sweep_deployment``: it is skipped, saying why, until that
+    deployment exists."""
     installed = []
     async with get_client() as client:
         for definition in definitions:
+            if definition.name == SWEEP_AFTER_RUNS:
+                try:
+                    deployment = await client.read_deployment_by_name(sweep_deployment)
+                except ObjectNotFound:
+                    why = f"deploy {sweep_deployment!r} first (prefect deploy --name "
+                    why += f"{sweep_deployment.partition('/')[2]}), then install again"
+                    installed.append(InstalledAutomation(definition.name, "", "skipped", why))
+                    continue
+                definition = _starting(definition, deployment.id)
             existing = await client.read_automations_by_name(definition.name)
             if not existing:
                 created = await client.create_automation(definition)
@@ -91,3 +112,14 @@ async def install_automations(definitions: list[AutomationCore]) -> list[Install
             await client.update_automation(current.id, definition)
             installed.append(InstalledAutomation(definition.name, str(current.id), "updated"))
     return installed
+
+
+def _starting(definition: AutomationCore, deployment_id: UUID) -> AutomationCore:
+    """The automation with its run-deployment actions pointed at ``deployment_id``."""
+    actions = [
+        action.model_copy(update={"deployment_id": deployment_id})
+        if isinstance(action, RunDeployment)
+        else action
+        for action in definition.actions
+    ]
+    return definition.model_copy(update={"actions": actions})

@@ -19,13 +19,18 @@ for code that wants a coroutine wherever it runs.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Coroutine
-from typing import Any, ParamSpec, TypeVar, cast
+from collections.abc import Coroutine, Iterator
+from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from prefect import Flow, Task
 from prefect._internal.compatibility.async_dispatch import is_in_async_context
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.utilities.asyncutils import run_coro_as_sync
+
+#: How often a flow run started outside a deployment sends a heartbeat, when nothing says.
+LOCAL_HEARTBEAT_SECONDS: Final = 60
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -36,6 +41,24 @@ def _run_where_called(called: Any) -> Any:
     if is_in_async_context() or not inspect.iscoroutine(called):
         return called
     return run_coro_as_sync(called)
+
+
+@contextlib.contextmanager
+def local_heartbeats() -> Iterator[None]:
+    """Flow runs started within send a heartbeat every ``LOCAL_HEARTBEAT_SECONDS``, unless the
+    environment sets ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``: so the lost-runs Automation crashes a
+    run whose process was killed, as it does a worker's, and a sweep picks up what it paid for
+    (a deployment's runs get theirs from ``prefect.yaml``)."""
+    if PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is not None:
+        yield
+        return
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: LOCAL_HEARTBEAT_SECONDS}):
+        yield
+
+
+async def _beating(called: Coroutine[Any, Any, Any]) -> Any:
+    with local_heartbeats():
+        return await called
 
 
 class DispatchingTask(Task[P, R]):
@@ -52,10 +75,15 @@ class DispatchingTask(Task[P, R]):
 
 class DispatchingFlow(Flow[P, R]):
     """An async flow that a sync flow can call as a subflow (or a script directly) and get its
-    result; Prefect's engine runs it as the async flow it is."""
+    result; Prefect's engine runs it as the async flow it is. Its runs send heartbeats
+    (:func:`local_heartbeats`)."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _run_where_called(super().__call__(*args, **kwargs))
+        with local_heartbeats():
+            called = super().__call__(*args, **kwargs)
+            if inspect.iscoroutine(called) and is_in_async_context():
+                return _beating(called)
+            return _run_where_called(called)
 
     def with_options(self, **options: Any) -> DispatchingFlow[P, R]:
         changed = super().with_options(**options)

@@ -7,10 +7,14 @@ the session event loop the async tests of this folder share.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import hashlib
 import io
 import json
 import re
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,11 +23,13 @@ from uuid import UUID
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState
 from prefect.client.schemas.objects import Artifact
+from prefect.states import Cancelling
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from omniflash_prefect import OmniFlashCredentials
+from omniflash_prefect import OmniFlashClient, OmniFlashCredentials
 from omniflash_prefect.cli import app, rendering
 from omniflash_prefect.cli.progress import RunProgress, progress_from_artifacts
 from omniflash_prefect.cli.video_runs import run_generation
@@ -50,6 +56,17 @@ def run_json(*args: str) -> tuple[int, dict[str, Any]]:
     """``omniflash generate --json <args>``: its exit code and the one JSON object it printed."""
     result = invoke("generate", "--json", *args)
     return result.exit_code, json.loads(result.stdout)
+
+
+def only_task_of(emulator: EmulatorServer) -> str:
+    (task_id,) = emulator.state.snapshot()["tasks"]
+    return str(task_id)
+
+
+async def completed(emulator: EmulatorServer, task_id: str) -> None:
+    """Until the emulator's task is done, read as a client would."""
+    async with OmniFlashClient(emulator.api_key, base_url=emulator.base_url) as client:
+        await client.wait(task_id, first_poll_delay=0.0)
 
 
 def read_flow_run_state(flow_run_id: str) -> tuple[str, str]:
@@ -332,3 +349,49 @@ def test_the_task_id_is_read_from_metadata_never_from_the_description() -> None:
     assert progress_from_artifacts([prose]) == RunProgress("generating", 10.0, None)
     named = make_artifact(key, 10.0, "Task_MiXeD")
     assert progress_from_artifacts([prose, named]).task_id == "Task_MiXeD"
+
+
+def test_a_cancel_from_the_ui_ends_the_run_cancelled_and_hands_the_paid_task_over(
+    emulator: EmulatorServer, block: str, fast_settings: Path
+) -> None:
+    """``prefect flow-run cancel`` (here: the Cancelling state it sets) while the video
+    generates: the command stops within a watch tick, exits 130 naming the paid task, the run
+    ends Cancelled (never stuck Cancelling) with a message that names the task and the sweep,
+    and ``omniflash sweep`` for that run archives the video, paid once."""
+    emulator.config.job_seconds = 4.0
+    finished: list[Result] = []
+    # In a thread of its own (as a command is a process of its own), with this test's settings.
+    command = threading.Thread(
+        target=contextvars.copy_context().run,
+        args=(lambda: finished.append(invoke("generate", PROMPT, "--credentials-block", block)),),
+    )
+    command.start()
+    assert emulator.state.wait_until(lambda state: state.submission_count == 1, 60)
+    with get_client(sync_client=True) as client:
+        (running,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type={"any_": ["RUNNING"]}))
+        )
+        asked = time.monotonic()
+        client.set_flow_run_state(running.id, Cancelling(), force=True)
+    command.join(timeout=60)
+    stopped = time.monotonic() - asked
+    (result,) = finished
+    task_id = only_task_of(emulator)
+    assert result.exit_code == 130, result.output
+    assert task_id in result.stderr
+    flow_name, state = read_flow_run_state(str(running.id))
+    assert (flow_name, state) == ("generate-video", "CANCELLED")
+    with get_client(sync_client=True) as client:
+        message = client.read_flow_run(running.id).state.message  # type: ignore[union-attr]
+    assert task_id in (message or "")
+    print(f"\ncancel to Cancelled: {stopped:.1f} s")
+
+    asyncio.run(completed(emulator, task_id))
+    swept = invoke("sweep", "--flow-run-id", str(running.id), "--json")
+    assert swept.exit_code == 0, swept.output
+    report = json.loads(swept.stdout)
+    (video,) = report["videos"]
+    assert (video["outcome"], video["task_id"]) == ("archived", task_id)
+    assert Path(video["location"]).is_relative_to(fast_settings)
+    assert emulator.state.submission_count == 1
+    assert emulator.state.downloads(task_id) == 1
