@@ -136,7 +136,10 @@ def _task_run_page(task_run_id: str) -> str | None:
 
 def _batch_run_name() -> str:
     parameters = flow_run.parameters
-    batch_id = parameters.get("batch_id")
+    options = parameters.get("options")
+    batch_id = getattr(options, "batch_id", None) or (
+        options.get("batch_id") if isinstance(options, dict) else None
+    )
     manifest = parameters.get("manifest")
     if batch_id:
         return f"batch-{batch_id}"

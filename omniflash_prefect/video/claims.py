@@ -31,9 +31,13 @@ def record_store(storage: WritableFileSystem) -> ResultStore:
     """A JSON result store over ``storage`` for this package's records.
 
     Built afresh because a flow run's own store writes no record metadata, so its ``aexists``
-    never finds the records that tasks (and batches) write.
+    never finds the records that tasks (and batches) write; and without an in-memory cache,
+    because records change (in flight, then submitted; then archived) and each read must see the
+    stored one.
     """
-    return ResultStore(result_storage=storage, serializer=JSONSerializer())
+    return ResultStore(
+        result_storage=storage, serializer=JSONSerializer(), cache_result_in_memory=False
+    )
 
 
 async def current_record_storage(storage: WritableFileSystem | None = None) -> WritableFileSystem:

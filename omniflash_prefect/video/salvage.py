@@ -44,7 +44,7 @@ from omniflash_prefect.video.credentials import load_client
 from omniflash_prefect.video.observability import emit_video_event
 from omniflash_prefect.video.setup import LoadedSetup, VideoSetup, load_storage
 from omniflash_prefect.video.spend_limits import record_settlement
-from omniflash_prefect.video.steps import archive_record_key, archive_step, read_archived
+from omniflash_prefect.video.steps import archive_once, archive_record_key, read_archived
 from omniflash_prefect.video.submissions import (
     SubmissionRecord,
     read_submission,
@@ -53,7 +53,14 @@ from omniflash_prefect.video.submissions import (
 
 #: What a sweep did with one paid task, or found of one submission of unknown outcome.
 Outcome = Literal[
-    "archived", "already_archived", "in_run", "generating", "failed", "expired", "unknown"
+    "archived",
+    "already_archived",
+    "in_run",
+    "generating",
+    "failed",
+    "expired",
+    "unknown",
+    "error",
 ]
 OUTCOMES: Final[tuple[Outcome, ...]] = (
     "archived",
@@ -63,6 +70,7 @@ OUTCOMES: Final[tuple[Outcome, ...]] = (
     "failed",
     "expired",
     "unknown",
+    "error",
 )
 #: A submission in flight for less than this is being sent right now, not of unknown outcome.
 IN_FLIGHT_GRACE_SECONDS: Final = 120.0
@@ -104,8 +112,9 @@ class SweepReport(BaseModel):
 
     @property
     def ok(self) -> bool:
-        """Nothing lost and nothing of unknown outcome."""
-        return not (self.counts.get("expired") or self.counts.get("unknown"))
+        """Nothing lost, nothing of unknown outcome, nothing the sweep could not read (the next
+        sweep tries those again)."""
+        return not any(self.counts.get(outcome) for outcome in ("expired", "unknown", "error"))
 
     def of(self, outcome: Outcome) -> list[SweptVideo]:
         return [video for video in self.videos if video.outcome == outcome]
@@ -154,7 +163,13 @@ async def sweep(
 
     async def one(key: str) -> SweptVideo | None:
         async with gate:
-            return await _sweep_one(key, records, defaults, flow_run_id, live, now())
+            try:
+                return await _sweep_one(key, records, defaults, flow_run_id, live, now())
+            except Exception as exc:  # one record's trouble must not stop the sweep
+                get_run_logger().warning("Could not sweep %s: %s", key, exc)
+                return SweptVideo(
+                    key=key, outcome="error", age_seconds=0.0, fingerprint="", note=str(exc)
+                )
 
     found = [video for video in await asyncio.gather(*map(one, keys)) if video is not None]
     tally = Counter(video.outcome for video in found)
@@ -231,7 +246,7 @@ async def _salvage(
     if task.status != "completed":
         return seen("generating", f"{task.status} ({task.progress or 0}%)")
     try:
-        archived = await archive_step(
+        archived, downloaded = await archive_once(
             task,
             setup.records,
             storage=setup.storage,
@@ -250,6 +265,8 @@ async def _salvage(
         emit_video_event("expired", task.id, payload={"cost": task.cost, "key": key})
         return seen("expired", str(exc), cost=task.cost)
     await write_submission(store, key, _archived(record, archived.location, archived.cost))
+    if not downloaded:  # another sweep, or the run resumed, got there first
+        return seen("already_archived", location=archived.location, cost=archived.cost)
     emit_video_event(
         "salvaged",
         task.id,

@@ -209,6 +209,27 @@ async def archive_step(
 ) -> ArchivedVideo:
     """Store a completed task's video and its sidecar in ``storage`` (default: the local archive
     directory), once per destination: concurrent and later callers get the same record."""
+    archived, _ = await archive_once(
+        task,
+        records,
+        storage=storage,
+        prefix=prefix,
+        request=request,
+        credentials_block=credentials_block,
+    )
+    return archived
+
+
+async def archive_once(
+    task: VideoTask,
+    records: WritableFileSystem,
+    *,
+    storage: WritableFileSystem | None = None,
+    prefix: str = "omniflash",
+    request: VideoRequest | None = None,
+    credentials_block: str | None = None,
+) -> tuple[ArchivedVideo, bool]:
+    """:func:`archive_step`, and whether this call is the one that downloaded the video."""
     logger = get_run_logger()
     target = storage if storage is not None else default_storage()
     record_key = archive_record_key(task.id, target, prefix)
@@ -219,7 +240,7 @@ async def archive_step(
         earlier = await read_archived(store, record_key)
         if earlier is not None:
             logger.info("Task %s is archived already, at %s", task.id, earlier.location)
-            return earlier
+            return earlier, False
         archived = await _download_and_store(
             task, target, prefix, request, credentials_block, logger
         )
@@ -239,7 +260,7 @@ async def archive_step(
             "media": archived.media.verdict if archived.media is not None else None,
         },
     )
-    return archived
+    return archived, True
 
 
 def report_media_check(archived: ArchivedVideo, logger: RunLogger) -> None:

@@ -14,6 +14,8 @@ from uuid import UUID
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore
 
 from omniflash_prefect import (
@@ -25,6 +27,8 @@ from omniflash_prefect import (
     generate_video_batch,
     sweep_paid_videos,
 )
+from omniflash_prefect.batches.manifest import manifest_from_records
+from omniflash_prefect.batches.records import row_idempotency_key
 from omniflash_prefect.batches.report import BatchReport
 from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.video.claims import current_record_storage, record_store
@@ -110,9 +114,9 @@ async def test_a_run_that_times_out_names_its_task_and_the_sweep_archives_it_whe
     """``generate_video`` with a timeout shorter than the job ends Failed (timed out) after it
     paid; its state message names the task and the sweep; the sweep archives the video in the
     run's own ``archive_dir`` and prefix."""
-    emulator.config.job_seconds = 5.0
+    emulator.config.job_seconds = 8.0
     archive = tmp_path / "run-archive"
-    timed = generate_video.with_options(timeout_seconds=2)
+    timed = generate_video.with_options(timeout_seconds=4)
     state = await timed(
         prompt="A paper lantern rising",
         duration=4,
@@ -193,13 +197,15 @@ async def test_two_sweeps_racing_download_each_video_once(
 
 
 async def test_a_submission_of_unknown_outcome_is_reported_with_what_to_do(
-    emulator: EmulatorServer,
+    emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     """A key left in flight by a sender that died is reported (age, fingerprint, the release
     command), never resent; once released, the sweep has nothing to say of it."""
     request = VideoRequest(prompt="A lost message", duration=4)
     key = submission_key(request, f"unknown-{uuid.uuid4()}")
-    records = await current_record_storage()
+    records = LocalFileSystem(basepath=str(tmp_path / "records"))
+    block = f"records-{uuid.uuid4().hex[:8]}"
+    await records.asave(block)
     store: ResultStore = record_store(records)
     long_ago = datetime.now(UTC) - timedelta(seconds=IN_FLIGHT_GRACE_SECONDS + 60)
     await write_submission(
@@ -209,42 +215,62 @@ async def test_a_submission_of_unknown_outcome_is_reported_with_what_to_do(
             state="in-flight", at=long_ago, fingerprint=request.fingerprint(), request=request
         ),
     )
-    report = await sweep()
-    (unknown,) = [video for video in report.of("unknown") if video.key == key]
+    report = await sweep(result_storage_block=f"local-file-system/{block}")
+    (unknown,) = report.of("unknown")
+    assert unknown.key == key
     assert unknown.age_seconds >= IN_FLIGHT_GRACE_SECONDS
     assert unknown.fingerprint == request.fingerprint()
     assert f"omniflash release {key}" in unknown.note
     assert not report.ok
     assert emulator.state.submission_attempts == 0
 
-    assert await release_submission(key) == "released"
-    assert key not in {video.key for video in (await sweep()).videos}
+    assert await release_submission(key, records) == "released"
+    assert not (await sweep(result_storage_block=f"local-file-system/{block}")).videos
 
 
 async def test_a_batch_cut_short_is_salvaged_and_its_resume_calls_the_provider_for_nothing(
     emulator: EmulatorServer, credentials_block: str
 ) -> None:
-    """A batch times out while its videos generate: the sweep scoped to its run archives them
-    where the batch would have; running the batch again with its id reports every row archived
-    without a submit, a status read or a download."""
-    emulator.config.job_seconds = 3.0
+    """A batch stopped (its process' task cancelled, as a kill would) while its videos
+    generate: the sweep scoped to its run archives them where the batch would have; running the
+    batch again with its id reports every row archived without a submit, a status read or a
+    download."""
+    emulator.config.job_seconds = 6.0
     batch_id = f"cut-{uuid.uuid4().hex[:8]}"
-    requests = [
-        {"id": f"r{i}", "prompt": f"A harbour at night {i}", "duration": 4} for i in range(3)
-    ]
-    cut = generate_video_batch.with_options(timeout_seconds=1.5)
-    state = await cut(
-        requests=requests,
-        credentials_block=credentials_block,
-        options=BatchRunOptions(batch_id=batch_id),
-        return_state=True,
+    requests = [{"id": f"r{i}", "prompt": f"A harbour {i}", "duration": 4} for i in range(3)]
+    running = asyncio.ensure_future(
+        generate_video_batch(
+            requests=requests,
+            credentials_block=credentials_block,
+            options=BatchRunOptions(batch_id=batch_id),
+            return_state=True,
+        )
     )
-    assert state.is_failed()
+    store = record_store(await current_record_storage())
+    keys = [
+        submission_key(row.request, row_idempotency_key(batch_id, row.id))
+        for row in manifest_from_records(requests).rows
+    ]
+
+    async def submitted(key: str) -> bool:
+        found = await read_submission(store, key)
+        return found is not None and found.state == "submitted"
+
+    while not running.done() and not all([await submitted(key) for key in keys]):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)  # the batch writes what is read: polled, not awaited
+    assert not running.done()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
     tasks = list(emulator.state.snapshot()["tasks"])
     assert len(tasks) == 3
     for task_id in tasks:
         await completed(emulator, task_id)
-    report = await sweep(flow_run_id=str(state.state_details.flow_run_id))
+    async with get_client() as client:
+        (batch_run,) = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"batch-{batch_id}"]))
+        )
+    report = await sweep(flow_run_id=str(batch_run.id))
     assert sorted(str(v.task_id) for v in report.of("archived")) == sorted(tasks)
 
     before = emulator.state.snapshot()

@@ -83,12 +83,14 @@ PUBLIC_NAMES = [
     "apoll_video",
     "archive_video",
     "asubmit_video",
+    "asweep_paid_videos",
     "fetch_video",
     "generate_video",
     "generate_video_batch",
     "generate_video_task",
     "poll_video",
     "submit_video",
+    "sweep_paid_videos",
 ]
 
 
