@@ -1,5 +1,6 @@
 # Every target bootstraps its own environment: uv (from PyPI into .tools/ when it is not on PATH),
-# then the locked dependencies into .venv/. Only Python >= 3.11 and make are needed.
+# then the locked dependencies into .venv/. Only Python >= 3.11 and make are needed; `make test`
+# also installs Chromium for the UI tests when it can (see `browser` below).
 
 PYTHON ?= python3
 UV_VERSION := 0.13.9
@@ -9,12 +10,18 @@ RUN := $(UV) run --frozen --no-sync
 # Never download a Python build: use the interpreter that is on the machine.
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint format typecheck pytest sync clean
+# `make test BROWSER_TESTS=no` leaves out the tests that look at the Prefect UI in Chromium
+# (marked `browser`), and so needs no browser.
+BROWSER_TESTS ?= yes
+PYTEST_ARGS := $(if $(filter no,$(BROWSER_TESTS)),-m "not browser")
+
+.PHONY: demo test browser lint format typecheck pytest sync clean
 
 demo: .venv/.synced
 	$(RUN) omniflash demo
 
-test: lint typecheck pytest
+# `browser` comes first: a machine that cannot run the UI tests stops before anything runs.
+test: browser lint typecheck pytest
 
 lint: .venv/.synced
 	$(RUN) ruff check .
@@ -27,8 +34,42 @@ format: .venv/.synced
 typecheck: .venv/.synced
 	$(RUN) mypy
 
-pytest: .venv/.synced
-	$(RUN) pytest
+pytest: browser .venv/.synced
+	$(RUN) pytest $(PYTEST_ARGS)
+
+# The UI tests drive the Chromium that OMNIFLASH_CHROMIUM names, else Debian's `chromium` on
+# PATH (tests/support/browser.py). When there is none: as root, apt-get installs it (its output
+# shown only on failure); otherwise make stops here with one message saying what to do.
+define NO_CHROMIUM
+The tests that look at the Prefect UI need Chromium; make installs it only as root. Nothing was
+run. Either:
+  install it (Debian, Ubuntu):   sudo apt-get install chromium
+  or point the tests at one:     make test OMNIFLASH_CHROMIUM=/path/to/chromium
+  or run without the UI tests:   make test BROWSER_TESTS=no
+endef
+export NO_CHROMIUM
+
+browser:
+ifneq ($(BROWSER_TESTS),no)
+	@if [ -n "$$OMNIFLASH_CHROMIUM" ]; then \
+	    if ! [ -f "$$OMNIFLASH_CHROMIUM" ] || ! [ -x "$$OMNIFLASH_CHROMIUM" ]; then \
+	        printf 'make: OMNIFLASH_CHROMIUM=%s is not an executable file.\n%s\n' \
+	            "$$OMNIFLASH_CHROMIUM" "$$NO_CHROMIUM" >&2; \
+	        exit 1; \
+	    fi; \
+	elif ! command -v chromium >/dev/null; then \
+	    if [ "$$(id -u)" != 0 ]; then \
+	        printf 'make: there is no `chromium` on PATH.\n%s\n' "$$NO_CHROMIUM" >&2; \
+	        exit 1; \
+	    fi; \
+	    log=$$(mktemp); \
+	    if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } \
+	        >"$$log" 2>&1; then \
+	        cat "$$log" >&2; rm -f "$$log"; exit 1; \
+	    fi; \
+	    rm -f "$$log"; \
+	fi
+endif
 
 sync: .venv/.synced
 
