@@ -15,13 +15,25 @@ export UV_PYTHON_DOWNLOADS := never
 BROWSER_TESTS ?= yes
 PYTEST_ARGS := $(if $(filter no,$(BROWSER_TESTS)),-m "not browser")
 
-.PHONY: demo test browser lint format typecheck pytest sync clean
+# The lowest versions pyproject.toml allows for its direct dependencies (uv's `lowest-direct`
+# resolution; what they pull in is the newest published before LOWEST_EXCLUDE_NEWER, so the
+# environment is the same on every machine) go into .venv-lowest/, never .venv/, and run
+# LOWEST_TESTS: the unit tests and a few Prefect tests that touch every dependency (blocks and
+# flows, S3 through prefect-aws, the emulator's clips through PyAV and Pillow, the demo).
+LOWEST_EXCLUDE_NEWER := 2026-12-06T00:00:00Z
+LOWEST_TESTS := tests/unit \
+	tests/prefect/test_blocks.py \
+	tests/prefect/test_generate_video_flow.py \
+	tests/prefect/test_archive_storage.py \
+	tests/prefect/test_cli_demo.py
+
+.PHONY: demo test browser lint format typecheck pytest lowest sync clean
 
 demo: .venv/.synced
 	$(RUN) omniflash demo
 
 # `browser` comes first: a machine that cannot run the UI tests stops before anything runs.
-test: browser lint typecheck pytest
+test: browser lint typecheck pytest lowest
 
 lint: .venv/.synced
 	$(RUN) ruff check .
@@ -71,6 +83,18 @@ ifneq ($(BROWSER_TESTS),no)
 	fi
 endif
 
+lowest: .venv-lowest/.synced
+	.venv-lowest/bin/python -m pytest $(LOWEST_TESTS)
+
+.venv-lowest/.synced: pyproject.toml Makefile | $(UV)
+	$(UV) venv --quiet --allow-existing .venv-lowest
+	$(UV) pip compile --quiet pyproject.toml --group test --resolution lowest-direct \
+		--exclude-newer $(LOWEST_EXCLUDE_NEWER) --python .venv-lowest/bin/python \
+		>.venv-lowest/requirements.txt
+	$(UV) pip sync --quiet --python .venv-lowest/bin/python .venv-lowest/requirements.txt
+	$(UV) pip install --quiet --python .venv-lowest/bin/python --no-deps --editable .
+	touch $@
+
 sync: .venv/.synced
 
 .venv/.synced: pyproject.toml uv.lock | $(UV)
@@ -82,4 +106,4 @@ sync: .venv/.synced
 	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
 clean:
-	rm -rf .venv .tools .mypy_cache .pytest_cache .ruff_cache
+	rm -rf .venv .venv-lowest .tools .mypy_cache .pytest_cache .ruff_cache
