@@ -4,6 +4,7 @@
 
 PYTHON ?= python3
 UV_VERSION := 0.13.9
+TWINE_VERSION := 7.0.0
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
 
@@ -27,13 +28,13 @@ LOWEST_TESTS := tests/unit \
 	tests/prefect/test_archive_storage.py \
 	tests/prefect/test_cli_demo.py
 
-.PHONY: demo test browser lint format typecheck pytest lowest sync clean
+.PHONY: demo test browser lint format typecheck pytest lowest dist sync clean
 
 demo: .venv/.synced
 	$(RUN) omniflash demo
 
 # `browser` comes first: a machine that cannot run the UI tests stops before anything runs.
-test: browser lint typecheck pytest lowest
+test: browser lint typecheck dist pytest lowest
 
 lint: .venv/.synced
 	$(RUN) ruff check .
@@ -95,6 +96,12 @@ lowest: .venv-lowest/.synced
 	$(UV) pip install --quiet --python .venv-lowest/bin/python --no-deps --editable .
 	touch $@
 
+# The sdist and the wheel a release would upload, into dist/, checked as PyPI would check them.
+dist: | $(UV)
+	rm -rf dist
+	$(UV) build --quiet
+	$(UV) tool run --quiet --from "twine==$(TWINE_VERSION)" twine check --strict dist/*
+
 sync: .venv/.synced
 
 .venv/.synced: pyproject.toml uv.lock | $(UV)
@@ -106,4 +113,4 @@ sync: .venv/.synced
 	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
 clean:
-	rm -rf .venv .venv-lowest .tools .mypy_cache .pytest_cache .ruff_cache
+	rm -rf .venv .venv-lowest .tools dist .mypy_cache .pytest_cache .ruff_cache
