@@ -21,6 +21,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "slow: end-to-end on a real Prefect server, work pool, deployment and worker (~1 min)",
     )
+    config.addinivalue_line(
+        "markers",
+        "browser: looks at the Prefect UI in Chromium (`make test BROWSER_TESTS=no` leaves it out)",
+    )
 
 
 @pytest.fixture(scope="module")

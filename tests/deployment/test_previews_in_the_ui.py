@@ -31,7 +31,7 @@ from omniflash_prefect.video.observability import artifact_key
 from tests.support.browser import browser_page
 from tests.support.processes import BIN, REPO, PrefectServer, api, fast_worker_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 COMMAND = [
     str(BIN / "omniflash"),

@@ -40,7 +40,7 @@ from omniflash_prefect.video.spend_limits import OmniFlashSpendLimit, variable_n
 from tests.support.browser import UI_TIMEOUT_MS, browser_page
 from tests.support.processes import BIN, REPO, PrefectServer, fast_worker_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 LIMIT = 2.0
 #: What the emulator charges for one 10 s 720p video.

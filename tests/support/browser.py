@@ -2,9 +2,10 @@
 
 The tests drive the distribution's Chromium (Debian's ``chromium`` package,
 ``/usr/bin/chromium``), or the one named by ``OMNIFLASH_CHROMIUM``, never a browser build that
-Playwright downloads (the test machines reach package registries only). A missing browser
-fails the test and says how to install one: a test that skipped would hide that the UI was
-never looked at.
+Playwright downloads (the test machines reach package registries only). ``make test`` installs
+it first when it can (see the Makefile's ``browser`` target); a browser still missing fails the
+test and says how to get one, or to leave these tests (marked ``browser``) out on purpose: a
+test that skipped would hide that the UI was never looked at.
 
 The page reaches nothing but loopback: the UI's own calls to the outside (its analytics) are
 aborted before they leave, and Chromium's background services are off.
@@ -53,7 +54,8 @@ def chromium_path() -> Path:
     )
     pytest.fail(
         f"This test looks at the Prefect UI in Chromium, but {where}. Install it with "
-        f"`apt-get install chromium` (Debian), or set {CHROMIUM_ENV}=/path/to/chromium.",
+        f"`apt-get install chromium` (Debian), or set {CHROMIUM_ENV}=/path/to/chromium; or "
+        "leave the UI tests out with `make test BROWSER_TESTS=no` (`pytest -m 'not browser'`).",
         pytrace=False,
     )
 
