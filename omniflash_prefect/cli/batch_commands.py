@@ -35,9 +35,9 @@ from omniflash_prefect.cli.exit_codes import (
 )
 from omniflash_prefect.cli.flow_runs import (
     archive_environment,
-    patient_temporary_server,
     process_environment,
     run_flow_watched,
+    server_for_command,
 )
 from omniflash_prefect.cli.progress import read_batch_progress
 from omniflash_prefect.cli.usage import (
@@ -172,9 +172,10 @@ async def run_batch(
     watch_interval: float = 1.0,
 ) -> BatchOutcome:
     """``omniflash batch``: check, then run the batch in this process; never raises."""
-    with patient_temporary_server():
+    with contextlib.ExitStack() as server:
         try:
             check_batch_options(options)
+            server.enter_context(server_for_command())
         except Exception as exc:
             return BatchOutcome(error=exc)
 

@@ -15,8 +15,8 @@ from typing import Any, Final
 
 from omniflash_prefect.cli.flow_runs import (
     archive_environment,
-    patient_temporary_server,
     process_environment,
+    server_for_command,
 )
 from omniflash_prefect.cli.progress import ProgressCallback
 from omniflash_prefect.cli.usage import NO_CREDENTIALS_MESSAGE, CommandUsageError
@@ -69,11 +69,11 @@ async def run_demo(
         use_emulator = settings.api_key is None
     parameters: dict[str, Any] = {"prompt": DEMO_PROMPT, "duration": 4, "resolution": "720p"}
     archive = archive_environment(archive_dir)
-    with patient_temporary_server():
-        try:
+    try:
+        if not use_emulator and settings.api_key is None:
+            raise CommandUsageError(NO_CREDENTIALS_MESSAGE)
+        with server_for_command():
             if not use_emulator:
-                if settings.api_key is None:
-                    raise CommandUsageError(NO_CREDENTIALS_MESSAGE)
                 with process_environment(archive):
                     outcome = await run_generation(
                         parameters, on_progress=on_progress, watch_interval=watch_interval
@@ -93,6 +93,6 @@ async def run_demo(
                     watch_interval=watch_interval,
                 )
                 return DemoResult(outcome, emulator.base_url, used_emulator=True)
-        except Exception as exc:
-            failed = GenerationOutcome(DEMO_PROMPT, error=exc)
-            return DemoResult(failed, settings.base_url, used_emulator=use_emulator)
+    except Exception as exc:
+        failed = GenerationOutcome(DEMO_PROMPT, error=exc)
+        return DemoResult(failed, settings.base_url, used_emulator=use_emulator)
