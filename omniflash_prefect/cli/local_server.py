@@ -142,9 +142,9 @@ def stop_local_server(home: Path | None = None) -> int | None:
         pid = next((p for p in candidates if p is not None and _is_server_process(p)), None)
         if pid is not None:
             _terminate(pid)
-        for stale in candidates:
-            if stale is not None:
-                _forget(home, stale)
+        for named in candidates:
+            if named is not None and not _is_server_process(named):
+                _forget(home, named)
         return pid
 
 
@@ -309,16 +309,18 @@ def _is_server_process(pid: int) -> bool:
 
 
 def _terminate(pid: int) -> None:
-    """SIGTERM (as ``prefect server stop`` sends), SIGKILL if it outlives ``STOP_SECONDS``."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_SECONDS
-    while _is_server_process(pid):
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    """SIGTERM (as ``prefect server stop`` sends), SIGKILL if it outlives ``STOP_SECONDS``;
+    returns once it has ended, so its port and database are free."""
+    for signal_number, grace in ((signal.SIGTERM, STOP_SECONDS), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal_number)
+        deadline = time.monotonic() + grace
+        while _is_server_process(pid):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        else:
             return
-        time.sleep(0.1)
 
 
 def _read_pid(path: Path) -> int | None:
