@@ -32,7 +32,7 @@ from omniflash_prefect.cli.exit_codes import (
     EXIT_OK,
     classify,
 )
-from omniflash_prefect.cli.flow_runs import patient_temporary_server, run_flow_watched
+from omniflash_prefect.cli.flow_runs import run_flow_watched, server_for_command
 from omniflash_prefect.cli.progress import read_batch_progress
 from omniflash_prefect.cli.usage import (
     CommandUsageError,
@@ -170,9 +170,10 @@ async def run_batch(
     watch_interval: float = 1.0,
 ) -> BatchOutcome:
     """``omniflash batch``: check, then run the batch in this process; never raises."""
-    with patient_temporary_server():
+    with contextlib.ExitStack() as server:
         try:
             check_batch_options(options)
+            server.enter_context(server_for_command())
         except Exception as exc:
             return BatchOutcome(error=exc)
 

@@ -14,6 +14,7 @@ raises for a failed run (the outcome carries the error, its status and its exit 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from omniflash_prefect.cli.exit_codes import EXIT_FAILED, EXIT_OK, classify
-from omniflash_prefect.cli.flow_runs import patient_temporary_server, run_flow_watched
+from omniflash_prefect.cli.flow_runs import run_flow_watched, server_for_command
 from omniflash_prefect.cli.progress import ProgressCallback
 from omniflash_prefect.cli.usage import (
     CommandUsageError,
@@ -118,9 +119,10 @@ async def generate(
     watch_interval: float = 0.5,
 ) -> GenerationOutcome:
     """``omniflash generate``: check, upload local images, run the flow; never raises."""
-    with patient_temporary_server():
+    with contextlib.ExitStack() as server:
         try:
             check_generate_options(options)
+            server.enter_context(server_for_command())
             uploaded = await upload_images(options)
             request = options.request([*options.image_urls, *uploaded])
         except Exception as exc:
@@ -166,11 +168,12 @@ async def fetch(
 ) -> GenerationOutcome:
     """``omniflash fetch``: poll and archive a task already paid for; never submits, never
     raises."""
-    with patient_temporary_server():
+    with contextlib.ExitStack() as server:
         try:
             validate_task_id(options.task_id)
             check_one_archive_target(options.archive_dir, options.storage_block)
             check_credentials_configured(options.credentials_block)
+            server.enter_context(server_for_command())
             if options.storage_block:
                 await check_storage_block(options.storage_block)
         except Exception as exc:
@@ -191,7 +194,7 @@ async def release(
 ) -> Released:
     """``omniflash release``: resolve a submission key by hand (see
     :func:`omniflash_prefect.video.submissions.release_submission`)."""
-    with patient_temporary_server():
+    with server_for_command():
         storage = await load_storage(result_storage_block) if result_storage_block else None
         return await release_submission(submission_key, storage, task_id=task_id)
 
@@ -215,7 +218,7 @@ class SweepOutcome:
 
 async def sweep(parameters: dict[str, Any]) -> SweepOutcome:
     """``omniflash sweep``: the ``sweep_paid_videos`` flow in this process; never raises."""
-    with patient_temporary_server():
+    with server_for_command():
         try:
             state, flow_run_id = await run_flow_watched(asweep_paid_videos, parameters)
             report: object = await state.aresult(raise_on_failure=False)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from omniflash_prefect.cli.flow_runs import patient_temporary_server, process_environment
+from omniflash_prefect.cli.flow_runs import process_environment, server_for_command
 from omniflash_prefect.cli.progress import ProgressCallback
 from omniflash_prefect.cli.usage import NO_CREDENTIALS_MESSAGE, CommandUsageError
 from omniflash_prefect.cli.video_runs import GenerationOutcome, run_generation
@@ -69,11 +69,11 @@ async def run_demo(
         "resolution": "720p",
         "archive_dir": str(archive_dir) if archive_dir else None,
     }
-    with patient_temporary_server():
-        try:
+    try:
+        if not use_emulator and settings.api_key is None:
+            raise CommandUsageError(NO_CREDENTIALS_MESSAGE)
+        with server_for_command():
             if not use_emulator:
-                if settings.api_key is None:
-                    raise CommandUsageError(NO_CREDENTIALS_MESSAGE)
                 outcome = await run_generation(
                     parameters, on_progress=on_progress, watch_interval=watch_interval
                 )
@@ -92,6 +92,6 @@ async def run_demo(
                     watch_interval=watch_interval,
                 )
                 return DemoResult(outcome, emulator.base_url, used_emulator=True)
-        except Exception as exc:
-            failed = GenerationOutcome(DEMO_PROMPT, error=exc)
-            return DemoResult(failed, settings.base_url, used_emulator=use_emulator)
+    except Exception as exc:
+        failed = GenerationOutcome(DEMO_PROMPT, error=exc)
+        return DemoResult(failed, settings.base_url, used_emulator=use_emulator)

@@ -3,8 +3,10 @@
 A command runs its flow here rather than through a deployment so it works on a laptop with
 nothing else set up; it still creates the flow run through the Prefect API first, so the run is
 visible in the UI and its progress artifacts can be read back while it runs. Without a
-configured server Prefect starts a temporary local one, given more time to start than Prefect's
-own default.
+configured server the runs go to a local server kept running between commands
+(:mod:`omniflash_prefect.cli.local_server`), or, when asked (``OMNIFLASH_PREFECT_SERVER=temporary``)
+or when that one cannot start, to the temporary server Prefect starts in each command, given more
+time to start than Prefect's own default.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 from uuid import UUID
@@ -31,7 +34,14 @@ from prefect.settings import (
 from prefect.states import Cancelled, Pending
 from prefect.utilities.urls import url_for
 
-from omniflash_prefect.errors import OmniFlashError, RunCancelledError
+from omniflash_prefect.cli.local_server import (
+    CHOICE_VARIABLE,
+    LocalServerError,
+    ensure_local_server,
+    running_local_server,
+    server_choice,
+)
+from omniflash_prefect.errors import OmniFlashError, RunCancelledError, UsageError
 from omniflash_prefect.video.claims import current_record_storage
 from omniflash_prefect.video.dispatch import local_heartbeats
 from omniflash_prefect.video.salvage import hand_over_message, paid_and_unarchived
@@ -80,11 +90,53 @@ def patient_temporary_server() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def server_for_command() -> Iterator[None]:
+    """The Prefect server of a command's runs, for the block: the configured one
+    (``PREFECT_API_URL``), unchanged; else the local background server, started (and announced)
+    by the first command that needs it, so later commands skip the 10-20 s a temporary server
+    costs; else Prefect's temporary server, when ``OMNIFLASH_PREFECT_SERVER=temporary`` asks for
+    it or the background one cannot start (said on stderr: the command still runs).
+
+    Enter it after the checks that need no server, so a usage error starts nothing.
+    """
+    if PREFECT_API_URL.value():
+        yield
+        return
+    server = None
+    if server_choice() == "background":
+        try:
+            server = ensure_local_server()
+        except (LocalServerError, OSError) as exc:
+            print(
+                f"Could not use a local Prefect server ({exc}); this command starts a temporary "
+                f"one (set {CHOICE_VARIABLE}=temporary to skip trying).",
+                file=sys.stderr,
+                flush=True,
+            )
+    if server is None:
+        with patient_temporary_server():
+            yield
+        return
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        yield
+
+
 def flow_run_ui_url(flow_run_id: UUID) -> str | None:
-    """The run's page in the Prefect UI; None when runs go to a temporary local server."""
-    if not PREFECT_API_URL.value():
+    """The run's page in the Prefect UI: on the configured server, or on the local background
+    server (it outlives the command); None when the run went to a temporary server, now gone."""
+    if PREFECT_API_URL.value():
+        return url_for("flow-run", obj_id=flow_run_id)
+    try:
+        if server_choice() == "temporary":
+            return None
+    except UsageError:  # the command said so already
         return None
-    return url_for("flow-run", obj_id=flow_run_id)
+    server = running_local_server()
+    if server is None:
+        return None
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        return url_for("flow-run", obj_id=flow_run_id)
 
 
 async def run_flow_watched(

@@ -1,12 +1,13 @@
 """The ``omniflash`` command: ``generate``, ``fetch``, ``batch``, ``release``, ``sweep``, ``demo``,
-``emulator``, ``automations install``, ``spend-limit set|show|delete`` and ``spend``.
+``emulator``, ``automations install``, ``spend-limit set|show|delete``, ``spend`` and
+``server status|stop``.
 
 Thin on purpose: it declares the options, calls the modules that do the work and ends with what
 :mod:`omniflash_prefect.cli.rendering` prints. Behind it: :mod:`~omniflash_prefect.cli.commands`
 (generate, fetch, release), :mod:`~omniflash_prefect.cli.batch_commands`,
-:mod:`~omniflash_prefect.cli.spend_commands`, :mod:`~omniflash_prefect.cli.demo` and
-:mod:`~omniflash_prefect.cli.emulator_command`; statuses
-and exit codes come from :mod:`~omniflash_prefect.cli.exit_codes`.
+:mod:`~omniflash_prefect.cli.spend_commands`, :mod:`~omniflash_prefect.cli.demo`,
+:mod:`~omniflash_prefect.cli.emulator_command` and :mod:`~omniflash_prefect.cli.server_commands`;
+statuses and exit codes come from :mod:`~omniflash_prefect.cli.exit_codes`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from omniflash_prefect.cli.demo import run_demo
 from omniflash_prefect.cli.emulator_command import run_emulator
 from omniflash_prefect.cli.exit_codes import EXIT_INVALID, classify
 from omniflash_prefect.cli.progress import RunProgress
+from omniflash_prefect.cli.server_commands import server_app
 from omniflash_prefect.cli.spend_commands import run_dry_run, spend, spend_limit_app
 from omniflash_prefect.errors import UsageError
 from omniflash_prefect.video.automations import (
@@ -406,6 +408,7 @@ def demo(
 app.command(name="emulator")(run_emulator)
 app.add_typer(spend_limit_app, name="spend-limit")
 app.command(name="spend")(spend)
+app.add_typer(server_app, name="server")
 
 
 automations = typer.Typer(

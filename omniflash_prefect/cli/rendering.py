@@ -31,12 +31,13 @@ from omniflash_prefect.video.observability import describe_facts
 console = Console()
 errors = Console(stderr=True)
 
+#: Printed instead of the run's UI link when the run went to a temporary server
+#: (``OMNIFLASH_PREFECT_SERVER=temporary``, or the local server could not start).
 TEMPORARY_SERVER_NOTE = (
     "This run used a temporary local Prefect server that stopped with this command (the run "
     "stays recorded in the local database).\n"
-    "To keep runs visible in the Prefect UI, start a server in another terminal and point "
-    "Prefect at it:\n"
-    "  prefect server start\n"
+    "To see runs in the Prefect UI, leave OMNIFLASH_PREFECT_SERVER unset (a local server then "
+    "keeps running between commands), or point Prefect at a server of yours:\n"
     "  prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api"
 )
 

@@ -32,7 +32,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def prefect_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A clean environment whose Prefect state lives under ``tmp_path``, never in ~/.prefect,
-    with no server configured (so Prefect starts a temporary local one) and no telemetry."""
+    with no server configured and no telemetry."""
     return clean_env(
         PREFECT_HOME=str(tmp_path / "prefect-home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -42,12 +42,13 @@ def prefect_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     )
 
 
-def test_demo_runs_the_flow_without_an_api_key_or_a_prefect_server(tmp_path: Path) -> None:
-    """On a fresh machine (no key, no Prefect server) the demo runs generate_video on the emulator
-    and a temporary Prefect server, archives the video and prints its true SHA-256."""
-    result = omniflash(
-        "demo", "--job-seconds", "0.3", cwd=tmp_path, env=prefect_env(tmp_path), timeout=300
-    )
+def test_demo_runs_the_flow_on_a_temporary_server_when_asked(tmp_path: Path) -> None:
+    """With no key and no Prefect server, and OMNIFLASH_PREFECT_SERVER=temporary, the demo runs
+    generate_video on the emulator and on Prefect's temporary server (no server is left
+    running), archives the video and prints its true SHA-256. Without the variable the commands
+    keep a local server running instead: see test_local_server.py."""
+    env = prefect_env(tmp_path, OMNIFLASH_PREFECT_SERVER="temporary")
+    result = omniflash("demo", "--job-seconds", "0.3", cwd=tmp_path, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "built-in emulator" in result.stdout
     path = Path(re.search(r"video:\s+(\S+)", result.stdout).group(1))  # type: ignore[union-attr]
@@ -57,14 +58,19 @@ def test_demo_runs_the_flow_without_an_api_key_or_a_prefect_server(tmp_path: Pat
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", path.parent.name)
     assert re.search(r"flow run:\s+[0-9a-f-]{36}", result.stdout)
     assert "temporary local Prefect server" in result.stdout
-    assert "prefect server start" in result.stdout
+    assert "OMNIFLASH_PREFECT_SERVER" in result.stdout
     assert "PREFECT_API_URL=http://127.0.0.1:4200/api" in result.stdout
-    assert (tmp_path / "prefect-home" / "prefect.db").is_file()
+    assert "Prefect UI:" not in result.stdout
+    assert "local Prefect server at" not in result.stderr
+    home = tmp_path / "prefect-home"
+    assert (home / "prefect.db").is_file()
+    assert not (home / "server.pid").exists()
+    assert not (home / "omniflash-server.json").exists()
 
 
 def test_generate_without_credentials_fails_fast_with_one_json_object(tmp_path: Path) -> None:
-    """With no key and no block, generate --json exits 2 before starting any Prefect server,
-    and stdout is exactly one JSON object."""
+    """With no key and no block, generate --json exits 2 before starting any Prefect server
+    (temporary or local), and stdout is exactly one JSON object."""
     result = omniflash(
         "generate",
         "a paper boat on a pond",
@@ -78,7 +84,11 @@ def test_generate_without_credentials_fails_fast_with_one_json_object(tmp_path: 
     assert report["status"] == "invalid"
     assert "OMNIFLASH_API_KEY" in report["error"]
     assert "temporary server" not in result.stderr
-    assert not (tmp_path / "prefect-home" / "prefect.db").exists()
+    assert "Prefect server" not in result.stderr
+    home = tmp_path / "prefect-home"
+    assert not (home / "prefect.db").exists()
+    assert not (home / "server.pid").exists()
+    assert not (home / "omniflash-server.lock").exists()
 
 
 @pytest.fixture

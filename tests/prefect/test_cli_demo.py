@@ -15,6 +15,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import (
     PREFECT_API_URL,
+    PREFECT_HOME,
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
     temporary_settings,
 )
@@ -26,8 +27,10 @@ from omniflash_prefect.cli.demo import DEMO_BLOCK_NAME
 from omniflash_prefect.cli.flow_runs import (
     TEMPORARY_SERVER_STARTUP_SECONDS,
     flow_run_ui_url,
-    patient_temporary_server,
+    server_for_command,
 )
+from omniflash_prefect.cli.local_server import CHOICE_VARIABLE
+from omniflash_prefect.errors import UsageError
 
 
 def run_demo(*args: str) -> Result:
@@ -87,12 +90,42 @@ def test_demo_live_without_a_key_exits_2() -> None:
     assert "OMNIFLASH_API_KEY" in result.stderr
 
 
-def test_without_a_server_the_temporary_one_gets_time_and_no_ui_link() -> None:
-    """With no PREFECT_API_URL there is no UI link to print, and Prefect's temporary server is
-    given longer than its default 20 s to start."""
-    assert flow_run_ui_url(uuid4()) is not None
-    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+def test_with_a_server_configured_a_command_uses_it_and_starts_none(tmp_path: Path) -> None:
+    """PREFECT_API_URL set: the command's runs go there, as they always did; nothing is looked
+    for or written in PREFECT_HOME."""
+    with temporary_settings({PREFECT_HOME: tmp_path}):
+        configured = PREFECT_API_URL.value()
+        assert configured
+        with server_for_command():
+            assert PREFECT_API_URL.value() == configured
+        assert flow_run_ui_url(uuid4()) is not None
+    assert not any(tmp_path.iterdir())
+
+
+def test_asked_for_a_temporary_server_a_command_starts_no_local_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OMNIFLASH_PREFECT_SERVER=temporary: Prefect's temporary server, given longer than its
+    default 20 s to start; no local server is looked for, and there is no UI link to print."""
+    monkeypatch.setenv(CHOICE_VARIABLE, "temporary")
+    with temporary_settings({PREFECT_HOME: tmp_path}, restore_defaults={PREFECT_API_URL}):
         assert flow_run_ui_url(uuid4()) is None
-        with patient_temporary_server():
+        with server_for_command():
+            assert PREFECT_API_URL.value() is None
             timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
             assert timeout >= TEMPORARY_SERVER_STARTUP_SECONDS
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_unknown_server_choice_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misspelt OMNIFLASH_PREFECT_SERVER stops the command (exit 2) before any server starts."""
+    monkeypatch.setenv(CHOICE_VARIABLE, "temporal")
+    with (
+        temporary_settings({PREFECT_HOME: tmp_path}, restore_defaults={PREFECT_API_URL}),
+        pytest.raises(UsageError, match="'background'"),
+        server_for_command(),
+    ):
+        pytest.fail("entered")
+    assert not any(tmp_path.iterdir())
