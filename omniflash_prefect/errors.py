@@ -12,6 +12,7 @@ The tree::
     │   │                               (checked before anything is created or sent)
     │   ├── BlockTypeError (TypeError)  a block name that loads a block of the wrong type
     │   └── CommandUsageError           contradicting ``omniflash`` options (in ``cli``)
+    ├── LocalServerError                the local Prefect server could not start (in ``cli``)
     ├── InvalidVideoRequestError        refused locally, nothing was sent (field, value, allowed)
     ├── InvalidTaskIdError              a task id that must not reach a URL path or a storage key
     ├── APIError                        the provider answered with an error (status, code, message)

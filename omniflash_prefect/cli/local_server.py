@@ -36,6 +36,7 @@ import httpx
 from prefect.settings import PREFECT_HOME, PREFECT_SERVER_API_PORT
 
 from omniflash_prefect.cli.usage import CommandUsageError
+from omniflash_prefect.errors import OmniFlashError
 
 #: Where ``prefect server start --background`` writes its server's PID (``prefect.cli.server``).
 PID_FILE: Final = "server.pid"
@@ -56,8 +57,11 @@ STOP_SECONDS: Final = 20.0
 ServerChoice = Literal["background", "temporary"]
 
 
-class LocalServerError(Exception):
-    """The local background server could not be found or started; the message says why."""
+class LocalServerError(OmniFlashError):
+    """The local background server could not be found or started; the message says why (the
+    command then runs on a temporary server: nothing was sent yet)."""
+
+    charged = False
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ MEANINGS: dict[str, tuple[bool, str]] = {
     "UsageError": (False, "invalid"),
     "BlockTypeError": (False, "invalid"),
     "CommandUsageError": (False, "invalid"),
+    "LocalServerError": (False, "error"),
     "InvalidVideoRequestError": (False, "invalid"),
     "InvalidTaskIdError": (False, "invalid"),
     "APIError": (True, "error"),
