@@ -232,6 +232,7 @@ async def asweep_paid_videos(
     with credentials_read_once():
         records = (await defaults.load()).records
         report = await salvage.sweep(records, defaults, flow_run_id=flow_run_id)
+    await salvage.note_on_their_runs(report)
     await acreate_markdown_artifact(
         markdown=salvage.sweep_markdown(report, lambda run: url_for("flow-run", obj_id=run)),
         key=artifact_key("sweep", flow_run_id or "all"),

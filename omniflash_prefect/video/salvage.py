@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
+from uuid import UUID
 
 from prefect import Flow, get_run_logger
 from prefect.client.orchestration import get_client
@@ -36,6 +37,7 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.exceptions import ObjectNotFound
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.logging.loggers import flow_run_logger
+from prefect.states import Cancelled
 from pydantic import BaseModel, ConfigDict, Field
 
 from omniflash_prefect.errors import NotFoundError, UsageError, VideoExpiredError
@@ -388,7 +390,14 @@ async def hand_over_paid_videos(flow: Flow[..., Any], flow_run: FlowRun, state: 
             return
         message = hand_over_message(paid, str(flow_run.id))
         logger.warning("Flow run %s: %s", flow_run.name, message)
-        ended = State(type=state.type, name=state.name, message=f"{state.message or ''} {message}")
+        said = f"{state.message or ''} {message}".strip()
+        # A runner calls the hook while the run is Cancelling, then proposes Cancelled: the run
+        # ends Cancelled here, with what it handed over (a final state is not proposed over).
+        ended = (
+            Cancelled(message=said)
+            if state.is_cancelling()
+            else State(type=state.type, name=state.name, message=said)
+        )
         async with get_client() as client:
             await client.set_flow_run_state(flow_run.id, ended, force=True)
     except Exception as exc:
@@ -458,3 +467,24 @@ def sweep_markdown(report: SweepReport, run_page: Callable[[str], str | None]) -
             "| " + " | ".join(cell.replace("|", "\\|") for cell in row(v)) + " |" for v in videos
         ]
     return "\n".join(lines) + "\n"
+
+
+async def note_on_their_runs(report: SweepReport) -> None:
+    """Say on each run whose videos a sweep archived (in its final state's message: a runner
+    that cancels a run sets that message after the run's own hooks) where they are now."""
+    archived: dict[str, list[SweptVideo]] = {}
+    for video in report.of("archived"):
+        if video.flow_run_id is not None:
+            archived.setdefault(video.flow_run_id, []).append(video)
+    async with get_client() as client:
+        for run_id, videos in archived.items():
+            try:
+                run = await client.read_flow_run(UUID(run_id))
+                if run.state is None or not run.state.is_final():
+                    continue
+                said = "; ".join(f"task {v.task_id} -> {v.location}" for v in videos)
+                message = f"{run.state.message or ''} Archived by a sweep: {said}.".strip()
+                ended = State(type=run.state.type, name=run.state.name, message=message)
+                await client.set_flow_run_state(run.id, ended, force=True)
+            except Exception as exc:  # a note is not worth failing a sweep for
+                get_run_logger().warning("Could not note the sweep on run %s: %s", run_id, exc)
