@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +22,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore
+from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH
+from typer.testing import CliRunner
 
 from omniflash_prefect import (
     BatchRunOptions,
@@ -30,6 +37,7 @@ from omniflash_prefect import (
 from omniflash_prefect.batches.manifest import manifest_from_records
 from omniflash_prefect.batches.records import row_idempotency_key
 from omniflash_prefect.batches.report import BatchReport
+from omniflash_prefect.cli import app
 from omniflash_prefect.emulator import EmulatorServer
 from omniflash_prefect.video.claims import current_record_storage, record_store
 from omniflash_prefect.video.salvage import IN_FLIGHT_GRACE_SECONDS, SweepReport
@@ -321,3 +329,87 @@ async def test_a_429_is_recorded_as_a_refusal_while_the_client_backs_off(
     assert (await read_submission(store, key)) is not None
     assert emulator.state.submission_count == 1
     assert task_id
+
+
+def test_a_killed_local_batch_is_swept_then_resumed_without_a_call_to_the_provider(
+    emulator: EmulatorServer, block: str, tmp_path: Path
+) -> None:
+    """``omniflash batch`` killed with SIGKILL while its videos generate: ``omniflash sweep``
+    for its run archives them; resuming the batch by its id then makes no submit, no status read
+    and no download, and reports every row archived."""
+    emulator.config.job_seconds = 5.0
+    batch_id = f"killed-{uuid.uuid4().hex[:8]}"
+    manifest = tmp_path / "rows.jsonl"
+    manifest.write_text(
+        "".join(
+            json.dumps({"id": f"k{i}", "prompt": f"A lantern {i}", "duration": 4}) + "\n"
+            for i in range(3)
+        )
+    )
+    env = {  # this test's server, and its result storage, where the records are
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PREFECT_LOCAL_STORAGE_PATH": str(PREFECT_LOCAL_STORAGE_PATH.value()),
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+    }
+    batch = [
+        *("batch", str(manifest), "--batch-id", batch_id, "--credentials-block", block),
+        *("--archive-dir", str(tmp_path / "videos"), "--json"),
+    ]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "omniflash_prefect", *batch],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert emulator.state.wait_until(lambda state: state.submission_count == 3, 120)
+        records = asyncio.run(_records_of(batch_id, [f"k{i}" for i in range(3)]))
+        assert all(record is not None and record.task_id for record in records)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    run_id = records[0].flow_run_id if records[0] is not None else None
+    assert run_id is not None
+    for task_id in emulator.state.snapshot()["tasks"]:
+        asyncio.run(completed(emulator, task_id))
+
+    swept = CliRunner().invoke(app, ["sweep", "--flow-run-id", run_id, "--json"])
+    assert swept.exit_code == 0, swept.output
+    assert [video["outcome"] for video in json.loads(swept.stdout)["videos"]] == ["archived"] * 3
+
+    before = emulator.state.snapshot()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "omniflash_prefect", *batch],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr.decode(errors="replace")[-2000:]
+    assert json.loads(resumed.stdout)["counts"]["archived"] == 3
+    after = emulator.state.snapshot()
+    assert (after["submission_attempts"], after["tasks"]) == (
+        before["submission_attempts"],
+        before["tasks"],
+    )
+
+
+async def _records_of(batch_id: str, rows: list[str]) -> list[SubmissionRecord | None]:
+    """The submission records of a batch's rows (``omniflash batch`` keeps them in Prefect's
+    result storage), read until every one holds a task id or the batch has had its chance."""
+    store = record_store(await current_record_storage())
+    requests = {
+        row.id: row
+        for row in manifest_from_records(
+            [{"id": row, "prompt": f"A lantern {row[1:]}", "duration": 4} for row in rows]
+        ).rows
+    }
+    keys = [
+        submission_key(requests[row].request, row_idempotency_key(batch_id, row)) for row in rows
+    ]
+    for _ in range(400):
+        found = [await read_submission(store, key) for key in keys]
+        if all(record is not None and record.task_id for record in found):
+            return found
+        await asyncio.sleep(0.05)  # another process writes them: polled, not awaited
+    return found
