@@ -4,7 +4,7 @@ Starts a Prefect server on loopback (temporary PREFECT_HOME, SQLite), then runs,
 subprocess and each against a fresh emulator in this process:
 
 1. ``plain_batch.py``: submit, poll and download N videos with asyncio + httpx;
-2. ``flow_batch.py``: ``generate_video_batch`` with the same N rows, as subflows.
+2. ``flow_batch.py``: ``generate_video_batch`` with the same N rows, as task runs.
 
 Both use the same poll bounds (OMNIFLASH_FIRST_POLL_DELAY_SECONDS / _POLL_MIN_ / _POLL_MAX_) and
 the same number of videos in flight (default: all of them). Prints one JSON object: wall time of
@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["plain", "flow", "both"], default="both")
     parser.add_argument(
         "--fan-out",
-        choices=["tasks", "subflows"],
+        choices=["tasks"],
         default="tasks",
         help="how the batch runs its videos (default: tasks, the batch's own default)",
     )

@@ -1,5 +1,5 @@
-"""The contender: ``generate_video_batch`` run against a Prefect server (rows as task runs, or
-with ``--fan-out subflows`` as subflows).
+"""The contender: ``generate_video_batch`` run against a Prefect server (rows as task runs of
+the batch run).
 
 Saves an ``OmniFlashCredentials`` block pointing at the emulator (not timed), then times one call
 of ``generate_video_batch(requests=[...], credentials_block=..., max_concurrency=...)``. Needs

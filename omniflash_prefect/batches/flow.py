@@ -13,13 +13,12 @@ Thin on top of :mod:`omniflash_prefect.batches.report` (the budget and report, p
   the result store, so re-running the batch with the same ``batch_id`` (after a crash, a kill -9,
   a deploy) never submits a row twice;
 * each row is a ``generate-video`` task run of the batch run (``fan_out="tasks"``, the
-  default), or a ``generate_video`` subflow (``fan_out="subflows"``);
-* ``fan_out="deployments"`` runs each row as a run of the ``generate-video`` deployment, so the
-  rows spread over every worker of its work pool;
-* a row whose run is lost (set ``Crashed`` when its worker died, or with no final state by the
-  row's deadline) runs again, at most ``MAX_LOST_RUNS`` times: its submission record makes the
-  new run resume the task already paid for, and an ``omniflash.video.rerun`` event names the
-  row, the lost run and the new one.
+  default), or, with ``fan_out="deployments"``, of a slice: a run of this flow's deployment, on
+  any worker of its pool, that makes ``rows_per_run`` rows at once under this batch's id;
+* a row whose slice is lost (set ``Crashed`` when its worker died, or with no final state by the
+  row's deadline) runs again in another, at most ``MAX_LOST_RUNS`` times: its submission record
+  makes the new run resume the task already paid for, and an ``omniflash.video.rerun`` event
+  names the row, the lost run and the new one.
 """
 
 from __future__ import annotations
@@ -55,12 +54,7 @@ from omniflash_prefect.batches.manifest import (
 from omniflash_prefect.batches.options import BatchRunOptions, FanOut
 from omniflash_prefect.batches.records import BatchRecords
 from omniflash_prefect.batches.report import BatchItem, BatchReport, report_markdown, report_table
-from omniflash_prefect.batches.runners import (
-    RowRunner,
-    deployment_runner,
-    run_as_subflow,
-    run_as_task,
-)
+from omniflash_prefect.batches.runners import RowRunner, SliceRunner, run_as_task
 from omniflash_prefect.batches.scheduler import BatchScheduler
 from omniflash_prefect.core.spending import Budget, SpendLimitView
 from omniflash_prefect.media.inspection import data_uri, thumbnail
@@ -210,14 +204,12 @@ async def agenerate_video_batch(
     return Failed(data=report, message=report.headline())
 
 
-def _runner_for(options: BatchRunOptions) -> RowRunner:
-    """How each row runs: a task run or a subflow here, or a run of the deployment on any
-    worker. Looked up here on each run, so tests can stand in for a runner."""
+def _runner_for(options: BatchRunOptions, batch_id: str) -> RowRunner:
+    """How each row runs: a task run here, or a task run of a slice on any worker. Looked up
+    here on each run, so tests can stand in for a runner."""
     if options.fan_out == FanOut.DEPLOYMENTS:
         deadline = options.row_deadline(OmniFlashSettings().poll_timeout_seconds)
-        return deployment_runner(options.deployment_name, deadline)
-    if options.fan_out == FanOut.SUBFLOWS:
-        return run_as_subflow
+        return SliceRunner(options.deployment_name, batch_id, options.rows_per_run, deadline)
     return run_as_task
 
 
@@ -241,7 +233,7 @@ async def _run_rows(
         scheduler = BatchScheduler(
             batch_id=batch_id,
             rows=rows.rows,
-            runner=_runner_for(options),
+            runner=_runner_for(options, batch_id),
             setup=setup,
             budget=budget,
             spend_limit=hold,
@@ -249,7 +241,6 @@ async def _run_rows(
             submissions=store,
             max_concurrency=options.max_concurrency,
             concurrency_limit=options.concurrency_limit,
-            task_runs=options.fan_out == FanOut.TASKS,
         )
         if options.check_balance:
             await preflight_balance(setup.credentials_block, options.budget, options.cost_estimate)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from omniflash_prefect.errors import UsageError
 
-DEFAULT_DEPLOYMENT: Final = "generate-video/generate-video"
+DEFAULT_DEPLOYMENT: Final = "generate-video-batch/generate-video-batch"
 #: What a deployment run of a row may take beyond the poll deadline: waiting for a worker,
 #: starting, and archiving the video.
 ROW_MARGIN_SECONDS: Final = 900.0
@@ -26,14 +26,12 @@ class FanOut(StrEnum):
     ``tasks`` (the default): each video is a ``generate-video`` task run of the batch run, in
     its process, with its submit, poll and archive inside it; task runs reach the server as
     events over one connection, which costs the server a fraction of a flow run.
-    ``subflows``: each video is a ``generate-video`` flow run in the batch's process, with its
-    submit, poll and archive as nested task runs.
-    ``deployments``: each video is a run of the ``generate-video`` deployment, which every
-    worker of its pool can pick up.
+    ``deployments``: the rows go out in slices of ``rows_per_run``, each a run of the batch's
+    deployment that any worker of its pool picks up and that makes its rows the same way, as
+    task runs, all in flight at once: a worker holds a slice of videos in one process.
     """
 
     TASKS = "tasks"
-    SUBFLOWS = "subflows"
     DEPLOYMENTS = "deployments"
 
 
@@ -75,18 +73,25 @@ class BatchRunOptions(BaseModel):
     )
     fan_out: FanOut = Field(
         default=FanOut.TASKS,
-        description="'tasks' (task runs of this run), 'subflows' (flow runs in this process) "
-        "or 'deployments' (runs of deployment_name, picked up by any worker of its pool).",
+        description="'tasks' (task runs of this run) or 'deployments' (slices of rows_per_run "
+        "rows, each a run of deployment_name that any worker of its pool picks up).",
+    )
+    rows_per_run: int = Field(
+        default=50,
+        ge=1,
+        description="With fan_out='deployments', the rows one deployment run makes at once "
+        "(one process, or one pod, holds that many videos in flight).",
     )
     deployment_name: str = Field(
         default=DEFAULT_DEPLOYMENT,
-        description="The generate_video deployment used by fan_out='deployments'.",
+        description="The generate_video_batch deployment that runs the slices of "
+        "fan_out='deployments'.",
     )
     row_timeout_seconds: float | None = Field(
         default=None,
         gt=0,
-        description="With fan_out='deployments', how long to wait for one video run before it "
-        "counts as lost and the row runs again (default: the poll deadline plus "
+        description="With fan_out='deployments', how long to wait for a slice's run before its "
+        "unfinished rows count as lost and run again (default: the poll deadline plus "
         f"{ROW_MARGIN_SECONDS:g} s to wait for a worker and archive).",
     )
 

@@ -53,7 +53,7 @@ class BatchItem(BaseModel):
     error: str | None = Field(default=None, description="Why the row did not get archived.")
     flow_run_id: str | None = Field(
         default=None,
-        description="The row's generate_video flow run (fan_out 'subflows' or 'deployments').",
+        description="The slice's flow run the row's task run ran in (fan_out 'deployments').",
     )
     task_run_id: str | None = Field(
         default=None, description="The row's generate-video task run (fan_out 'tasks')."

@@ -39,9 +39,6 @@ from omniflash_prefect.video.submissions import read_submission, submission_key,
 #: How often one row is tried, when 429s outlive the client's own retries or the Prefect API
 #: is overloaded (503) or unreachable.
 MAX_ROW_ATTEMPTS: Final = 8
-#: Rows starting at once (see ``BatchScheduler._start``), and about how long one start takes.
-_STARTING_AT_ONCE: Final = 16
-_START_SECONDS: Final = 1.0
 _PAUSE_CAP: Final = 60.0
 #: The least time between two updates of the batch's progress artifact (the end always shows).
 _PROGRESS_SECONDS: Final = 5.0
@@ -75,9 +72,8 @@ class LostRuns:
     runs again, at most ``MAX_LOST_RUNS`` times, and its next run is announced in the log and an
     ``omniflash.video.rerun`` event that names the row, the lost run and the new one."""
 
-    def __init__(self, batch_id: str, *, task_runs: bool, logger: RunLogger) -> None:
+    def __init__(self, batch_id: str, *, logger: RunLogger) -> None:
         self.batch_id = batch_id
-        self.kind = "task-run" if task_runs else "flow-run"
         self.logger = logger
         self.count: Counter[str] = Counter()
         self.waiting: dict[str, str] = {}  # row id -> its lost run, until the next one starts
@@ -106,11 +102,11 @@ class LostRuns:
             },
             related=[
                 {
-                    "prefect.resource.id": f"prefect.{self.kind}.{lost}",
+                    "prefect.resource.id": f"prefect.flow-run.{lost}",
                     "prefect.resource.role": "lost",
                 },
                 {
-                    "prefect.resource.id": f"prefect.{self.kind}.{run_id}",
+                    "prefect.resource.id": f"prefect.flow-run.{run_id}",
                     "prefect.resource.role": "rerun",
                 },
             ],
@@ -140,7 +136,6 @@ class BatchScheduler:
         submissions: ResultStore,
         max_concurrency: int,
         concurrency_limit: str | None,
-        task_runs: bool = False,
     ) -> None:
         self.batch_id = batch_id
         self.rows = rows
@@ -155,14 +150,7 @@ class BatchScheduler:
         self.records = records
         self.submissions = submissions
         self.slots = asyncio.Semaphore(max_concurrency)
-        # Flow runs are created by API calls, a burst a server on SQLite answers with 503s; a
-        # task run is an event, so rows that are task runs all start at once.
-        self.starting: asyncio.Semaphore | None = (
-            None if task_runs else asyncio.Semaphore(_STARTING_AT_ONCE)
-        )
         self.concurrency_limit = concurrency_limit
-        #: Whether the runner's run ids are task runs' (fan_out 'tasks') or flow runs'.
-        self.task_runs = task_runs
         self.stop_reason: str | None = None
         self.finished = 0
         self.progress_id: Any = None
@@ -170,7 +158,7 @@ class BatchScheduler:
         self.runs: Counter[str] = Counter()
         self.logger = get_run_logger()
         self.pauses = Pauses(self.logger)
-        self.lost_runs = LostRuns(batch_id, task_runs=task_runs, logger=self.logger)
+        self.lost_runs = LostRuns(batch_id, logger=self.logger)
 
     async def run(self) -> list[BatchItem]:
         self.progress_id = await acreate_progress_artifact(
@@ -227,14 +215,14 @@ class BatchScheduler:
         await self.pauses.wait()
         try:
             async with self._shared_slot():
-                result, run_id = await self._start(row, key)
+                ran = await self._start(row, key)
         except Exception as exc:  # the run could not start
-            result, run_id = exc, None
-        if isinstance(result, ArchivedVideo):
-            return await self._archived(row, result, run_id)
-        if isinstance(result, errors.VideoRunLostError):
-            return await self._lost(row, result, run_id)
-        return await self._failed(row, result, run_id, attempt, paid_before)
+            ran = RowRun(exc)
+        if isinstance(ran.outcome, ArchivedVideo):
+            return await self._archived(row, ran.outcome, ran)
+        if isinstance(ran.outcome, errors.VideoRunLostError):
+            return await self._lost(row, ran.outcome, ran)
+        return await self._failed(row, ran.outcome, ran, attempt, paid_before)
 
     async def _reserve(self, row: ManifestRow, *, paid: bool) -> BatchItem | None:
         """Reserve the row's estimated cost on every hold in turn (each waiting while rows in
@@ -267,36 +255,18 @@ class BatchScheduler:
         await settle_holds(holds, row.id, row.request, paid=paid, task_id=task_id, cost=cost)
 
     async def _start(self, row: ManifestRow, key: str) -> RowRun:
-        """Run the row, letting at most ``_STARTING_AT_ONCE`` rows that are flow runs start in the
-        same second or so.
-
-        Every row in flight at once is fine; every flow run *starting* at once is a burst of
-        writes that a Prefect server on SQLite answers with 503s. A start holds its gate until
-        the row ends or about a second has passed, which is roughly what a start takes.
-        """
-
         def started(run_id: str) -> None:
             self.runs[row.id] += 1
             self.lost_runs.started(row.id, run_id, self.runs[row.id])
 
-        if self.starting is None:
-            return await self.runner(row, self.setup, key, started)
-        async with self.starting:
-            running = asyncio.ensure_future(self.runner(row, self.setup, key, started))
-            try:
-                await asyncio.wait({running}, timeout=_START_SECONDS)
-            except asyncio.CancelledError:
-                running.cancel()
-                raise
-        return await running
+        return await self.runner(row, self.setup, key, started)
 
-    def _run_field(self, run_id: str | None) -> dict[str, str | None]:
-        """The item field naming the row's run."""
-        return {"task_run_id" if self.task_runs else "flow_run_id": run_id}
+    @staticmethod
+    def _run_fields(ran: RowRun) -> dict[str, str | None]:
+        """The item's fields naming the row's runs."""
+        return {"task_run_id": ran.task_run_id, "flow_run_id": ran.flow_run_id}
 
-    async def _archived(
-        self, row: ManifestRow, archived: ArchivedVideo, run_id: str | None
-    ) -> BatchItem:
+    async def _archived(self, row: ManifestRow, archived: ArchivedVideo, ran: RowRun) -> BatchItem:
         await self._settle(row, paid=True, task_id=archived.task_id, cost=archived.cost)
         item = _item(
             row,
@@ -307,17 +277,18 @@ class BatchScheduler:
             cost=archived.cost,
             media=archived.media,
             preview_keys=archived.preview_keys,
-            **self._run_field(run_id),
+            **self._run_fields(ran),
         )
         await self.records.save(row, item)
         return item
 
     async def _lost(
-        self, row: ManifestRow, error: errors.VideoRunLostError, run_id: str | None
+        self, row: ManifestRow, error: errors.VideoRunLostError, ran: RowRun
     ) -> BatchItem | None:
         """A lost run: the row runs again (None), or is reported after ``MAX_LOST_RUNS``."""
         await self._give_back(row)  # reserved again when it runs again
-        if self.lost_runs.lost(row.id, run_id, error, stopped=self.stop_reason is not None):
+        lost_run = ran.flow_run_id
+        if self.lost_runs.lost(row.id, lost_run, error, stopped=self.stop_reason is not None):
             return None
         recorded = await read_submission(
             self.submissions,
@@ -328,14 +299,14 @@ class BatchScheduler:
             "failed",
             error=f"VideoRunLostError: {error}",
             task_id=recorded.task_id if recorded is not None else None,
-            **self._run_field(run_id),
+            **self._run_fields(ran),
         )
 
     async def _failed(
         self,
         row: ManifestRow,
         error: BaseException,
-        run_id: str | None,
+        ran: RowRun,
         attempt: int,
         paid_before: bool,
     ) -> BatchItem | None:
@@ -364,7 +335,7 @@ class BatchScheduler:
             outcome.status,
             error=f"{_error_name(error)}: {error}",
             task_id=task_id,
-            **self._run_field(run_id),
+            **self._run_fields(ran),
         )
 
     @contextlib.asynccontextmanager

@@ -276,6 +276,9 @@ MaxConcurrencyOption = Annotated[
     int,
     typer.Option(help=_run_help("max_concurrency"), min=_run_minimum("max_concurrency")),
 ]
+RowsPerRunOption = Annotated[
+    int, typer.Option(help=_run_help("rows_per_run"), min=_run_minimum("rows_per_run"))
+]
 ConcurrencyLimitOption = Annotated[str | None, typer.Option(help=_run_help("concurrency_limit"))]
 BudgetOption = Annotated[float | None, typer.Option(help=_run_help("budget"))]
 CostEstimateOption = Annotated[float | None, typer.Option(help=_run_help("cost_estimate"))]
@@ -291,8 +294,8 @@ DryRunOption = Annotated[
 FanOutOption = Annotated[
     FanOut,
     typer.Option(
-        help="'tasks' (task runs of the batch run), 'subflows' (flow runs in this process) or "
-        "'deployments' (runs picked up by the pool's workers)."
+        help="'tasks' (task runs of the batch run) or 'deployments' (slices of --rows-per-run "
+        "videos, each a run of the batch's deployment picked up by the pool's workers)."
     ),
 ]
 
@@ -323,6 +326,7 @@ def batch(
     check_balance: CheckBalanceOption = _RUN_DEFAULTS.check_balance,
     spend_limit: SpendLimitOption = None,
     fan_out: FanOutOption = _RUN_DEFAULTS.fan_out,
+    rows_per_run: RowsPerRunOption = _RUN_DEFAULTS.rows_per_run,
     storage_block: StorageBlockOption = None,
     archive_dir: ArchiveDirOption = None,
     credentials_block: CredentialsBlockOption = None,
@@ -348,6 +352,7 @@ def batch(
         cost_estimate=cost_estimate,
         check_balance=check_balance,
         fan_out=fan_out,
+        rows_per_run=rows_per_run,
     )
     options = BatchOptions(
         manifest,

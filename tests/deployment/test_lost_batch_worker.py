@@ -25,7 +25,7 @@ def test_the_batch_runs_worker_killed_then_the_batch_run_again_pays_once(
     prefect_server: PrefectServer, deployed: Deployed, tmp_path: Path
 ) -> None:
     """The worker holding the batch run dies with it mid-batch: the automation crashes the batch
-    run and the videos it held; the batch run again with its id finishes every row, none paid
+    run and the slice it held; the batch run again with its id finishes every row, none paid
     twice, none downloaded twice (videos the other worker finished meanwhile are reused)."""
     config = EmulatorConfig(job_seconds=15, api_key=f"sk-lost-{uuid.uuid4().hex}")
     with EmulatorServer(config) as emulator, ExitStack() as stack:
@@ -34,9 +34,10 @@ def test_the_batch_runs_worker_killed_then_the_batch_run_again_pays_once(
         doomed = stack.enter_context(fleet.worker(doomed_name))
         first_run_id = fleet.start_batch()
         fleet.wait_running(first_run_id, doomed)
-        # The batch run and two videos fill the doomed worker, which dies once both are paid;
-        # the survivor then takes the other videos in flight, and the batch's second run.
-        held: list[FlowRun] = fleet.videos_in_flight_on(
+        # The batch run and a slice fill the doomed worker, which dies once the slice's videos
+        # are paid; the survivor then takes the other slice in flight, and the batch's second
+        # run.
+        held: list[FlowRun] = fleet.slices_in_flight_on(
             doomed_name, lambda emulator: emulator.state.submission_count >= 2, doomed
         )
         kill_with_its_runs(doomed)
@@ -44,7 +45,7 @@ def test_the_batch_runs_worker_killed_then_the_batch_run_again_pays_once(
         first_run = fleet.wait_final(first_run_id, survivor)
         assert first_run.state_type == StateType.CRASHED, first_run.state
         fleet.crashed_by_the_automation([first_run_id, *(run.id for run in held)])
-        assert {run.id for run in held} <= fleet.crashed_videos()
+        assert {run.id for run in held} <= fleet.crashed_slices()
 
         second_run_id = fleet.start_batch()
         second_run = fleet.wait_final(second_run_id, survivor)

@@ -1,12 +1,13 @@
-"""A worker killed mid-batch, for real: its runs are crashed by the automation, their rows run
-again on the other worker, and every video is archived once, paid once.
+"""A worker killed mid-batch, for real: its slice is crashed by the automation, the slice's
+rows run again in another slice on another worker, and every video is archived once, paid once.
 
-Two process workers of a real server (see :mod:`tests.support.fleet`): the batch run lands on the
-first; the second starts once it runs and takes most of the videos; it is then killed with
-SIGKILL together with the video runs it holds, either while their videos are being generated or
-while they are being downloaded. The batch's rows are runs of the ``generate-video``
-deployment, children of the batch run, and persist their results in a result-storage block that
-stands in for a bucket shared by every machine.
+Process workers of a real server (see :mod:`tests.support.fleet`): the batch run and one slice
+land on the first; the second starts once the batch runs and takes the other slice; it is then
+killed with SIGKILL together with the slice it holds, either while its videos are being
+generated or while they are being downloaded, and a third worker starts to take what is left.
+The batch's slices are runs of the ``generate-video-batch`` deployment, children of the batch
+run, whose rows are task runs, and persist their reports in a result-storage block that stands
+in for a bucket shared by every machine.
 """
 
 from __future__ import annotations
@@ -93,16 +94,17 @@ def test_a_worker_killed_mid_batch_loses_no_video_and_pays_once(
         fleet.wait_running(batch_run_id, keeper)
         victim_name = f"victim-{fleet.batch_id}"
         victim = stack.enter_context(fleet.worker(victim_name))
-        held: list[FlowRun] = fleet.videos_in_flight_on(victim_name, chosen.reached, keeper, victim)
+        held: list[FlowRun] = fleet.slices_in_flight_on(victim_name, chosen.reached, keeper, victim)
         kill_with_its_runs(victim)
         chosen.after_kill(emulator)
-        batch_run = fleet.wait_final(batch_run_id, keeper)
+        rescuer = stack.enter_context(fleet.worker(f"rescuer-{fleet.batch_id}"))
+        batch_run = fleet.wait_final(batch_run_id, keeper, rescuer)
         outputs = keeper.output(8000)
 
     assert batch_run.state_type == StateType.COMPLETED, outputs
     # The killed runs (those seen running, and any the worker had just taken) were crashed by
     # the automations, not left Running or Pending.
-    lost = fleet.crashed_videos()
+    lost = fleet.crashed_slices()
     assert {run.id for run in held} <= lost
     fleet.crashed_by_the_automation(sorted(lost))
     report = fleet.report()

@@ -24,7 +24,7 @@ from omniflash_prefect.batches.flow import generate_video_batch
 from omniflash_prefect.batches.manifest import InvalidManifestError, ManifestRow
 from omniflash_prefect.batches.options import BatchRunOptions
 from omniflash_prefect.batches.report import BatchReport, report_table
-from omniflash_prefect.batches.runners import RowRun, RunStarted, run_as_subflow, run_as_task
+from omniflash_prefect.batches.runners import RowRun, RowRunner, RunStarted, run_as_task
 from omniflash_prefect.batches.scheduler import MAX_LOST_RUNS
 from omniflash_prefect.core.requests import VideoRequest
 from omniflash_prefect.emulator import EmulatorServer
@@ -440,13 +440,18 @@ async def rerun_events(batch_id: str, count: int) -> list[ReceivedEvent]:
     return of_the_batch(events)
 
 
-def paid_then_lost(lost: dict[str, str], always: bool = False) -> Any:
+def as_slices(monkeypatch: pytest.MonkeyPatch, runner: RowRunner) -> None:
+    """``fan_out="deployments"`` hands the batch's rows to ``runner`` instead of slices."""
+    monkeypatch.setattr(batch_flow, "SliceRunner", lambda *_: runner)
+
+
+def paid_then_lost(lost: dict[str, str], always: bool = False) -> RowRunner:
     """A row runner whose run pays for its video (the real submit task, with the row's key),
-    then is lost as if its worker died; the next run of the row is a real subflow."""
+    then is lost as if its worker died; the next run of the row is a real task run."""
 
     async def run(row: ManifestRow, setup: VideoSetup, key: str, started: RunStarted) -> RowRun:
         if row.id in lost and not always:
-            return await run_as_subflow(row, setup, key, started)
+            return await run_as_task(row, setup, key, started)
         await asubmit_video(
             row.request,
             credentials_block=setup.credentials_block,
@@ -455,7 +460,7 @@ def paid_then_lost(lost: dict[str, str], always: bool = False) -> Any:
         lost_run = str(uuid.uuid4())
         started(lost_run)
         lost[row.id] = lost_run
-        return VideoRunLostError(f"run {lost_run} crashed: no heartbeat"), lost_run
+        return RowRun(VideoRunLostError(f"run {lost_run} crashed: no heartbeat"), None, lost_run)
 
     return run
 
@@ -467,11 +472,11 @@ async def test_a_lost_run_runs_its_row_again_which_resumes_the_paid_task(
     the task already paid for (one submission a row), the report counts two runs a row, and an
     ``omniflash.video.rerun`` event names the row, the lost run and the new one."""
     lost: dict[str, str] = {}
-    monkeypatch.setattr(batch_flow, "run_as_subflow", paid_then_lost(lost))
+    as_slices(monkeypatch, paid_then_lost(lost))
     batch_id = f"lost-{uuid.uuid4().hex[:8]}"
     state = await generate_video_batch(
         requests=rows(3),
-        options=BatchRunOptions(batch_id=batch_id, fan_out="subflows"),
+        options=BatchRunOptions(batch_id=batch_id, fan_out="deployments"),
         credentials_block=credentials_block,
         return_state=True,
     )
@@ -480,12 +485,12 @@ async def test_a_lost_run_runs_its_row_again_which_resumes_the_paid_task(
     assert [item.status for item in report.items] == ["archived"] * 3, report.items
     assert emulator.state.submission_count == 3
     assert [item.runs for item in report.items] == [2, 2, 2]
-    assert {item.flow_run_id for item in report.items}.isdisjoint(lost.values())
+    assert {item.task_run_id for item in report.items}.isdisjoint(lost.values())
     events = await rerun_events(batch_id, 3)
     assert sorted(
         (e.payload["row"], e.payload["lost_flow_run_id"], e.payload["new_flow_run_id"])
         for e in events
-    ) == sorted((item.id, lost[item.id], item.flow_run_id) for item in report.items)
+    ) == sorted((item.id, lost[item.id], item.task_run_id) for item in report.items)
     assert report_table(report)[0]["runs"] == 2
 
 
@@ -495,11 +500,11 @@ async def test_a_row_lost_again_and_again_is_reported_with_its_task_id(
     """A row whose runs are always lost is reported failed after MAX_LOST_RUNS runs, with the
     task id it paid for (to fetch later); the batch ends and never pays for it twice."""
     lost: dict[str, str] = {}
-    monkeypatch.setattr(batch_flow, "run_as_subflow", paid_then_lost(lost, always=True))
+    as_slices(monkeypatch, paid_then_lost(lost, always=True))
     state = await generate_video_batch(
         requests=rows(1),
         credentials_block=credentials_block,
-        options=BatchRunOptions(fan_out="subflows"),
+        options=BatchRunOptions(fan_out="deployments"),
         return_state=True,
     )
     report = await report_of(state)
@@ -525,7 +530,7 @@ async def test_a_row_lost_during_its_submission_is_reported_and_never_resent(
         row: ManifestRow, setup: VideoSetup, key: str, started: RunStarted
     ) -> RowRun:
         if row.id in lost:
-            return await run_as_subflow(row, setup, key, started)
+            return await run_as_task(row, setup, key, started)
         emulator.config.server_error_rate = 1.0
         with pytest.raises(SubmissionOutcomeUnknownError):
             await asubmit_video(
@@ -536,14 +541,14 @@ async def test_a_row_lost_during_its_submission_is_reported_and_never_resent(
         emulator.config.server_error_rate = 0.0
         lost[row.id] = str(uuid.uuid4())
         started(lost[row.id])
-        return VideoRunLostError("crashed: no heartbeat"), lost[row.id]
+        return RowRun(VideoRunLostError("crashed: no heartbeat"), None, lost[row.id])
 
-    monkeypatch.setattr(batch_flow, "run_as_subflow", unknown_then_lost)
+    as_slices(monkeypatch, unknown_then_lost)
     request = rows(1)
     state = await generate_video_batch(
         requests=request,
         credentials_block=credentials_block,
-        options=BatchRunOptions(fan_out="subflows"),
+        options=BatchRunOptions(fan_out="deployments"),
         return_state=True,
     )
     report = await report_of(state)

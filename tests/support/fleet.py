@@ -1,9 +1,10 @@
-"""A batch on two process workers of a real server, for the lost-worker tests.
+"""A batch on process workers of a real server, for the lost-worker tests.
 
-The module's ``prefect server start`` gets both deployments of ``prefect.yaml`` with heartbeats
+The module's ``prefect server start`` gets the deployments of ``prefect.yaml`` with heartbeats
 tuned down to Prefect's minimum (30 s, as the README says to tune them) and the automations
 installed by the command line (a 40 s silence, 60 s to start a taken run); a :class:`Fleet` is
-one batch of ``ROWS`` videos, fanned out over the workers it starts.
+one batch of ``ROWS`` videos, fanned out over the workers it starts in slices of
+``ROWS_PER_RUN``.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from prefect.filesystems import LocalFileSystem
 from prefect.serializers import JSONSerializer
 
 from omniflash_prefect import OmniFlashCredentials
+from omniflash_prefect.batches.report import BatchReport
 from omniflash_prefect.emulator import EmulatorServer
-from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.observability import artifact_key
 from tests.support.processes import (
     BIN,
@@ -55,8 +56,10 @@ BATCH_DEPLOYMENT = "generate-video-batch/generate-video-batch"
 VIDEO_DEPLOYMENT = "generate-video/generate-video"
 ROWS = 6
 MAX_CONCURRENCY = 4
-#: Slots of each worker: the batch run and two videos on the first, three videos on the second.
-WORKER_LIMIT = 3
+#: Rows of one slice: two slices in flight at once.
+ROWS_PER_RUN = 2
+#: Slots of each worker: the batch run and one slice on the first, the other on the second.
+WORKER_LIMIT = 2
 #: Prefect's shortest heartbeat interval, and a silence the automation may call a loss.
 HEARTBEAT_SECONDS = 30
 SILENCE_SECONDS = 40
@@ -74,6 +77,7 @@ class Deployed:
 
     project: Path
     video_deployment_id: UUID
+    batch_deployment_id: UUID
 
 
 def deploy_with_heartbeats(prefect_server: PrefectServer, root: Path) -> Deployed:
@@ -110,7 +114,7 @@ def deploy_with_heartbeats(prefect_server: PrefectServer, root: Path) -> Deploye
         batch = client.read_deployment_by_name(BATCH_DEPLOYMENT)
     for deployment in (video, batch):
         assert deployment.job_variables["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
-    return Deployed(project, video.id)
+    return Deployed(project, video.id, batch.id)
 
 
 def wait_for(what: str, condition: Callable[[], Any], timeout: float, *logs: Background) -> Any:
@@ -125,23 +129,28 @@ def wait_for(what: str, condition: Callable[[], Any], timeout: float, *logs: Bac
     return found
 
 
-def videos_held_by(server: PrefectServer, deployed: Deployed, worker: str) -> list[FlowRun]:
-    """The video runs ``worker`` holds, once it holds at least two and every one is Running (a
-    run killed before it runs sends no heartbeat: only the row's deadline would end it)."""
+def slices_of(server: PrefectServer, deployed: Deployed) -> list[FlowRun]:
+    """Every slice run of the batch deployment (tagged so; the batch run itself is not)."""
     with api(server) as client:
         runs = client.read_flow_runs(
             deployment_filter=DeploymentFilter(
-                id=DeploymentFilterId(any_=[deployed.video_deployment_id])
+                id=DeploymentFilterId(any_=[deployed.batch_deployment_id])
             )
         )
+    return [run for run in runs if "omniflash-batch-slice" in run.tags]
+
+
+def slices_held_by(server: PrefectServer, deployed: Deployed, worker: str) -> list[FlowRun]:
+    """The slice runs ``worker`` holds, once it holds one and every one is Running (a run killed
+    before it runs sends no heartbeat: only the rows' deadline would end it)."""
     held = [
         run
-        for run in runs
+        for run in slices_of(server, deployed)
         if run.labels.get("prefect.worker.name") == worker
         and run.state is not None
         and not run.state.is_final()
     ]
-    if len(held) < 2 or any(run.state_type != StateType.RUNNING for run in held):
+    if not held or any(run.state_type != StateType.RUNNING for run in held):
         return []
     return held
 
@@ -218,6 +227,7 @@ class Fleet:
             "fan_out": "deployments",
             "batch_id": self.batch_id,
             "max_concurrency": MAX_CONCURRENCY,
+            "rows_per_run": ROWS_PER_RUN,
         }
         output = run(
             [
@@ -253,14 +263,14 @@ class Fleet:
         final: FlowRun = wait_for(f"run {run_id} ending by itself", ended, BATCH_SECONDS, *logs)
         return final
 
-    def videos_in_flight_on(
+    def slices_in_flight_on(
         self, worker: str, reached: Callable[[EmulatorServer], bool], *logs: Background
     ) -> Any:
-        """Wait until the videos in flight reached their stage and ``worker`` runs two or more;
-        on a timeout, fail with ``logs`` (the workers' output)."""
+        """Wait until the videos in flight reached their stage and ``worker`` runs a slice of
+        them; on a timeout, fail with ``logs`` (the workers' output)."""
         return wait_for(
-            f"videos in flight on {worker}, at the stage it dies in",
-            lambda: reached(self.emulator) and videos_held_by(self.server, self.deployed, worker),
+            f"a slice in flight on {worker}, its videos at the stage it dies in",
+            lambda: reached(self.emulator) and slices_held_by(self.server, self.deployed, worker),
             SETUP_SECONDS,
             *logs,
         )
@@ -288,13 +298,13 @@ class Fleet:
     def assert_results_in_shared_storage(
         self, report: dict[str, dict[str, Any]], batch_run: FlowRun
     ) -> None:
-        """Each archived row's video run is a child of the batch run and persisted its result in
-        the shared result-storage block (not the worker's default storage), where the batch
-        read it back: the same video as the report's."""
+        """Each archived row's slice is a child of the batch run and persisted its report in the
+        shared result-storage block (not the worker's default storage), where the batch read it
+        back: the same video as the batch report's, made by the row's task run in that slice."""
         with api(self.server) as client:
             for row in report.values():
                 child = client.read_flow_run(UUID(row["flow_run"]))
-                assert child.deployment_id == self.deployed.video_deployment_id
+                assert child.deployment_id == self.deployed.batch_deployment_id
                 assert child.parent_task_run_id is not None
                 parent = client.read_task_run(child.parent_task_run_id).flow_run_id
                 assert parent == batch_run.id, child.name
@@ -305,10 +315,12 @@ class Fleet:
                 assert metadata.storage_block_id == self.results_block_id
                 stored = (self.shared_results / str(metadata.storage_key)).read_bytes()
                 persisted = JSONSerializer().loads(stored)
-                assert isinstance(persisted, ArchivedVideo), persisted
-                assert (persisted.task_id, persisted.location) == (
+                assert isinstance(persisted, BatchReport), persisted
+                (item,) = [item for item in persisted.items if item.id == row["id"]]
+                assert (item.task_id, item.location, item.task_run_id) == (
                     row["task_id"],
                     row["location_or_error"],
+                    row["task_run"],
                 )
 
     def crashed_by_the_automation(self, run_ids: list[UUID]) -> None:
@@ -327,17 +339,11 @@ class Fleet:
             assert lost.state_type == StateType.CRASHED, lost.state
             assert "(omniflash-crash-" in (lost.state.message or ""), lost.state
 
-    def crashed_videos(self) -> set[UUID]:
-        """The batch's video runs that ended Crashed."""
-        with api(self.server) as client:
-            runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(
-                    id=DeploymentFilterId(any_=[self.deployed.video_deployment_id])
-                )
-            )
+    def crashed_slices(self) -> set[UUID]:
+        """The batch's slice runs that ended Crashed."""
         return {
             run.id
-            for run in runs
-            if self.batch_id in str(run.parameters.get("idempotency_key"))
+            for run in slices_of(self.server, self.deployed)
+            if (run.parameters.get("options") or {}).get("batch_id") == self.batch_id
             and run.state_type == StateType.CRASHED
         }

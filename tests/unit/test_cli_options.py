@@ -25,7 +25,7 @@ def test_fan_out_takes_only_its_choices() -> None:
 
 def test_fan_out_choices_are_the_flow_parameter_values() -> None:
     """The enum's values are what deployments and ``--param fan_out=...`` pass as strings."""
-    assert [choice.value for choice in FanOut] == ["tasks", "subflows", "deployments"]
+    assert [choice.value for choice in FanOut] == ["tasks", "deployments"]
     assert BatchRunOptions().fan_out is FanOut.TASKS
     assert FanOut("deployments") is FanOut.DEPLOYMENTS
 
@@ -42,7 +42,7 @@ def test_batch_run_options_take_their_defaults_from_the_flow_options() -> None:
     """Every run option the command has defaults as the flow's options do (declared once)."""
     options = batch_options()
     shared = [name for name in BatchRunOptions.model_fields if name in options]
-    assert len(shared) == 8  # all but the deployment's name and a deployment row's timeout
+    assert len(shared) == 9  # all but the deployment's name and a slice's timeout
     for name in shared:
         assert options[name].default == BatchRunOptions.model_fields[name].default, name
 
