@@ -54,7 +54,7 @@ from omniflash_prefect.batches.manifest import (
 from omniflash_prefect.batches.options import BatchRunOptions, FanOut
 from omniflash_prefect.batches.records import BatchRecords
 from omniflash_prefect.batches.report import BatchItem, BatchReport, report_markdown, report_table
-from omniflash_prefect.batches.runners import RowRunner, SliceRunner, run_as_task
+from omniflash_prefect.batches.runners import SLICE_TAG, RowRunner, SliceRunner, run_as_task
 from omniflash_prefect.batches.scheduler import BatchScheduler
 from omniflash_prefect.core.spending import Budget, SpendLimitView
 from omniflash_prefect.media.inspection import data_uri, thumbnail
@@ -128,6 +128,11 @@ def _task_run_page(task_run_id: str) -> str | None:
     return url_for("task-run", obj_id=task_run_id)
 
 
+def _is_slice() -> bool:
+    """Whether this run makes a slice of another run's batch (see :class:`SliceRunner`)."""
+    return SLICE_TAG in flow_run.tags
+
+
 def _batch_run_name() -> str:
     parameters = flow_run.parameters
     options = parameters.get("options")
@@ -136,7 +141,7 @@ def _batch_run_name() -> str:
     )
     manifest = parameters.get("manifest")
     if batch_id:
-        return f"batch-{batch_id}"
+        return f"batch-{batch_id}-slice" if _is_slice() else f"batch-{batch_id}"
     if isinstance(manifest, str) and manifest:
         return f"batch-{Path(manifest).name}"
     return "batch"
@@ -306,10 +311,12 @@ async def _publish(
     storage: WritableFileSystem,
     spend_limit: str | None,
 ) -> None:
-    """The report as the run's table and summary artifacts, and its headline in the log."""
+    """The report as the run's table and summary artifacts, and its headline in the log. A
+    slice's artifacts stay on its own run, unkeyed: the batch's keys show the whole batch."""
+    keyed = not _is_slice()
     await acreate_table_artifact(
         table=report_table(report),
-        key=artifact_key("batch", report.batch_id),
+        key=artifact_key("batch", report.batch_id) if keyed else None,
         description=f"Videos of batch {report.batch_id}",
     )
     await acreate_markdown_artifact(
@@ -321,7 +328,7 @@ async def _publish(
             thumbnails=await gallery_thumbnails(report, storage, get_run_logger()),
             spend_limit=await _spend_limit_view(spend_limit),
         ),
-        key=artifact_key("batch-summary", report.batch_id),
+        key=artifact_key("batch-summary", report.batch_id) if keyed else None,
         description=f"Summary of batch {report.batch_id}",
     )
     get_run_logger().info("Batch %s: %s", report.batch_id, report.headline())

@@ -38,6 +38,8 @@ from omniflash_prefect.video.flows import agenerate_video_task
 from omniflash_prefect.video.setup import VideoSetup
 from omniflash_prefect.video.steps import archive_record_key, read_archived
 
+#: The tag of a slice's run: its table and summary are its own, not the batch's.
+SLICE_TAG: Final = "omniflash-batch-slice"
 #: How long a slice waits for more rows before it is sent with fewer than ``rows_per_run``.
 SLICE_LINGER_SECONDS: Final = 0.5
 
@@ -161,7 +163,7 @@ class SliceRunner:
             },
             timeout=0,  # created, not awaited: awaited below, with the rows' deadline
             as_subflow=True,
-            tags=["omniflash", "omniflash-batch-slice"],
+            tags=["omniflash", SLICE_TAG],
             job_variables=await self._job_variables(setup),
         )
         slice_id = str(created.id)
