@@ -57,6 +57,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 max_concurrency=args.concurrency,
                 fan_out=FanOut(args.fan_out),
                 batch_id=f"bench-{uuid.uuid4().hex[:8]}",
+                **({"rows_per_run": args.rows_per_run} if args.rows_per_run else {}),
             ),
             return_state=True,
         )
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, required=True)
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--fan-out", choices=[f.value for f in FanOut], default=FanOut.TASKS.value)
+    parser.add_argument("--rows-per-run", type=int, default=None, help="fan_out=deployments")
     parser.add_argument("--cprofile", default=None, help="write cProfile stats of the flow here")
     parser.add_argument(
         "--count-api-calls", action="store_true", help="count Prefect API calls by endpoint"
