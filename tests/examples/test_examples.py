@@ -32,6 +32,31 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quickstart_archives_the_video_it_paid_for(
+    emulator: EmulatorServer, block: str, fast_settings: Path
+) -> None:
+    """The README's and the home page's example: one submission, the video archived intact in
+    the default archive directory, and checked to be the 4 s 720p landscape video asked for."""
+    archived = example("quickstart").quickstart("A paper boat", credentials_block=block)
+
+    assert emulator.state.submission_count == 1
+    path = Path(archived.location)
+    assert path.is_relative_to(fast_settings / "omniflash")
+    assert path.name == f"{archived.task_id}.mp4"
+    assert sha256_of(path.read_bytes()) == emulator.state.video_sha256(archived.task_id)
+    assert archived.media is not None
+    assert archived.media.describe() == "ok"
+
+
+def test_the_readme_shows_the_quickstart_as_it_is() -> None:
+    """The README cannot include a file, so it carries a copy: the copy is the file."""
+    code = (REPO / "examples" / "quickstart.py").read_text(encoding="utf-8")
+    assert f"```python\n{code}```" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
 def test_csv_flow_makes_one_video_per_row(
     emulator: EmulatorServer, block: str, fast_settings: Path, tmp_path: Path
 ) -> None:
