@@ -49,9 +49,10 @@ typecheck: .venv/.synced
 
 # The documentation site (mkdocs.yml, docs/) into site/, warnings as errors: a broken link, a
 # missing snippet, a docstring mkdocstrings cannot read or an out-of-date command-line reference
-# fails it. Nothing is fetched (no web fonts).
+# fails it (not with --quiet, which hides the warnings strict mode counts). Nothing is fetched
+# (no web fonts).
 docs: .venv/.synced
-	NO_MKDOCS_2_WARNING=1 $(RUN) mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(RUN) mkdocs build --strict
 
 pytest: browser .venv/.synced
 	$(RUN) pytest $(PYTEST_ARGS)
