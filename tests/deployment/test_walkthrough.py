@@ -248,7 +248,7 @@ def test_readme_pipeline_example_composes_the_tasks_in_a_flow(
             "omniflash", overwrite=True
         )
     script = tmp_path / "storyboard.py"
-    pipelines = readme_section("## Pipelines, sync and async")
+    pipelines = readme_section("# Pipelines, sync and async", "docs/how-to/pipelines.md")
     script.write_text(pipelines.snippet("async def storyboard("), encoding="utf-8")
     archive = tmp_path / "videos"
 

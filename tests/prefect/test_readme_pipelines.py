@@ -28,7 +28,7 @@ def readme_block(emulator: EmulatorServer) -> str:
 
 def pipeline(marker: str) -> dict[str, Any]:
     """The names the README's snippet defines (its ``__main__`` part is not run)."""
-    code = readme_section("## Pipelines, sync and async").snippet(marker)
+    code = readme_section("# Pipelines, sync and async", "docs/how-to/pipelines.md").snippet(marker)
     namespace: dict[str, Any] = {"__name__": "readme_pipeline"}
     exec(compile(code, "README.md", "exec"), namespace)
     return namespace

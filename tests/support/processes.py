@@ -3,7 +3,8 @@ and the in-process view of that server (its client, a copy of the checkout to de
 plain process helpers they build on are :mod:`tests.support.children`, shared with the
 benchmarks.
 
-The commands are read out of the README's "Running on a Prefect server" section, so a command
+The commands are read out of the "Running on a Prefect server" section of
+docs/getting-started.md, so a command
 written there is a command these tests run. Every child gets a temporary PREFECT_HOME (profile,
 SQLite database, result storage) and nothing from the caller's PREFECT_* or OMNIFLASH_*
 environment.
@@ -57,6 +58,8 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[2]
 SECTION = "## Running on a Prefect server"
+#: The docs page that holds it.
+SECTION_PAGE = "docs/getting-started.md"
 #: The venv's console scripts (``prefect``), as an activated environment puts them on PATH.
 BIN = Path(sys.executable).parent
 #: What the README's commands say the server is at; the tests use a free port instead.
@@ -67,7 +70,7 @@ SERVER_START_SECONDS = 120.0
 
 def readme_walkthrough() -> Section:
     """The commands and snippets of the README section the walkthrough follows."""
-    return readme_section(SECTION)
+    return readme_section(SECTION, SECTION_PAGE)
 
 
 def argv_of(command: str) -> list[str]:
