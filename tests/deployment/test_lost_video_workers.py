@@ -25,6 +25,7 @@ from omniflash_prefect.emulator import EmulatorConfig, EmulatorServer
 from tests.support.fleet import (
     MAX_CONCURRENCY,
     ROWS,
+    ROWS_PER_RUN,
     Deployed,
     Fleet,
     rerun_events,
@@ -112,17 +113,15 @@ def test_a_worker_killed_mid_batch_loses_no_video_and_pays_once(
     assert batch_run.parameters["options"]["fan_out"] == "deployments"
     fleet.assert_results_in_shared_storage(report, batch_run)
 
-    # Each lost run's row ran again, and an event names the row, the lost run and the new one.
+    # Each row of a lost slice ran again in another slice, and an event names the row, the
+    # lost run and the new one.
     lost_ids = {str(run_id) for run_id in lost}
-    rerun_of = {
-        event.payload["lost_flow_run_id"]: event.payload
-        for event in rerun_events(prefect_server, fleet.batch_id, len(lost_ids))
-    }
-    assert set(rerun_of) == lost_ids
-    for payload in rerun_of.values():
-        row = report[payload["row"]]
-        assert row["runs"] >= 2, row
-    assert {payload["new_flow_run_id"] for payload in rerun_of.values()} >= {
-        row["flow_run"] for row in report.values() if row["runs"] >= 2
-    }
-    assert sum(row["runs"] for row in report.values()) == ROWS + len(lost_ids)
+    events = rerun_events(prefect_server, fleet.batch_id, ROWS_PER_RUN * len(lost_ids))
+    assert {event.payload["lost_flow_run_id"] for event in events} == lost_ids
+    rerun_rows = [event.payload["row"] for event in events]
+    assert len(set(rerun_rows)) == len(rerun_rows) == ROWS_PER_RUN * len(lost_ids)
+    for event in events:
+        row = report[event.payload["row"]]
+        assert row["runs"] == 2, row
+        assert event.payload["new_flow_run_id"] == row["flow_run"], row
+    assert sum(row["runs"] for row in report.values()) == ROWS + len(events)
