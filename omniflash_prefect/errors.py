@@ -14,6 +14,7 @@ The tree::
     │   └── CommandUsageError           contradicting ``omniflash`` options (in ``cli``)
     ├── LocalServerError                the local Prefect server could not start (in ``cli``)
     ├── InvalidVideoRequestError        refused locally, nothing was sent (field, value, allowed)
+    │   └── InvalidImageFileError       a local image that cannot be uploaded (path, reason)
     ├── InvalidTaskIdError              a task id that must not reach a URL path or a storage key
     ├── APIError                        the provider answered with an error (status, code, message)
     │   ├── InvalidRequestError         400: the API refused the request (API code kept)
@@ -138,6 +139,31 @@ class InvalidVideoRequestError(OmniFlashError):
             for p in problems
         ]
         super().__init__("invalid video request (nothing was sent): " + "; ".join(lines))
+
+
+class InvalidImageFileError(InvalidVideoRequestError):
+    """A local image the upload endpoint would refuse (missing, not a JPEG, PNG, WebP or GIF,
+    over 20 MB), found before anything was uploaded or submitted. ``path`` is the file, made
+    absolute; ``reason`` what is wrong with it. Also an :class:`InvalidVideoRequestError`: the
+    video it was meant for cannot be asked for either. An upload costs nothing."""
+
+    charged = False
+    exit_status = "invalid"
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            [
+                RequestProblem(
+                    "invalid_request_error",
+                    "image_file",
+                    path,
+                    f"{path} {reason}",
+                    allowed="JPEG, PNG, WebP or GIF up to 20 MB",
+                )
+            ]
+        )
 
 
 class InvalidTaskIdError(OmniFlashError):

@@ -48,6 +48,7 @@ MEANINGS: dict[str, tuple[bool, str]] = {
     "CommandUsageError": (False, "invalid"),
     "LocalServerError": (False, "error"),
     "InvalidVideoRequestError": (False, "invalid"),
+    "InvalidImageFileError": (False, "invalid"),
     "InvalidTaskIdError": (False, "invalid"),
     "APIError": (True, "error"),
     "InvalidRequestError": (False, "refused"),
