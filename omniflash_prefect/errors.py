@@ -11,6 +11,8 @@ The tree::
     ├── UsageError (ValueError)         a call or command made wrongly: a bad argument or option
     │   │                               (checked before anything is created or sent)
     │   ├── BlockTypeError (TypeError)  a block name that loads a block of the wrong type
+    │   ├── CredentialsBlockNotFoundError
+    │   │                               no credentials block of that name (lists those there are)
     │   └── CommandUsageError           contradicting ``omniflash`` options (in ``cli``)
     ├── LocalServerError                the local Prefect server could not start (in ``cli``)
     ├── InvalidVideoRequestError        refused locally, nothing was sent (field, value, allowed)
@@ -96,6 +98,35 @@ class UsageError(OmniFlashError, ValueError):
 class BlockTypeError(UsageError, TypeError):
     """A block name that loads a block of another type than the one needed (e.g. a storage
     block where credentials were expected)."""
+
+
+class CredentialsBlockNotFoundError(UsageError):
+    """No ``omniflash-credentials`` block has this name on the Prefect server; nothing was sent.
+
+    ``block_name`` is the name asked for; ``existing`` the names of the credentials blocks that
+    do exist, which the message lists (or, when there are none, says how to save one), so a typo
+    is fixed without opening the UI.
+    """
+
+    charged = False
+    exit_status = "invalid"
+
+    def __init__(self, block_name: str, existing: tuple[str, ...]) -> None:
+        self.block_name = block_name
+        self.existing = existing
+        if existing:
+            shown = ", ".join(repr(name) for name in existing[:20])
+            more = f" and {len(existing) - 20} more" if len(existing) > 20 else ""
+            hint = f"the omniflash-credentials blocks there are: {shown}{more}"
+        else:
+            hint = (
+                "there are none: save one with OmniFlashCredentials(api_key=...).save(NAME), or "
+                "in the Prefect UI under Blocks (Omni-Flash-Ext Credentials)"
+            )
+        super().__init__(
+            f"no omniflash-credentials block named {block_name!r} on this Prefect server; {hint}. "
+            "Nothing was sent."
+        )
 
 
 @dataclass(frozen=True)

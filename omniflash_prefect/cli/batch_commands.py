@@ -36,6 +36,7 @@ from omniflash_prefect.cli.flow_runs import run_flow_watched, server_for_command
 from omniflash_prefect.cli.progress import read_batch_progress
 from omniflash_prefect.cli.usage import (
     CommandUsageError,
+    check_credentials_block,
     check_credentials_configured,
     check_one_archive_target,
 )
@@ -174,6 +175,7 @@ async def run_batch(
         try:
             check_batch_options(options)
             server.enter_context(server_for_command())
+            await check_credentials_block(options.credentials_block)
         except Exception as exc:
             return BatchOutcome(error=exc)
 

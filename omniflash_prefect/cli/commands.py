@@ -26,6 +26,7 @@ from omniflash_prefect.cli.flow_runs import run_flow_watched, server_for_command
 from omniflash_prefect.cli.progress import ProgressCallback
 from omniflash_prefect.cli.usage import (
     CommandUsageError,
+    check_credentials_block,
     check_credentials_configured,
     check_one_archive_target,
     check_storage_block,
@@ -104,11 +105,8 @@ async def upload_images(options: GenerateOptions) -> tuple[str, ...]:
     """Check the named blocks exist, then upload the local images; returns their URLs."""
     if options.storage_block:
         await check_storage_block(options.storage_block)
-    try:
-        client = await load_client(options.credentials_block)
-    except (ValueError, TypeError) as exc:
-        raise CommandUsageError(f"--credentials-block: {exc}") from None
-    async with client:
+    # A missing credentials block raises CredentialsBlockNotFoundError, as it does in Python.
+    async with await load_client(options.credentials_block) as client:
         return tuple([await client.upload_image(path) for path in options.image_files])
 
 
@@ -174,6 +172,7 @@ async def fetch(
             check_one_archive_target(options.archive_dir, options.storage_block)
             check_credentials_configured(options.credentials_block)
             server.enter_context(server_for_command())
+            await check_credentials_block(options.credentials_block)
             if options.storage_block:
                 await check_storage_block(options.storage_block)
         except Exception as exc:

@@ -186,3 +186,17 @@ def test_archive_dir_is_refused_where_it_cannot_apply(
         assert code == 2, report
         assert "--archive-dir" in report["error"]
     assert emulator.state.submission_attempts == 0
+
+
+def test_a_missing_credentials_block_exits_2_before_any_run(
+    emulator: EmulatorServer, block: str, tmp_path: Path
+) -> None:
+    """A block name with no block is refused before the batch run is created, with the error
+    Python code gets, listing the credentials blocks there are."""
+    manifest = jsonl(tmp_path / "rows.jsonl", [{"id": "a", "prompt": "A calm lake"}])
+    code, report = batch_json(str(manifest), "--credentials-block", "no-such-block")
+    assert code == 2
+    assert report["error_type"] == "CredentialsBlockNotFoundError"
+    assert repr(block) in report["error"]
+    assert report["flow_run_id"] is None
+    assert emulator.state.submission_attempts == 0

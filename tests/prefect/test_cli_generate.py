@@ -147,10 +147,13 @@ def test_archive_dir_with_storage_block_exits_2(
 
 
 def test_unknown_credentials_block_exits_2(emulator: EmulatorServer) -> None:
-    """A credentials block that does not exist is a usage error: exit 2, no run created."""
+    """A credentials block that does not exist is a usage error: exit 2, no run created, with
+    the error Python code gets, naming the blocks there are."""
+    existing = save_block(emulator)
     code, report = run_json(PROMPT, "--credentials-block", f"missing-{uuid.uuid4().hex[:8]}")
     assert code == 2
-    assert report["error_type"] == "CommandUsageError"
+    assert report["error_type"] == "CredentialsBlockNotFoundError"
+    assert repr(existing) in report["error"]
     assert report["flow_run_id"] is None
     assert emulator.state.submission_attempts == 0
 

@@ -45,6 +45,7 @@ MEANINGS: dict[str, tuple[bool, str]] = {
     "OmniFlashError": (True, "error"),
     "UsageError": (False, "invalid"),
     "BlockTypeError": (False, "invalid"),
+    "CredentialsBlockNotFoundError": (False, "invalid"),
     "CommandUsageError": (False, "invalid"),
     "LocalServerError": (False, "error"),
     "InvalidVideoRequestError": (False, "invalid"),
