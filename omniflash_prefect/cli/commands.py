@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from omniflash_prefect.cli.exit_codes import EXIT_FAILED, EXIT_OK, classify
-from omniflash_prefect.cli.flow_runs import run_flow_watched, server_for_command
+from omniflash_prefect.cli.flow_runs import RunStarted, run_flow_watched, server_for_command
 from omniflash_prefect.cli.progress import ProgressCallback
 from omniflash_prefect.cli.usage import (
     CommandUsageError,
@@ -115,6 +115,7 @@ async def generate(
     *,
     on_progress: ProgressCallback | None = None,
     watch_interval: float = 0.5,
+    on_started: RunStarted | None = None,
 ) -> GenerationOutcome:
     """``omniflash generate``: check, upload local images, run the flow; never raises."""
     with contextlib.ExitStack() as server:
@@ -130,6 +131,7 @@ async def generate(
                 options.flow_parameters(request),
                 on_progress=on_progress,
                 watch_interval=watch_interval,
+                on_started=on_started,
             )
         except Exception as exc:
             return GenerationOutcome(options.prompt, error=exc)
