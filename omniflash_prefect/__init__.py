@@ -45,8 +45,10 @@ from omniflash_prefect.video.tasks import (
     apoll_video,
     archive_video,
     asubmit_video,
+    aupload_image,
     poll_video,
     submit_video,
+    upload_image,
 )
 
 __version__ = _package_version()
@@ -71,6 +73,7 @@ __all__ = [
     "archive_video",
     "asubmit_video",
     "asweep_paid_videos",
+    "aupload_image",
     "fetch_video",
     "generate_video",
     "generate_video_batch",
@@ -78,4 +81,5 @@ __all__ = [
     "poll_video",
     "submit_video",
     "sweep_paid_videos",
+    "upload_image",
 ]

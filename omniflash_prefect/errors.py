@@ -11,9 +11,12 @@ The tree::
     ├── UsageError (ValueError)         a call or command made wrongly: a bad argument or option
     │   │                               (checked before anything is created or sent)
     │   ├── BlockTypeError (TypeError)  a block name that loads a block of the wrong type
+    │   ├── CredentialsBlockNotFoundError
+    │   │                               no credentials block of that name (lists those there are)
     │   └── CommandUsageError           contradicting ``omniflash`` options (in ``cli``)
     ├── LocalServerError                the local Prefect server could not start (in ``cli``)
     ├── InvalidVideoRequestError        refused locally, nothing was sent (field, value, allowed)
+    │   └── InvalidImageFileError       a local image that cannot be uploaded (path, reason)
     ├── InvalidTaskIdError              a task id that must not reach a URL path or a storage key
     ├── APIError                        the provider answered with an error (status, code, message)
     │   ├── InvalidRequestError         400: the API refused the request (API code kept)
@@ -97,6 +100,35 @@ class BlockTypeError(UsageError, TypeError):
     block where credentials were expected)."""
 
 
+class CredentialsBlockNotFoundError(UsageError):
+    """No ``omniflash-credentials`` block has this name on the Prefect server; nothing was sent.
+
+    ``block_name`` is the name asked for; ``existing`` the names of the credentials blocks that
+    do exist, which the message lists (or, when there are none, says how to save one), so a typo
+    is fixed without opening the UI.
+    """
+
+    charged = False
+    exit_status = "invalid"
+
+    def __init__(self, block_name: str, existing: tuple[str, ...]) -> None:
+        self.block_name = block_name
+        self.existing = existing
+        if existing:
+            shown = ", ".join(repr(name) for name in existing[:20])
+            more = f" and {len(existing) - 20} more" if len(existing) > 20 else ""
+            hint = f"the omniflash-credentials blocks there are: {shown}{more}"
+        else:
+            hint = (
+                "there are none: save one with OmniFlashCredentials(api_key=...).save(NAME), or "
+                "in the Prefect UI under Blocks (Omni-Flash-Ext Credentials)"
+            )
+        super().__init__(
+            f"no omniflash-credentials block named {block_name!r} on this Prefect server; {hint}. "
+            "Nothing was sent."
+        )
+
+
 @dataclass(frozen=True)
 class RequestProblem:
     """One reason a video request was refused locally.
@@ -138,6 +170,31 @@ class InvalidVideoRequestError(OmniFlashError):
             for p in problems
         ]
         super().__init__("invalid video request (nothing was sent): " + "; ".join(lines))
+
+
+class InvalidImageFileError(InvalidVideoRequestError):
+    """A local image the upload endpoint would refuse (missing, not a JPEG, PNG, WebP or GIF,
+    over 20 MB), found before anything was uploaded or submitted. ``path`` is the file, made
+    absolute; ``reason`` what is wrong with it. Also an :class:`InvalidVideoRequestError`: the
+    video it was meant for cannot be asked for either. An upload costs nothing."""
+
+    charged = False
+    exit_status = "invalid"
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            [
+                RequestProblem(
+                    "invalid_request_error",
+                    "image_file",
+                    path,
+                    f"{path} {reason}",
+                    allowed="JPEG, PNG, WebP or GIF up to 20 MB",
+                )
+            ]
+        )
 
 
 class InvalidTaskIdError(OmniFlashError):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,10 +31,11 @@ from omniflash_prefect.cli.exit_codes import (
     EXIT_OK,
     classify,
 )
-from omniflash_prefect.cli.flow_runs import run_flow_watched, server_for_command
-from omniflash_prefect.cli.progress import read_batch_progress
+from omniflash_prefect.cli.flow_runs import RunStarted, run_flow_watched, server_for_command
+from omniflash_prefect.cli.progress import ProgressCallback, read_batch_progress
 from omniflash_prefect.cli.usage import (
     CommandUsageError,
+    check_credentials_block,
     check_credentials_configured,
     check_one_archive_target,
 )
@@ -160,20 +160,22 @@ def check_batch_options(options: BatchOptions) -> Manifest | None:
     return manifest
 
 
-ProgressCallback = Callable[[float], None]
-
-
 async def run_batch(
     options: BatchOptions,
     *,
     on_progress: ProgressCallback | None = None,
     watch_interval: float = 1.0,
+    on_started: RunStarted | None = None,
 ) -> BatchOutcome:
-    """``omniflash batch``: check, then run the batch in this process; never raises."""
+    """``omniflash batch``: check, then run the batch in this process; never raises.
+
+    ``on_progress`` is called with the percent of rows done and the tasks paid for so far,
+    ``on_started`` with the batch run's id as soon as it exists."""
     with contextlib.ExitStack() as server:
         try:
             check_batch_options(options)
             server.enter_context(server_for_command())
+            await check_credentials_block(options.credentials_block)
         except Exception as exc:
             return BatchOutcome(error=exc)
 
@@ -181,14 +183,18 @@ async def run_batch(
             if on_progress is None:
                 return
             with contextlib.suppress(Exception):  # a failed read only skips a refresh
-                percent = await read_batch_progress(client, flow_run_id)
-                if percent is not None:
-                    on_progress(percent)
+                progress = await read_batch_progress(client, flow_run_id)
+                if progress is not None:
+                    on_progress(progress)
 
         flow: Flow[..., Any] = agenerate_video_batch
         try:
             state, flow_run_id = await run_flow_watched(
-                flow, options.flow_parameters(), on_tick=follow, watch_interval=watch_interval
+                flow,
+                options.flow_parameters(),
+                on_tick=follow,
+                watch_interval=watch_interval,
+                on_started=on_started,
             )
         except Exception as exc:
             return BatchOutcome(error=exc)

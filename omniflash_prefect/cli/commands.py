@@ -22,10 +22,11 @@ from typing import Any
 from uuid import UUID
 
 from omniflash_prefect.cli.exit_codes import EXIT_FAILED, EXIT_OK, classify
-from omniflash_prefect.cli.flow_runs import run_flow_watched, server_for_command
+from omniflash_prefect.cli.flow_runs import RunStarted, run_flow_watched, server_for_command
 from omniflash_prefect.cli.progress import ProgressCallback
 from omniflash_prefect.cli.usage import (
     CommandUsageError,
+    check_credentials_block,
     check_credentials_configured,
     check_one_archive_target,
     check_storage_block,
@@ -104,11 +105,8 @@ async def upload_images(options: GenerateOptions) -> tuple[str, ...]:
     """Check the named blocks exist, then upload the local images; returns their URLs."""
     if options.storage_block:
         await check_storage_block(options.storage_block)
-    try:
-        client = await load_client(options.credentials_block)
-    except (ValueError, TypeError) as exc:
-        raise CommandUsageError(f"--credentials-block: {exc}") from None
-    async with client:
+    # A missing credentials block raises CredentialsBlockNotFoundError, as it does in Python.
+    async with await load_client(options.credentials_block) as client:
         return tuple([await client.upload_image(path) for path in options.image_files])
 
 
@@ -117,6 +115,7 @@ async def generate(
     *,
     on_progress: ProgressCallback | None = None,
     watch_interval: float = 0.5,
+    on_started: RunStarted | None = None,
 ) -> GenerationOutcome:
     """``omniflash generate``: check, upload local images, run the flow; never raises."""
     with contextlib.ExitStack() as server:
@@ -132,6 +131,7 @@ async def generate(
                 options.flow_parameters(request),
                 on_progress=on_progress,
                 watch_interval=watch_interval,
+                on_started=on_started,
             )
         except Exception as exc:
             return GenerationOutcome(options.prompt, error=exc)
@@ -174,6 +174,7 @@ async def fetch(
             check_one_archive_target(options.archive_dir, options.storage_block)
             check_credentials_configured(options.credentials_block)
             server.enter_context(server_for_command())
+            await check_credentials_block(options.credentials_block)
             if options.storage_block:
                 await check_storage_block(options.storage_block)
         except Exception as exc:

@@ -53,6 +53,8 @@ TEMPORARY_SERVER_STARTUP_SECONDS = 120
 
 #: Awaited while a run is watched, with a client and the run's id.
 RunWatcher = Callable[[PrefectClient, UUID], Awaitable[None]]
+#: Called with a run's id the moment the run exists, before it starts.
+RunStarted = Callable[[UUID], None]
 
 
 @contextlib.contextmanager
@@ -145,16 +147,18 @@ async def run_flow_watched(
     *,
     on_tick: RunWatcher | None = None,
     watch_interval: float = 0.5,
+    on_started: RunStarted | None = None,
 ) -> tuple[State[Any], UUID]:
     """Run ``flow`` in this process on a flow run created up front, and return its final state.
 
     Creating the run first (as the flow engine itself would) makes its id known while it runs:
     every ``watch_interval`` seconds, and once at the end, ``on_tick`` is awaited with a client and
-    that id, e.g. to read back the run's progress artifacts. The run sends heartbeats (unless the
-    environment says otherwise), so a killed command's run is crashed by the lost-runs
-    Automation. A cancel asked for from the Prefect UI (``Cancelling``) or with Ctrl-C stops the
-    run within a tick and ends it ``Cancelled``, its paid tasks handed over to a sweep: the state
-    returned then carries a :class:`RunCancelledError` naming them.
+    that id, e.g. to read back the run's progress artifacts; ``on_started`` is called with it as
+    soon as the run is created, so a command can say where to watch it. The run sends
+    heartbeats (unless the environment says otherwise), so a killed command's run is crashed by
+    the lost-runs Automation. A cancel asked for from the Prefect UI (``Cancelling``) or with
+    Ctrl-C stops the run within a tick and ends it ``Cancelled``, its paid tasks handed over to a
+    sweep: the state returned then carries a :class:`RunCancelledError` naming them.
     """
     arguments = dict(parameters)
     interrupted = asyncio.Event()
@@ -166,6 +170,8 @@ async def run_flow_watched(
             state=Pending(),
             tags=TagsContext.get().current_tags,
         )
+        if on_started is not None:
+            on_started(flow_run.id)
         with local_heartbeats():
             run = asyncio.create_task(
                 run_flow_async(flow, flow_run=flow_run, parameters=arguments, return_type="state")

@@ -31,7 +31,6 @@ from omniflash_prefect.cli.commands import sweep as run_sweep
 from omniflash_prefect.cli.demo import run_demo
 from omniflash_prefect.cli.emulator_command import run_emulator
 from omniflash_prefect.cli.exit_codes import EXIT_INVALID, classify
-from omniflash_prefect.cli.progress import RunProgress
 from omniflash_prefect.cli.server_commands import server_app
 from omniflash_prefect.cli.spend_commands import run_dry_run, spend, spend_limit_app
 from omniflash_prefect.errors import UsageError
@@ -134,8 +133,13 @@ def generate(
         strict_media=strict_media,
         spend_limit=spend_limit,
     )
+    announcer = rendering.RunAnnouncer()
     with rendering.progress_bar(enabled=not json_output) as show:
-        outcome = asyncio.run(run_generate(options, on_progress=show))
+        outcome = asyncio.run(
+            run_generate(
+                options, on_progress=announcer.following(show), on_started=announcer.started
+            )
+        )
     rendering.end_video_command(outcome, "generate", json_output=json_output)
 
 
@@ -367,9 +371,11 @@ def batch(
     )
     if dry_run:
         run_dry_run(options, json_output=json_output)
+    announcer = rendering.RunAnnouncer()
     with rendering.progress_bar(enabled=not json_output) as show:
-        on_progress = (lambda p: show(RunProgress("videos", p))) if show else None
-        outcome = asyncio.run(run_batch(options, on_progress=on_progress))
+        outcome = asyncio.run(
+            run_batch(options, on_progress=announcer.following(show), on_started=announcer.started)
+        )
     rendering.end_batch_command(outcome, json_output=json_output)
 
 

@@ -30,6 +30,8 @@ class RunProgress:
     stage: str
     percent: float
     task_id: str | None = None
+    #: Every task the run has paid for so far (a batch's rows, or the one video).
+    task_ids: tuple[str, ...] = ()
 
 
 ProgressCallback = Callable[[RunProgress], None]
@@ -43,23 +45,32 @@ def progress_from_artifacts(artifacts: Sequence[Artifact]) -> RunProgress:
     artifact once the video is archived.
     """
     progress = [a for a in artifacts if (a.key or "").startswith(_PROGRESS_KEY_PREFIX)]
+    paid = paid_task_ids(progress)
+    first = paid[0] if paid else None
     if any((a.key or "").startswith(_VIDEO_KEY_PREFIX) for a in artifacts):
-        return RunProgress("archived", 100.0, _task_id_of(progress))
+        return RunProgress("archived", 100.0, first, paid)
     if not progress:
         return RunProgress("submitting", 0.0)
     values = [float(a.data) for a in progress if isinstance(a.data, int | float)]
     percent = min(max(values, default=0.0), 100.0)
     stage = "downloading" if percent >= 100 else "generating"
-    return RunProgress(stage, percent, _task_id_of(progress))
+    return RunProgress(stage, percent, first, paid)
 
 
-def _task_id_of(progress: Sequence[Artifact]) -> str | None:
-    """The task named by the first progress artifact that names one."""
-    for artifact in progress:
-        task_id = (artifact.metadata_ or {}).get(TASK_ID_METADATA)
-        if task_id:
-            return task_id
-    return None
+def paid_task_ids(artifacts: Sequence[Artifact]) -> tuple[str, ...]:
+    """The tasks named by progress artifacts, in the order they were created, once each: a
+    progress artifact is created as soon as its task is submitted, so these are the tasks paid
+    for."""
+    named = (
+        (artifact.metadata_ or {}).get(TASK_ID_METADATA)
+        for artifact in sorted(artifacts, key=_creation_time)
+        if (artifact.key or "").startswith(_PROGRESS_KEY_PREFIX)
+    )
+    return tuple(dict.fromkeys(task_id for task_id in named if task_id))
+
+
+def _creation_time(artifact: Artifact) -> float:
+    return artifact.created.timestamp() if artifact.created is not None else 0.0
 
 
 async def read_artifacts_of(client: PrefectClient, flow_run_id: UUID) -> list[Artifact]:
@@ -74,12 +85,17 @@ async def read_run_progress(client: PrefectClient, flow_run_id: UUID) -> RunProg
     return progress_from_artifacts(await read_artifacts_of(client, flow_run_id))
 
 
-async def read_batch_progress(client: PrefectClient, flow_run_id: UUID) -> float | None:
-    """One read of a ``generate_video_batch`` run's progress (percent of rows done), if shown
-    yet."""
+async def read_batch_progress(client: PrefectClient, flow_run_id: UUID) -> RunProgress | None:
+    """One read of a ``generate_video_batch`` run's progress: the percent of rows done, if shown
+    yet, and the tasks its rows have paid for (rows run as task runs of the batch run; those of
+    another run, ``fan_out="deployments"``, are not read here)."""
+    artifacts = await read_artifacts_of(client, flow_run_id)
     percent: float | None = None
-    for artifact in await read_artifacts_of(client, flow_run_id):
+    for artifact in artifacts:
         key = artifact.key or ""
         if key.startswith(_BATCH_PROGRESS_PREFIX) and isinstance(artifact.data, int | float):
             percent = float(artifact.data)
-    return percent
+    paid = paid_task_ids(artifacts)
+    if percent is None and not paid:
+        return None
+    return RunProgress("videos", percent or 0.0, paid[0] if paid else None, paid)

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Iterator
 from typing import NoReturn
+from uuid import UUID
 
 import typer
 from prefect.logging.handlers import PrefectConsoleHandler
@@ -80,6 +81,49 @@ def progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
             progress.update(bar, description=update.stage, completed=update.percent)
 
         yield show
+
+
+class RunAnnouncer:
+    """Says on stderr, one line each, what a user needs to find a run and what it paid for, as
+    soon as it is known and whatever else is printed (a bar, text or ``--json``): the flow run's
+    id and UI link when the run is created, and each task id the moment its video is submitted,
+    so a command killed or cut off still leaves what is needed to resume or fetch."""
+
+    def __init__(self) -> None:
+        self._announced: set[str] = set()
+
+    def started(self, flow_run_id: UUID) -> None:
+        url = flow_run_ui_url(flow_run_id)
+        where = url or "on a temporary Prefect server (no UI link)"
+        errors.print(f"flow run {flow_run_id}: {where}", soft_wrap=True, highlight=False)
+
+    def progressed(self, update: RunProgress) -> None:
+        for task_id in update.task_ids:
+            if task_id not in self._announced:
+                self._announced.add(task_id)
+                errors.print(f"paid: task {task_id}", soft_wrap=True, highlight=False)
+
+    def following(self, show: ProgressCallback | None) -> ProgressCallback:
+        """A progress callback that announces the tasks paid for, then draws ``show``'s bar."""
+
+        def follow(update: RunProgress) -> None:
+            self.progressed(update)
+            if show is not None:
+                show(update)
+
+        return follow
+
+
+def print_table(table: Table) -> None:
+    """A table on stdout: fitted to the window on a terminal; elsewhere (a file, a pipe) at its
+    natural width, so no id or location is cut with "…" and every row stays one line for grep
+    and scripts."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = console.measure(table, options=console.options.update(width=1_000_000)).maximum
+    # Console.print never prints wider than its console: a console as wide as the table does.
+    Console(file=console.file, width=max(width, console.width), color_system=None).print(table)
 
 
 def print_archived(outcome: GenerationOutcome, heading: str) -> None:
@@ -168,14 +212,14 @@ def _print_batch_report(outcome: BatchOutcome) -> None:
         table = Table("id", "status", "task id", "error")
         for item in unfinished:
             table.add_row(item.id, item.status, item.task_id or "", item.error or "")
-        console.print(table)
+        print_table(table)
     if report.media_flagged:
         table = Table("id", "task id", "media check", "location")
         for item in report.media_flagged:
             problem = item.media.describe() if item.media is not None else ""
             table.add_row(item.id, item.task_id or "", problem, item.location or "")
         console.print("[yellow]Archived, but not as asked:[/yellow]")
-        console.print(table)
+        print_table(table)
     console.print(f"  wall time: {report.wall_seconds:.1f} s", highlight=False)
     console.print(f"  flow run:  {outcome.flow_run_id}", highlight=False)
     console.print(f"  resume:    --batch-id {report.batch_id}", highlight=False)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from omniflash_prefect.errors import UsageError
 from omniflash_prefect.settings import OmniFlashSettings
+from omniflash_prefect.video.credentials import load_credentials
 from omniflash_prefect.video.setup import load_storage
 
 NO_CREDENTIALS_MESSAGE = (
@@ -34,6 +35,14 @@ def check_credentials_configured(credentials_block: str | None) -> None:
         raise CommandUsageError(f"invalid OMNIFLASH_* setting: {exc}") from None
     if credentials_block is None and settings.api_key is None:
         raise CommandUsageError(NO_CREDENTIALS_MESSAGE)
+
+
+async def check_credentials_block(credentials_block: str | None) -> None:
+    """The named credentials block exists and is one: read the way a run reads it, so the
+    command and Python code say the same (:class:`CredentialsBlockNotFoundError`, listing the
+    blocks there are; :class:`BlockTypeError`)."""
+    if credentials_block:
+        await load_credentials(credentials_block)
 
 
 def check_one_archive_target(

@@ -19,7 +19,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import State
 
 from omniflash_prefect.cli.exit_codes import EXIT_OK, classify
-from omniflash_prefect.cli.flow_runs import run_flow_watched
+from omniflash_prefect.cli.flow_runs import RunStarted, run_flow_watched
 from omniflash_prefect.cli.progress import ProgressCallback, RunProgress, read_run_progress
 from omniflash_prefect.errors import (
     ExitStatus,
@@ -88,10 +88,12 @@ async def run_generation(
     on_progress: ProgressCallback | None = None,
     watch_interval: float = 0.5,
     flow: Flow[..., Any] = agenerate_video,
+    on_started: RunStarted | None = None,
 ) -> GenerationOutcome:
     """Run ``generate_video`` (or another one-video flow, e.g. ``fetch_video``) in this process
     and report how it ended; never raises for a failed run. ``on_progress`` is called with what
-    the run's artifacts say while it runs."""
+    the run's artifacts say while it runs (its ``task_ids`` as soon as they are paid for), and
+    ``on_started`` with the run's id as soon as the run exists."""
     last: list[RunProgress] = []
 
     async def follow(client: PrefectClient, flow_run_id: UUID) -> None:
@@ -102,7 +104,7 @@ async def run_generation(
                 on_progress(update)
 
     state, flow_run_id = await run_flow_watched(
-        flow, parameters, on_tick=follow, watch_interval=watch_interval
+        flow, parameters, on_tick=follow, watch_interval=watch_interval, on_started=on_started
     )
     prompt = parameters.get("prompt")
     outcome = await _outcome_of(

@@ -25,6 +25,7 @@ import httpx
 from pydantic import SecretStr
 
 from omniflash_prefect.client.downloads import Logger, Sleep, VideoDownloader
+from omniflash_prefect.client.images import read_image_file
 from omniflash_prefect.client.transport import (
     Resolve,
     connection_error,
@@ -56,10 +57,8 @@ from omniflash_prefect.errors import (
     APITimeoutError,
     GenerationCancelledError,
     GenerationFailedError,
-    InvalidVideoRequestError,
     OmniFlashError,
     PollTimeoutError,
-    RequestProblem,
     SubmissionOutcomeUnknownError,
     UnexpectedResponseError,
     UsageError,
@@ -223,14 +222,11 @@ class OmniFlashClient:
     async def upload_image(self, path: str | os.PathLike[str]) -> str:
         """Upload a local JPEG, PNG, WebP or GIF (up to 20 MB) and return its URL (lives 72 h).
 
-        The file is checked first, so a wrong file is refused before anything is sent.
+        The file is checked first (:func:`~omniflash_prefect.client.images.read_image_file`), so
+        a wrong file raises :class:`InvalidImageFileError` before anything is sent.
         """
-        image = Path(path)
-        content = _read_image(image)
-        content_type = protocol.sniff_image_type(content[:16])
-        if content_type is None:
-            raise _image_refusal(image, "is not a JPEG, PNG, WebP or GIF image")
-        files = {"file": (image.name, content, content_type)}
+        image = read_image_file(path)
+        files = {"file": (image.path.name, image.content, image.content_type)}
         body = await self._call("POST", protocol.UPLOAD_IMAGE_PATH, "idempotent", files=files)
         return protocol.parse_upload_response(body).url
 
@@ -379,30 +375,6 @@ class OmniFlashClient:
         return httpx.Response(
             response.status_code, headers=headers, content=bytes(body), request=request
         )
-
-
-def _image_refusal(path: Path, message: str) -> InvalidVideoRequestError:
-    return InvalidVideoRequestError(
-        [
-            RequestProblem(
-                "invalid_request_error",
-                "image_file",
-                str(path),
-                message,
-                allowed="JPEG, PNG, WebP or GIF up to 20 MB",
-            )
-        ]
-    )
-
-
-def _read_image(path: Path) -> bytes:
-    """The bytes of an image to upload, refused locally when missing or over the upload limit."""
-    if not path.is_file():
-        raise _image_refusal(path, "is not a readable file")
-    size = path.stat().st_size
-    if size > protocol.MAX_IMAGE_UPLOAD_BYTES:
-        raise _image_refusal(path, f"is {size} bytes, over the 20 MB upload limit")
-    return path.read_bytes()
 
 
 def _log_reading(task: VideoTask, last_status: str | None, unknown_seen: set[str]) -> None:

@@ -14,8 +14,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+
 from omniflash_prefect.client import OmniFlashClient
-from omniflash_prefect.errors import BlockTypeError
+from omniflash_prefect.errors import BlockTypeError, CredentialsBlockNotFoundError
 from omniflash_prefect.video.blocks import OmniFlashCredentials
 
 B = TypeVar("B")
@@ -51,11 +54,17 @@ def credentials_read_once() -> Iterator[None]:
 async def load_client(credentials_block: str | None = None) -> OmniFlashClient:
     """A client from the named credentials block, else from ``OMNIFLASH_*`` settings."""
     if credentials_block:
-        return (await _load_credentials(credentials_block)).get_client()
+        return (await load_credentials(credentials_block)).get_client()
     return OmniFlashClient.from_settings()
 
 
-async def _load_credentials(name: str) -> OmniFlashCredentials:
+async def load_credentials(name: str) -> OmniFlashCredentials:
+    """The credentials block ``name`` (read once per :func:`credentials_read_once` scope).
+
+    The one place a credentials block is loaded, for flows, tasks and the command line alike:
+    a name with no block raises :class:`CredentialsBlockNotFoundError` listing those that exist,
+    a block of another type :class:`BlockTypeError`.
+    """
     return await read_block_once(name, _read_credentials)
 
 
@@ -75,7 +84,32 @@ async def read_block_once(name: str, read: Callable[[str], Awaitable[B]]) -> B:
 
 
 async def _read_credentials(name: str) -> OmniFlashCredentials:
-    loaded: object = await OmniFlashCredentials.aload(name)
+    try:
+        loaded: object = await OmniFlashCredentials.aload(name)
+    except ValueError as exc:
+        # Prefect turns the server's 404 into a bare ValueError; say which blocks there are.
+        if not isinstance(exc.__cause__, ObjectNotFound):
+            raise
+        raise CredentialsBlockNotFoundError(name, await credentials_block_names()) from None
     if not isinstance(loaded, OmniFlashCredentials):
         raise BlockTypeError(f"block {name!r} is not an OmniFlashCredentials block")
     return loaded
+
+
+async def credentials_block_names() -> tuple[str, ...]:
+    """The names of the saved ``omniflash-credentials`` blocks, sorted (read without their
+    secrets); none when the block type was never registered on the server."""
+    async with get_client() as client:
+        try:
+            documents = await client.read_block_documents_by_type(
+                OmniFlashCredentials.get_block_type_slug(), include_secrets=False
+            )
+        except ObjectNotFound:
+            return ()
+    return tuple(
+        sorted(
+            document.name
+            for document in documents
+            if document.name is not None and not document.is_anonymous
+        )
+    )

@@ -170,6 +170,14 @@ def link_for(location: str) -> str:
     return Path(location).as_uri()
 
 
+#: What a flagged verdict adds to the summary's title: a file read and found different is not
+#: the same news as a file nothing could read (which may be a broken download, not the model).
+SUMMARY_TITLE_FLAGS: Final[Mapping[str, str]] = {
+    "mismatch": ": not as asked",
+    "unreadable": ": unreadable video",
+}
+
+
 def render_summary(
     *,
     request: VideoRequest | None,
@@ -203,10 +211,8 @@ def render_summary(
     if archived.media is not None:
         rows += media_rows(archived.media)
     table = "\n".join(f"| {name} | {_cell(value)} |" for name, value in rows)
-    title = (
-        "Video generated"
-        if not (archived.media and archived.media.flagged)
-        else ("Video generated: not as asked")
+    title = "Video generated" + SUMMARY_TITLE_FLAGS.get(
+        archived.media.verdict if archived.media else "ok", ""
     )
     images = "".join(
         f"\n![{kind.replace('_', ' ')} of {archived.task_id}]({uri})\n"

@@ -264,14 +264,16 @@ async def archive_once(
 
 
 def report_media_check(archived: ArchivedVideo, logger: RunLogger) -> None:
-    """A warning and an ``omniflash.video.mismatch`` event when the video is not what was asked
-    for (or could not be read), with the asked and the delivered values."""
+    """A warning and an event when the video is flagged: ``omniflash.video.mismatch`` when it was
+    read and is not what was asked for (with the asked and the delivered values),
+    ``omniflash.video.unreadable`` when it could not be read at all (with the reason). Two events,
+    so an Automation can tell a model that missed the request from a file that needs a look."""
     check = archived.media
     if check is None or not check.flagged:
         return
     logger.warning("Task %s: the archived video's %s", archived.task_id, check.describe())
     emit_video_event(
-        "mismatch",
+        check.verdict,  # "mismatch" or "unreadable": the two flagged verdicts
         archived.task_id,
         prompt=archived.prompt,
         payload={

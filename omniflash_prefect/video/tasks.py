@@ -16,26 +16,35 @@ memory:
   costs no status call.
 * ``archive_video`` caches its result by task id and destination and claims that pair, so a
   re-run, or a concurrent run, never downloads a video that is (being) archived.
+* ``upload_image`` turns a local image into the URL ``VideoRequest.image_urls`` takes, cached by
+  the image's bytes and where it went for a day, so a retried flow does not upload it again.
 
-Each is exported twice, as prefect-aws does: ``asubmit_video``, ``apoll_video`` and
-``aarchive_video`` are the async tasks; ``submit_video``, ``poll_video`` and ``archive_video`` are
-the same tasks that sync code may also call directly (:mod:`omniflash_prefect.video.dispatch`).
+Each is exported twice, as prefect-aws does: ``asubmit_video``, ``apoll_video``,
+``aarchive_video`` and ``aupload_image`` are the async tasks; ``submit_video``, ``poll_video``,
+``archive_video`` and ``upload_image`` are the same tasks that sync code may also call directly
+(:mod:`omniflash_prefect.video.dispatch`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import hashlib
+import os
+from typing import Any, Final
 
 from prefect import Task, get_run_logger, task
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 from prefect.filesystems import WritableFileSystem
 
+from omniflash_prefect.client.images import read_image_file
 from omniflash_prefect.core.models import VideoTask, validate_task_id
 from omniflash_prefect.core.requests import VideoRequest
+from omniflash_prefect.errors import InvalidImageFileError
+from omniflash_prefect.settings import OmniFlashSettings
 from omniflash_prefect.video.archive import ArchivedVideo
 from omniflash_prefect.video.claims import current_record_storage
+from omniflash_prefect.video.credentials import load_client
 from omniflash_prefect.video.dispatch import dispatching_task
 from omniflash_prefect.video.observability import TaskProgress
 from omniflash_prefect.video.setup import default_storage
@@ -217,3 +226,58 @@ async def aarchive_video(
 
 
 archive_video = dispatching_task(aarchive_video)
+
+
+# -- upload an image -------------------------------------------------------------------------
+
+#: How long an uploaded image's URL is reused. The provider keeps it 72 hours; a URL handed out
+#: from the cache must outlive the video it is submitted with (a poll deadline of 30 minutes by
+#: default, a retried flow some hours later), so it is reused for a day at most and always has
+#: two days left.
+UPLOAD_CACHE_EXPIRATION: Final = dt.timedelta(hours=24)
+
+
+def upload_record_key(image_sha256: str, credentials_block: str | None) -> str:
+    """The cache key of one image uploaded through one account: the image's bytes (not its name,
+    so a renamed or moved copy is not uploaded again) and the credentials block, else the API
+    root of the ``OMNIFLASH_*`` settings (never the key itself)."""
+    account = f"block:{credentials_block}" if credentials_block else OmniFlashSettings().base_url
+    digest = hashlib.sha256(f"{image_sha256}|{account}".encode()).hexdigest()
+    return f"omniflash-upload-{digest}"
+
+
+def _upload_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    try:
+        image = read_image_file(parameters["path"])
+    except InvalidImageFileError:
+        return None  # nothing to cache: the task run raises the same error before sending
+    return upload_record_key(image.sha256, parameters.get("credentials_block"))
+
+
+@task(
+    name="upload-image",
+    task_run_name="upload-image",
+    cache_key_fn=_upload_cache_key,
+    cache_expiration=UPLOAD_CACHE_EXPIRATION,
+    persist_result=True,
+    result_serializer="json",
+)
+async def aupload_image(path: str | os.PathLike[str], credentials_block: str | None = None) -> str:
+    """Upload a local JPEG, PNG, WebP or GIF (up to 20 MB) and return its URL, for
+    ``VideoRequest.image_urls`` (image-to-video, reference fusion).
+
+    ``path`` is made absolute where the run starts. A missing file, another type or one over
+    20 MB raises :class:`~omniflash_prefect.errors.InvalidImageFileError` before anything is
+    sent. An upload costs nothing, but the URL lives only 72 hours: the result is cached by the
+    image's SHA-256 and the credentials block (:func:`upload_record_key`) for
+    ``UPLOAD_CACHE_EXPIRATION`` (24 hours), so a retried or re-run flow submits the URL it
+    uploaded before, which still has two days to live, instead of uploading the image again.
+    """
+    image = read_image_file(path)
+    async with await load_client(credentials_block) as client:
+        url = await client.upload_image(image.path)
+    get_run_logger().info("uploaded %s as %s", image.path, url)
+    return url
+
+
+upload_image = dispatching_task(aupload_image)

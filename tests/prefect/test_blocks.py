@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import uuid
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import httpx
 import pytest
+from prefect import flow
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.plugins import load_prefect_collections
@@ -17,9 +19,13 @@ from prefect.utilities.dispatch import get_registry_for_type
 from pydantic import ValidationError
 
 import omniflash_prefect
-from omniflash_prefect import OmniFlashCredentials
+from omniflash_prefect import OmniFlashCredentials, generate_video, upload_image
 from omniflash_prefect.emulator import EmulatorServer
-from omniflash_prefect.errors import AuthenticationError
+from omniflash_prefect.errors import (
+    AuthenticationError,
+    CredentialsBlockNotFoundError,
+    OmniFlashError,
+)
 from omniflash_prefect.spend_limits import OmniFlashSpendLimit
 
 
@@ -138,3 +144,53 @@ def test_package_declares_its_prefect_collections_entry_point() -> None:
     assert registry.get(OmniFlashCredentials.get_block_type_slug()) is OmniFlashCredentials
     assert OmniFlashCredentials.get_block_type_slug() == "omniflash-credentials"
     assert registry.get("omniflash-spend-limit") is OmniFlashSpendLimit
+
+
+async def test_a_missing_credentials_block_names_itself_and_the_blocks_there_are(
+    emulator: EmulatorServer, credentials_block: str
+) -> None:
+    """From Python, a block name with no block raises CredentialsBlockNotFoundError naming it and
+    listing the omniflash-credentials blocks that exist (never their keys), nothing sent; still
+    a ValueError, as Prefect's own error was."""
+    missing = f"no-such-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(CredentialsBlockNotFoundError) as refused:
+        await generate_video(prompt="a kite over a beach", credentials_block=missing)
+    error = refused.value
+    assert isinstance(error, OmniFlashError)
+    assert isinstance(error, ValueError)
+    assert error.block_name == missing
+    assert credentials_block in error.existing
+    assert repr(missing) in str(error)
+    assert repr(credentials_block) in str(error)
+    assert emulator.api_key not in str(error)
+    assert "404" not in str(error)
+    assert emulator.state.submission_attempts == 0
+
+
+def test_a_sync_task_with_a_missing_block_raises_the_same_error(
+    emulator: EmulatorServer, block: str, tmp_path: Path
+) -> None:
+    """The tasks read blocks in the same one place: upload_image says the same."""
+    image = tmp_path / "frame.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16)
+
+    @flow
+    def upload() -> str:
+        url: str = upload_image(image, credentials_block="no-such-block")
+        return url
+
+    with pytest.raises(CredentialsBlockNotFoundError, match="no-such-block") as refused:
+        upload()
+    assert block in refused.value.existing
+    assert emulator.state.snapshot()["uploads"] == []
+
+
+def test_the_message_says_how_to_save_a_block_when_there_is_none() -> None:
+    message = str(CredentialsBlockNotFoundError("prod", ()))
+    assert "'prod'" in message
+    assert "there are none" in message
+    assert ".save(" in message
+    many = CredentialsBlockNotFoundError("prod", tuple(f"b{i:02}" for i in range(25)))
+    assert "'b19'" in str(many)
+    assert "'b20'" not in str(many)
+    assert "and 5 more" in str(many)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,12 +123,14 @@ def test_batch_killed_mid_download_resumes_without_paying_twice(
         "PREFECT_LOCAL_STORAGE_PATH": str(prefect_server),
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
     }
-    killed = subprocess.Popen(
-        [sys.executable, "-m", "omniflash_prefect", "batch", "--json", *arguments],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    said = tmp_path / "killed-stderr.txt"
+    with said.open("w") as stderr:
+        killed = subprocess.Popen(
+            [sys.executable, "-m", "omniflash_prefect", "batch", "--json", *arguments],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
 
         def all_slots_polling_and_one_downloading(state: EmulatorState) -> bool:
@@ -142,6 +145,11 @@ def test_batch_killed_mid_download_resumes_without_paying_twice(
     before = emulator.state.snapshot()["tasks"]
     assert len(before) == 3
     assert not any(task["completed_downloads"] for task in before.values())
+    # Before it was killed, the command had said (on stderr, one line each, though --json) which
+    # run to look at and every task it paid for: what a user needs to resume or fetch.
+    lines = said.read_text().splitlines()
+    assert any(re.fullmatch(r"flow run [0-9a-f-]{36}: \S+", line) for line in lines), lines
+    assert {f"paid: task {task_id}" for task_id in before} <= set(lines)
 
     emulator.config.download_stall_seconds = 0
     code, report = batch_json(*arguments)
@@ -185,4 +193,18 @@ def test_archive_dir_is_refused_where_it_cannot_apply(
         )
         assert code == 2, report
         assert "--archive-dir" in report["error"]
+    assert emulator.state.submission_attempts == 0
+
+
+def test_a_missing_credentials_block_exits_2_before_any_run(
+    emulator: EmulatorServer, block: str, tmp_path: Path
+) -> None:
+    """A block name with no block is refused before the batch run is created, with the error
+    Python code gets, listing the credentials blocks there are."""
+    manifest = jsonl(tmp_path / "rows.jsonl", [{"id": "a", "prompt": "A calm lake"}])
+    code, report = batch_json(str(manifest), "--credentials-block", "no-such-block")
+    assert code == 2
+    assert report["error_type"] == "CredentialsBlockNotFoundError"
+    assert repr(block) in report["error"]
+    assert report["flow_run_id"] is None
     assert emulator.state.submission_attempts == 0

@@ -89,3 +89,16 @@ def test_fetch_of_a_failed_generation_exits_4(emulator: EmulatorServer, block: s
     assert report["status"] == "failed"
     assert report["task_id"] == task_id
     assert report["error_type"] == "GenerationFailedError"
+
+
+def test_fetch_with_a_missing_credentials_block_exits_2_before_any_run(
+    emulator: EmulatorServer, block: str
+) -> None:
+    """The block is read the way a run reads it: exit 2, the blocks there are named, no run."""
+    task_id = paid_task(emulator)
+    code, report = fetch_json(task_id, "--credentials-block", "no-such-block")
+    assert code == 2
+    assert report["error_type"] == "CredentialsBlockNotFoundError"
+    assert repr(block) in report["error"]
+    assert report["flow_run_id"] is None
+    assert emulator.state.polls(task_id) == 0

@@ -147,10 +147,13 @@ def test_archive_dir_with_storage_block_exits_2(
 
 
 def test_unknown_credentials_block_exits_2(emulator: EmulatorServer) -> None:
-    """A credentials block that does not exist is a usage error: exit 2, no run created."""
+    """A credentials block that does not exist is a usage error: exit 2, no run created, with
+    the error Python code gets, naming the blocks there are."""
+    existing = save_block(emulator)
     code, report = run_json(PROMPT, "--credentials-block", f"missing-{uuid.uuid4().hex[:8]}")
     assert code == 2
-    assert report["error_type"] == "CommandUsageError"
+    assert report["error_type"] == "CredentialsBlockNotFoundError"
+    assert repr(existing) in report["error"]
     assert report["flow_run_id"] is None
     assert emulator.state.submission_attempts == 0
 
@@ -316,7 +319,8 @@ async def test_run_generation_reports_rising_progress_of_the_real_run(
     percents = [update.percent for update in seen]
     assert percents == sorted(percents)
     assert any(0 < p < 100 for p in percents)
-    assert seen[-1] == RunProgress("archived", 100.0, outcome.archived.task_id)
+    task_id = outcome.archived.task_id
+    assert seen[-1] == RunProgress("archived", 100.0, task_id, (task_id,))
 
 
 def make_artifact(key: str, data: object, task_id: str | None = None) -> Artifact:
@@ -331,12 +335,12 @@ def test_stage_comes_from_the_artifacts_the_run_wrote() -> None:
     key = artifact_key("progress", "task_AbC")
     assert progress_from_artifacts([]) == RunProgress("submitting", 0.0)
     assert progress_from_artifacts([make_artifact(key, 42.0, "task_AbC")]) == RunProgress(
-        "generating", 42.0, "task_AbC"
+        "generating", 42.0, "task_AbC", ("task_AbC",)
     )
     assert progress_from_artifacts([make_artifact(key, 100, "task_AbC")]).stage == "downloading"
     link = make_artifact(artifact_key("video", "task_AbC"), "file:///v.mp4")
     done = progress_from_artifacts([make_artifact(key, 100.0, "task_AbC"), link])
-    assert done == RunProgress("archived", 100.0, "task_AbC")
+    assert done == RunProgress("archived", 100.0, "task_AbC", ("task_AbC",))
 
 
 def test_the_task_id_is_read_from_metadata_never_from_the_description() -> None:
@@ -395,3 +399,18 @@ def test_a_cancel_from_the_ui_ends_the_run_cancelled_and_hands_the_paid_task_ove
     assert Path(video["location"]).is_relative_to(fast_settings)
     assert emulator.state.submission_count == 1
     assert emulator.state.downloads(task_id) == 1
+
+
+def test_ids_are_said_on_stderr_as_soon_as_known_even_with_json(block: str) -> None:
+    """With --json, stdout is the one JSON object; stderr says the run's id with its UI link, then
+    the task paid for, one line each, in the order they became known."""
+    result = invoke("generate", "--json", PROMPT, "--credentials-block", block)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    lines = result.stderr.splitlines()
+    started = f"flow run {report['flow_run_id']}: "
+    paid = f"paid: task {report['task_id']}"
+    [run_line] = [line for line in lines if line.startswith(started)]
+    assert run_line.endswith(f"/runs/flow-run/{report['flow_run_id']}")
+    assert lines.count(paid) == 1
+    assert lines.index(run_line) < lines.index(paid)

@@ -148,7 +148,10 @@ async def test_an_unreadable_file_is_archived_and_marked(
     """A file with an MP4 signature that no reader can open was paid for: it is kept, marked
     unreadable with the reason, and has no previews; strict mode fails on it."""
     emulator.config.serve_unreadable_mp4 = True
-    archived = await generate_video(prompt=DANCER, credentials_block=credentials_block)
+    state = await generate_video(
+        prompt=DANCER, credentials_block=credentials_block, return_state=True
+    )
+    archived = await state.aresult()
     assert archived.media is not None
     assert archived.media.verdict == "unreadable"
     assert archived.media.reason
@@ -156,6 +159,20 @@ async def test_an_unreadable_file_is_archived_and_marked(
     assert Path(archived.location).stat().st_size == archived.size_bytes
     sidecar = json.loads(Path(archived.sidecar_location).read_text())
     assert sidecar["media"]["verdict"] == "unreadable"
+
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    artifacts = {a.key: a for a in await run_artifacts(flow_run_id)}
+    summary = str(artifacts[artifact_key("summary", archived.task_id)].data)
+    assert summary.startswith("# Video generated: unreadable video\n")
+    events = await omniflash_events(archived.task_id, {"archived", "unreadable"})
+    names = {event.event for event in events}
+    assert "omniflash.video.mismatch" not in names
+    (flagged,) = [e for e in events if e.event == "omniflash.video.unreadable"]
+    assert flagged.payload["verdict"] == "unreadable"
+    assert flagged.payload["reason"] == archived.media.reason
+    assert flagged.payload["location"] == archived.location
+    assert f"prefect.flow-run.{flow_run_id}" in {r.id for r in flagged.related}
 
     with pytest.raises(MediaCheckError, match="unreadable"):
         await generate_video(

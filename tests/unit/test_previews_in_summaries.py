@@ -96,7 +96,10 @@ def test_summary_flags_a_video_not_as_asked() -> None:
 
 
 def test_summary_of_an_unreadable_file() -> None:
+    """Titled as unreadable, not as a video that was read and found different."""
     markdown = render_summary(request=REQUEST, archived=archived(), wall_seconds=1.0)
+    assert markdown.startswith("# Video generated: unreadable video\n")
+    assert "not as asked" not in markdown
     assert "| Media check | **unreadable: bad data** |" in markdown
     assert "Delivered" not in markdown
 

@@ -84,6 +84,7 @@ PUBLIC_NAMES = [
     "archive_video",
     "asubmit_video",
     "asweep_paid_videos",
+    "aupload_image",
     "fetch_video",
     "generate_video",
     "generate_video_batch",
@@ -91,6 +92,7 @@ PUBLIC_NAMES = [
     "poll_video",
     "submit_video",
     "sweep_paid_videos",
+    "upload_image",
 ]
 
 
