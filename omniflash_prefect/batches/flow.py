@@ -31,10 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import (
-    acreate_markdown_artifact,
-    acreate_table_artifact,
-)
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.blocks.core import Block
 from prefect.client.schemas.objects import State
 from prefect.filesystems import ReadableFileSystem, WritableFileSystem

@@ -122,11 +122,7 @@ def _check_url_list(
     if len(items) not in allowed_counts:
         problems.append(
             RequestProblem(
-                count_code,
-                field,
-                len(items),
-                f"{len(items)} URLs given",
-                allowed=f"{counts} URLs",
+                count_code, field, len(items), f"{len(items)} URLs given", allowed=f"{counts} URLs"
             )
         )
     allowed = "an http(s) URL" + (
