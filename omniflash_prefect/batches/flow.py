@@ -115,16 +115,6 @@ async def preflight_balance(
         )
 
 
-def _run_page(flow_run_id: str) -> str | None:
-    """The page of a flow run in the Prefect UI, when the UI's address is known."""
-    return url_for("flow-run", obj_id=flow_run_id)
-
-
-def _task_run_page(task_run_id: str) -> str | None:
-    """The page of a task run in the Prefect UI, when the UI's address is known."""
-    return url_for("task-run", obj_id=task_run_id)
-
-
 def _batch_run_name() -> str:
     parameters = flow_run.parameters
     options = parameters.get("options")
@@ -313,8 +303,8 @@ async def _publish(
         markdown=report_markdown(
             report,
             budget=options.budget,
-            run_url=_run_page,
-            task_run_url=_task_run_page,
+            run_url=lambda run_id: url_for("flow-run", obj_id=run_id),
+            task_run_url=lambda run_id: url_for("task-run", obj_id=run_id),
             thumbnails=await gallery_thumbnails(report, storage, get_run_logger()),
             spend_limit=await _spend_limit_view(spend_limit),
         ),
