@@ -386,10 +386,8 @@ def sweep_markdown(report: SweepReport, run_page: Callable[[str], str | None]) -
     lost and what it cost, what needs a person, and what is still on its way."""
 
     def run(video: SweptVideo) -> str:
-        if video.flow_run_id is None:
-            return ""
-        url = run_page(video.flow_run_id)
-        return f"[{video.flow_run_id}]({url})" if url else video.flow_run_id
+        url = run_page(video.flow_run_id) if video.flow_run_id is not None else None
+        return f"[{video.flow_run_id}]({url})" if url else video.flow_run_id or ""
 
     sections: list[tuple[str, Outcome, list[str], Callable[[SweptVideo], list[str]]]] = [
         (
