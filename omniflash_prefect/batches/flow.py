@@ -31,10 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import (
-    acreate_markdown_artifact,
-    acreate_table_artifact,
-)
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.blocks.core import Block
 from prefect.client.schemas.objects import State
 from prefect.filesystems import ReadableFileSystem, WritableFileSystem
@@ -116,16 +113,6 @@ async def preflight_balance(
             f"the balance ({remaining:g}) cannot cover {what} ({needed:g}); nothing was "
             "submitted. Top up the account, or lower the budget."
         )
-
-
-def _run_page(flow_run_id: str) -> str | None:
-    """The page of a flow run in the Prefect UI, when the UI's address is known."""
-    return url_for("flow-run", obj_id=flow_run_id)
-
-
-def _task_run_page(task_run_id: str) -> str | None:
-    """The page of a task run in the Prefect UI, when the UI's address is known."""
-    return url_for("task-run", obj_id=task_run_id)
 
 
 def _is_slice() -> bool:
@@ -323,8 +310,8 @@ async def _publish(
         markdown=report_markdown(
             report,
             budget=options.budget,
-            run_url=_run_page,
-            task_run_url=_task_run_page,
+            run_url=lambda run_id: url_for("flow-run", obj_id=run_id),
+            task_run_url=lambda run_id: url_for("task-run", obj_id=run_id),
             thumbnails=await gallery_thumbnails(report, storage, get_run_logger()),
             spend_limit=await _spend_limit_view(spend_limit),
         ),

@@ -193,7 +193,9 @@ def report_markdown(
     URIs by row id, already bounded by the caller), each linked to its video's run."""
 
     def link(item: BatchItem) -> str:
-        return _run_link(item, run_url, task_run_url)
+        run_id = item.flow_run_id or item.task_run_id
+        url = _run_url(item, run_url, task_run_url)
+        return f"[{run_id}]({url})" if url else run_id or ""
 
     lines = [
         f"# Batch {report.batch_id}",
@@ -269,18 +271,6 @@ def _section(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _run_link(
-    item: BatchItem,
-    run_url: Callable[[str], str | None] | None,
-    task_run_url: Callable[[str], str | None] | None,
-) -> str:
-    run_id = item.flow_run_id or item.task_run_id
-    if run_id is None:
-        return ""
-    url = _run_url(item, run_url, task_run_url)
-    return f"[{run_id}]({url})" if url else run_id
 
 
 def _run_url(

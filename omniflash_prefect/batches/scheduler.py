@@ -303,12 +303,7 @@ class BatchScheduler:
         )
 
     async def _failed(
-        self,
-        row: ManifestRow,
-        error: BaseException,
-        ran: RowRun,
-        attempt: int,
-        paid_before: bool,
+        self, row: ManifestRow, error: BaseException, ran: RowRun, attempt: int, paid_before: bool
     ) -> BatchItem | None:
         """The item of a row whose run failed, or None when the row is to run again."""
         if prefect_api_unavailable(error):
@@ -317,13 +312,7 @@ class BatchScheduler:
             return None
         outcome = outcome_of_error(_error_class(error))
         task_id = getattr(error, "task_id", None)
-        await settle_holds(
-            [hold for hold, _ in self.holds],
-            row.id,
-            row.request,
-            paid=outcome.paid,
-            task_id=task_id,
-        )
+        await self._settle(row, paid=outcome.paid, task_id=task_id)
         if outcome.retry and not paid_before:
             self.pauses.pause(error, attempt, "rate limited (429)")
             return None

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, cast, get_args
 
 import httpx
 from prefect.settings import PREFECT_HOME, PREFECT_SERVER_API_PORT
@@ -80,10 +80,8 @@ class LocalServer:
 def server_choice() -> ServerChoice:
     """What ``OMNIFLASH_PREFECT_SERVER`` asks for; a usage error (exit 2) for anything else."""
     value = os.environ.get(CHOICE_VARIABLE, "").strip().lower() or "background"
-    if value == "background":
-        return "background"
-    if value == "temporary":
-        return "temporary"
+    if value in get_args(ServerChoice):
+        return cast(ServerChoice, value)
     raise CommandUsageError(
         f"{CHOICE_VARIABLE}={value!r}: use 'background' (the default: keep a local Prefect server "
         "running between commands) or 'temporary' (Prefect's temporary server in each command)"
@@ -308,7 +306,7 @@ def _is_server_process(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # someone else's process: it exists
     return True
 
 

@@ -18,7 +18,6 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
@@ -169,12 +168,7 @@ class OmniFlashClient:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -209,8 +203,7 @@ class OmniFlashClient:
         task = protocol.parse_task_response(body, api_key=self._api_key)
         if task.id != task_id:
             raise UnexpectedResponseError(
-                f"asked for task {task_id} but the API answered for task {task.id}",
-                status_code=200,
+                f"asked for task {task_id} but the API answered for task {task.id}", status_code=200
             )
         return task
 
@@ -289,18 +282,10 @@ class OmniFlashClient:
 
     # -- downloads ---------------------------------------------------------------------------
 
-    # -- downloads ---------------------------------------------------------------------------
-
     async def download(
         self, url: str, destination: str | os.PathLike[str], *, expected_size: int | None = None
     ) -> DownloadedVideo:
-        """Stream the video at ``url`` to ``destination`` and return its size and SHA-256.
-
-        Never holds the video in memory. Bytes go to ``<destination>.part`` and are renamed into
-        place only when complete, so a partial file never carries the final name. A broken
-        transfer resumes with an HTTP ``Range`` request (restarting when the server ignores it);
-        a refused URL (403/410) raises :class:`VideoExpiredError`.
-        """
+        """Stream the video at ``url`` to ``destination``: :meth:`VideoDownloader.download`."""
         return await self.downloads.download(url, destination, expected_size=expected_size)
 
     async def download_task(

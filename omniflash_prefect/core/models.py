@@ -13,18 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from omniflash_prefect.errors import (
-    InvalidTaskIdError,
-)
+from omniflash_prefect.errors import InvalidTaskIdError
 
 TaskPhase = Literal["running", "completed", "failed", "cancelled"]
 """What a status means for a poll loop; unknown statuses are ``running``."""

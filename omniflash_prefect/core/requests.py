@@ -103,13 +103,13 @@ def _check_aspect_ratio(field: str, value: object, problems: list[RequestProblem
 
 def _check_url_list(
     field: str,
-    value: object,
-    *,
+    data: Mapping[str, Any],
     allowed_counts: Sequence[int],
     count_code: str,
     allow_data_uri: bool,
     problems: list[RequestProblem],
 ) -> tuple[str, ...]:
+    value = data.get(field)
     if value is None:
         return ()
     if isinstance(value, str) or not isinstance(value, Sequence):
@@ -122,11 +122,7 @@ def _check_url_list(
     if len(items) not in allowed_counts:
         problems.append(
             RequestProblem(
-                count_code,
-                field,
-                len(items),
-                f"{len(items)} URLs given",
-                allowed=f"{counts} URLs",
+                count_code, field, len(items), f"{len(items)} URLs given", allowed=f"{counts} URLs"
             )
         )
     allowed = "an http(s) URL" + (
@@ -271,27 +267,13 @@ def _check_aspect_ratio_and_size(
 
 
 def _check_image_urls(data: Mapping[str, Any], problems: list[RequestProblem]) -> dict[str, Any]:
-    image_urls = _check_url_list(
-        "image_urls",
-        data.get("image_urls"),
-        allowed_counts=ALLOWED_IMAGE_COUNTS,
-        count_code="unsupported_image_count",
-        allow_data_uri=True,
-        problems=problems,
-    )
-    return {"image_urls": image_urls}
+    counts, code = ALLOWED_IMAGE_COUNTS, "unsupported_image_count"
+    return {"image_urls": _check_url_list("image_urls", data, counts, code, True, problems)}
 
 
 def _check_video_urls(data: Mapping[str, Any], problems: list[RequestProblem]) -> dict[str, Any]:
-    video_urls = _check_url_list(
-        "video_urls",
-        data.get("video_urls"),
-        allowed_counts=tuple(range(MAX_VIDEO_URLS + 1)),
-        count_code="invalid_request_error",
-        allow_data_uri=False,
-        problems=problems,
-    )
-    return {"video_urls": video_urls}
+    counts, code = tuple(range(MAX_VIDEO_URLS + 1)), "invalid_request_error"
+    return {"video_urls": _check_url_list("video_urls", data, counts, code, False, problems)}
 
 
 #: Every rule, in the order their problems are reported (and their fields appear).
@@ -374,13 +356,7 @@ class VideoRequest(BaseModel):
 
     def to_api_body(self) -> dict[str, Any]:
         """The JSON body of ``POST /v1/videos/generations``, every default sent explicitly."""
-        body: dict[str, Any] = {
-            "model": self.model,
-            "prompt": self.prompt,
-            "duration": self.duration,
-            "resolution": self.resolution,
-            "aspect_ratio": self.aspect_ratio,
-        }
+        body = self.model_dump(exclude={"image_urls", "video_urls"})
         if self.image_urls:
             body["image_urls"] = list(self.image_urls)
         if self.video_urls:
@@ -404,10 +380,7 @@ class VideoRequest(BaseModel):
         request back from them: the one place the request-to-flow mapping is spelled out (the
         command line and the batch runners add only their blocks and keys)."""
         return {
-            "prompt": self.prompt,
-            "duration": self.duration,
-            "resolution": self.resolution,
-            "aspect_ratio": self.aspect_ratio,
+            **self.model_dump(include={"prompt", "duration", "resolution", "aspect_ratio"}),
             "image_urls": list(self.image_urls) or None,
             "video_urls": list(self.video_urls) or None,
         }

@@ -28,6 +28,10 @@ class CommandLineFlag:
     flag: str
 
 
+#: A fraction of calls or tasks, from 0 to 1.
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
 class EmulatorConfig(BaseModel):
     """Behaviour of one emulated provider; every field may be changed while the server runs."""
 
@@ -46,19 +50,15 @@ class EmulatorConfig(BaseModel):
             "with rising progress. Fixed per task at submit time."
         ),
     )
-    task_failure_rate: float = Field(
+    task_failure_rate: Rate = Field(
         default=0.0,
-        ge=0.0,
-        le=1.0,
         description=(
             "Fraction of tasks that end 'failed' (cost refunded), decided at submit time from "
             "the seeded RNG."
         ),
     )
-    rate_limit_rate: float = Field(
+    rate_limit_rate: Rate = Field(
         default=0.0,
-        ge=0.0,
-        le=1.0,
         description="Fraction of API calls answered 429 rate_limit_error.",
     )
     retry_after_seconds: Annotated[float | None, CommandLineFlag("--retry-after")] = Field(
@@ -66,10 +66,8 @@ class EmulatorConfig(BaseModel):
         ge=0.0,
         description="When set, 429 answers carry 'Retry-After' with this many seconds, rounded up.",
     )
-    server_error_rate: float = Field(
+    server_error_rate: Rate = Field(
         default=0.0,
-        ge=0.0,
-        le=1.0,
         description=(
             "Fraction of API calls answered 502 with an HTML body, as a gateway would; a "
             "submit answered so creates no task."
@@ -96,10 +94,8 @@ class EmulatorConfig(BaseModel):
             "body, then abort the connection."
         ),
     )
-    download_drop_rate: float = Field(
+    download_drop_rate: Rate = Field(
         default=0.0,
-        ge=0.0,
-        le=1.0,
         description="Fraction of further download attempts cut the same way.",
     )
     download_stall_seconds: Annotated[float, CommandLineFlag("--download-stall")] = Field(

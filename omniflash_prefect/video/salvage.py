@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 from uuid import UUID
 
 from prefect import Flow, get_run_logger
@@ -47,33 +47,13 @@ from omniflash_prefect.video.observability import emit_video_event
 from omniflash_prefect.video.setup import LoadedSetup, VideoSetup, load_storage
 from omniflash_prefect.video.spend_limits import record_settlement
 from omniflash_prefect.video.steps import archive_once, archive_record_key, read_archived
-from omniflash_prefect.video.submissions import (
-    SubmissionRecord,
-    read_submission,
-    write_submission,
-)
+from omniflash_prefect.video.submissions import SubmissionRecord, read_submission, write_submission
 
 #: What a sweep did with one paid task, or found of one submission of unknown outcome.
 Outcome = Literal[
-    "archived",
-    "already_archived",
-    "in_run",
-    "generating",
-    "failed",
-    "expired",
-    "unknown",
-    "error",
+    "archived", "already_archived", "in_run", "generating", "failed", "expired", "unknown", "error"
 ]
-OUTCOMES: Final[tuple[Outcome, ...]] = (
-    "archived",
-    "already_archived",
-    "in_run",
-    "generating",
-    "failed",
-    "expired",
-    "unknown",
-    "error",
-)
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 #: A submission in flight for less than this is being sent right now, not of unknown outcome.
 IN_FLIGHT_GRACE_SECONDS: Final = 120.0
 #: Records read (and videos archived) at once.
@@ -228,10 +208,7 @@ async def _sweep_one(
 
 
 async def _salvage(
-    key: str,
-    record: SubmissionRecord,
-    setup: LoadedSetup,
-    seen: Callable[..., SweptVideo],
+    key: str, record: SubmissionRecord, setup: LoadedSetup, seen: Callable[..., SweptVideo]
 ) -> SweptVideo:
     """Read the task once (a fresh URL) and archive it where its run would have."""
     assert record.task_id is not None
@@ -409,10 +386,8 @@ def sweep_markdown(report: SweepReport, run_page: Callable[[str], str | None]) -
     lost and what it cost, what needs a person, and what is still on its way."""
 
     def run(video: SweptVideo) -> str:
-        if video.flow_run_id is None:
-            return ""
-        url = run_page(video.flow_run_id)
-        return f"[{video.flow_run_id}]({url})" if url else video.flow_run_id
+        url = run_page(video.flow_run_id) if video.flow_run_id is not None else None
+        return f"[{video.flow_run_id}]({url})" if url else video.flow_run_id or ""
 
     sections: list[tuple[str, Outcome, list[str], Callable[[SweptVideo], list[str]]]] = [
         (

@@ -83,9 +83,7 @@ class VideoSetup(BaseModel):
             await load_storage(self.result_storage_block) if self.result_storage_block else None
         )
         return LoadedSetup(
-            named=self,
-            storage=storage,
-            records=await current_record_storage(results),
+            named=self, storage=storage, records=await current_record_storage(results)
         )
 
 

@@ -1,8 +1,11 @@
-"""A run's reservations on what may be spent: a :class:`SpendHold` reserves a video's estimate
-before it is sent, then settles its cost or releases it. Two kinds share the rule of
-:mod:`omniflash_prefect.core.spending`: :class:`BudgetHold`, a batch's own budget kept in memory,
-and :class:`SpendLimitHold`, a named spend limit shared with every other run (its ledger is kept
-on the Prefect server by :mod:`omniflash_prefect.video.spend_limits`).
+"""A run's reservations on what may be spent: a :data:`SpendHold` reserves a video's estimate
+before it is sent (waiting while videos in flight may leave room, else raising
+:class:`SpendLimitReachedError`; ``paid``: an earlier run paid for it, so it is held whatever the
+rule says), then settles its cost (None: its estimate counts) or releases it (it cost nothing).
+Two kinds share the rule of :mod:`omniflash_prefect.core.spending`: :class:`BudgetHold`, a
+batch's own budget kept in memory, and :class:`SpendLimitHold`, a named spend limit shared with
+every other run (its ledger is kept on the Prefect server by
+:mod:`omniflash_prefect.video.spend_limits`).
 
 A :class:`SpendLimitHold` holds its run's reservations under one holder id with a lease it renews
 every third of ``OMNIFLASH_SPEND_LEASE_SECONDS`` while videos are in flight, so a killed run's
@@ -18,8 +21,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, TypeVar
 
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
@@ -50,33 +52,6 @@ T = TypeVar("T")
 _LONGEST_WAIT: Final = 5.0
 
 _log = logging.getLogger(__name__)
-
-
-class SpendHold(Protocol):
-    """What a video's spending goes through: reserved before it is sent, then settled (its cost
-    counted) or released (it cost nothing). ``key`` names the video within its run."""
-
-    name: str
-
-    async def reserve(
-        self, key: str, request: VideoRequest, estimate: float | None = None, *, paid: bool = False
-    ) -> float | None:
-        """Hold the video's estimate (``estimate``, else the hold's own; None: a probe of an
-        unknown price), waiting while videos in flight may leave room; raise
-        :class:`SpendLimitReachedError` when it cannot fit even then. ``paid``: an earlier run
-        paid for the video, so it is held whatever the rule says. Returns the estimate held."""
-        ...
-
-    async def settle(
-        self, key: str, task_id: str | None, cost: float | None, request: VideoRequest
-    ) -> float:
-        """Count the video's cost (None: unknown, its estimate counts) and give back its
-        reservation; returns what it added."""
-        ...
-
-    async def release(self, key: str) -> None:
-        """Give back the reservation of a video that cost nothing (refused, failed)."""
-        ...
 
 
 class BudgetHold:
@@ -192,12 +167,7 @@ async def _apply_together(
 
 class SpendLimitHold:
     """One run's reservations on a named limit, under one holder id whose lease it renews.
-
-    ``reserve`` waits while the videos in flight (this run's or others') may leave room, and
-    raises :class:`SpendLimitReachedError` when the limit cannot hold the video even then.
-    ``settle`` counts a video's cost; ``release`` gives back the reservation of a video that cost
-    nothing. Leaving the ``async with`` gives back whatever is still held.
-    """
+    Leaving the ``async with`` gives back whatever is still held."""
 
     def __init__(self, name: str, *, lease_seconds: float | None = None) -> None:
         self.name = checked_name(name)
@@ -216,12 +186,7 @@ class SpendLimitHold:
         await read_spend_limit(self.name)  # a missing limit fails before anything is sent
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._renewing is not None:
             self._renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -250,9 +215,8 @@ class SpendLimitHold:
     async def reserve(
         self, key: str, request: VideoRequest, estimate: float | None = None, *, paid: bool = False
     ) -> float | None:
-        """Reserve the video's estimate (``estimate``, else the highest price seen for its
-        class; None: a probe), waiting while reservations in flight may leave room. ``paid``:
-        the video was paid for by an earlier run, so it is reserved whatever the limit says."""
+        """Reserve ``estimate``, else the highest price seen for the video's class (None: a
+        probe of an unknown price)."""
         price_class = price_class_of(request)
         pause = 0.25
         while True:
@@ -295,8 +259,8 @@ class SpendLimitHold:
     async def settle(
         self, key: str, task_id: str | None, cost: float | None, request: VideoRequest
     ) -> float:
-        """Count the video's cost (None: unknown, its estimate counts until an exact cost of the
-        same task replaces it), giving back its reservation; returns what it added."""
+        """Count the video's cost (an unknown one's estimate counts until an exact cost of the
+        same task replaces it); returns what it added."""
         counted: dict[str, float | None] = {}
 
         def settle(limit: SpendLimit, now: datetime) -> float:
@@ -321,7 +285,6 @@ class SpendLimitHold:
         return added
 
     async def release(self, key: str) -> None:
-        """Give back the reservation of a video that cost nothing (refused, failed)."""
         if key not in self._held:
             return
 
@@ -382,3 +345,7 @@ class SpendLimitHold:
                 await self._change(renew)
             except Exception as exc:  # the next renewal may get through; the lease has room
                 _log.warning("Could not renew the lease on spend limit %r: %s", self.name, exc)
+
+
+#: What a video's spending goes through, the same way whichever kind it is.
+SpendHold = BudgetHold | SpendLimitHold

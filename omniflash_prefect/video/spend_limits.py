@@ -48,10 +48,7 @@ from omniflash_prefect.core.spending import (
     checked_name,
     price_class_of,
 )
-from omniflash_prefect.errors import (
-    SpendLimitNotFoundError,
-    UsageError,
-)
+from omniflash_prefect.errors import SpendLimitNotFoundError, UsageError
 
 T = TypeVar("T")
 

@@ -8,11 +8,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from omniflash_prefect.video.locks.waiting import (
-    PollingLockManager,
-    checked_key,
-    describe_holder,
-)
+from omniflash_prefect.video.locks.waiting import PollingLockManager, checked_key, describe_holder
 
 
 class FileLockManager(PollingLockManager):
