@@ -1,8 +1,7 @@
 """Every file of ``examples/`` run as a user would start from it: against the emulator on
 loopback, on the test Prefect server, checking what ended up archived.
 
-The examples are imported by name when a test runs (not at collection), so one whose package
-feature is missing skips alone.
+The examples are imported by name when a test runs (not at collection), as a user's script is.
 """
 
 from __future__ import annotations
@@ -14,11 +13,9 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-import pytest
 from PIL import Image
 from prefect.client.orchestration import get_client
 
-import omniflash_prefect
 from omniflash_prefect.emulator import EmulatorServer
 from tests.support.s3 import Bucket
 
@@ -99,8 +96,6 @@ def test_local_image_flow_uploads_the_image_and_animates_it(
 ) -> None:
     """The local PNG is uploaded once, its URL is the request's one image, and the video that
     request paid for is archived intact under the example's prefix."""
-    if not hasattr(omniflash_prefect, "aupload_image"):
-        pytest.skip("omniflash_prefect does not export aupload_image yet")
     image = tmp_path / "boat.png"
     Image.new("RGB", (64, 48), (200, 80, 40)).save(image)
 
