@@ -63,10 +63,8 @@ class BatchItem(BaseModel):
     )
     runs: int = Field(
         default=0,
-        description=(
-            "Video runs the row took in this batch run: more than 1 when a run was lost (its "
-            "worker died) and the row ran again."
-        ),
+        description="Video runs the row took in this batch run: more than 1 when a run was lost "
+        "(its worker died) and the row ran again.",
     )
     media: MediaCheck | None = Field(
         default=None, description="What the archived file holds, and whether it is as asked."
