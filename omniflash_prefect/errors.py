@@ -108,9 +108,6 @@ class CredentialsBlockNotFoundError(UsageError):
     is fixed without opening the UI.
     """
 
-    charged = False
-    exit_status = "invalid"
-
     def __init__(self, block_name: str, existing: tuple[str, ...]) -> None:
         self.block_name = block_name
         self.existing = existing
@@ -178,9 +175,6 @@ class InvalidImageFileError(InvalidVideoRequestError):
     absolute; ``reason`` what is wrong with it. Also an :class:`InvalidVideoRequestError`: the
     video it was meant for cannot be asked for either. An upload costs nothing."""
 
-    charged = False
-    exit_status = "invalid"
-
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
@@ -236,32 +230,27 @@ class APIError(OmniFlashError):
         super().__init__(f"{message} ({detail})")
 
 
-class InvalidRequestError(APIError):
+class _RefusedByAPIError(APIError):
+    """An answer refusing the request: nothing was accepted, so nothing is charged."""
+
+    charged = False
+    exit_status = "refused"
+
+
+class InvalidRequestError(_RefusedByAPIError):
     """400: the API refused the request; ``code`` is the API's error code."""
 
-    charged = False
-    exit_status = "refused"
 
-
-class AuthenticationError(APIError):
+class AuthenticationError(_RefusedByAPIError):
     """401/403: the API key was refused."""
 
-    charged = False
-    exit_status = "refused"
 
-
-class PaymentRequiredError(APIError):
+class PaymentRequiredError(_RefusedByAPIError):
     """402: the account balance cannot pay for the video."""
 
-    charged = False
-    exit_status = "refused"
 
-
-class RateLimitedError(APIError):
+class RateLimitedError(_RefusedByAPIError):
     """429: too many requests; ``retry_after`` is the server's hint in seconds, if it sent one."""
-
-    charged = False
-    exit_status = "refused"
 
     def __init__(
         self,
@@ -276,11 +265,8 @@ class RateLimitedError(APIError):
         self.retry_after = retry_after
 
 
-class NotFoundError(APIError):
+class NotFoundError(_RefusedByAPIError):
     """404: the task (or endpoint) does not exist for this API key."""
-
-    charged = False
-    exit_status = "refused"
 
 
 class ServerError(APIError):

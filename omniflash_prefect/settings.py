@@ -67,20 +67,16 @@ class OmniFlashSettings(BaseSettings):
     spend_lease_seconds: float = Field(
         default=120.0,
         ge=1,
-        description=(
-            "Lease of a run's reservations on a spend limit: the run renews it every third of "
-            "it while it has videos in flight, and the reservations of a run that died (killed, "
-            "its machine gone) are released this long after its last renewal at most."
-        ),
+        description="Lease of a run's reservations on a spend limit: the run renews it every "
+        "third of it while it has videos in flight, and the reservations of a run that died "
+        "(killed, its machine gone) are released this long after its last renewal at most.",
     )
     claim_lease_seconds: float = Field(
         default=60.0,
         ge=3,
-        description=(
-            "Lease of a claim kept in an S3 bucket: a holder renews it every third of it while "
-            "it lives, and a holder that died blocks its key this long at most (local claims end "
-            "with their process). At least 3 s: the bucket's clock reads whole seconds."
-        ),
+        description="Lease of a claim kept in an S3 bucket: a holder renews it every third of it "
+        "while it lives, and a holder that died blocks its key this long at most (local claims "
+        "end with their process). At least 3 s: the bucket's clock reads whole seconds.",
     )
 
     @model_validator(mode="after")

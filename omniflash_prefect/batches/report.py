@@ -23,7 +23,7 @@ from omniflash_prefect.errors import (
     RateLimitedError,
     may_have_been_charged,
 )
-from omniflash_prefect.video.observability import short_prompt
+from omniflash_prefect.video.observability import short_prompt, table_cell, table_section
 
 ItemStatus = Literal[
     "archived",
@@ -63,10 +63,8 @@ class BatchItem(BaseModel):
     )
     runs: int = Field(
         default=0,
-        description=(
-            "Video runs the row took in this batch run: more than 1 when a run was lost (its "
-            "worker died) and the row ran again."
-        ),
+        description="Video runs the row took in this batch run: more than 1 when a run was lost "
+        "(its worker died) and the row ran again.",
     )
     media: MediaCheck | None = Field(
         default=None, description="What the archived file holds, and whether it is as asked."
@@ -209,16 +207,16 @@ def report_markdown(
         *_totals(report, budget, spend_limit),
     ]
     unfinished = [item for item in report.items if item.status != "archived"]
-    lines += _section(
+    lines += table_section(
         "Rows not archived",
         ["Row", "Status", "Task id", "Run"],
         [[item.id, item.status, item.task_id or "", link(item)] for item in unfinished],
     )
-    lines += _section(
+    lines += table_section(
         "Videos not as asked",
         ["Row", "Media check", "Run"],
         [
-            [item.id, _cell(item.media.describe() if item.media else ""), link(item)]
+            [item.id, table_cell(item.media.describe() if item.media else ""), link(item)]
             for item in report.media_flagged
         ],
     )
@@ -253,24 +251,6 @@ def _totals(
         f"- Re-run with batch_id `{report.batch_id}` to resume: archived rows are kept, "
         "submitted rows are polled, only rows never submitted are submitted.",
     ]
-
-
-def _section(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
-    """A markdown section with a table, or nothing when there are no rows."""
-    if not rows:
-        return []
-    return [
-        "",
-        f"## {title}",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in rows),
-    ]
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _run_url(

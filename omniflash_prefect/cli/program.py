@@ -77,10 +77,8 @@ SpendLimitOption = Annotated[
 StrictMediaOption = Annotated[
     bool,
     typer.Option(
-        help=(
-            "Exit 5 when an archived video is not the duration, resolution and shape asked for, "
-            "or cannot be read (it is kept); default: a warning, shown in the output."
-        )
+        help="Exit 5 when an archived video is not the duration, resolution and shape asked for, "
+        "or cannot be read (it is kept); default: a warning, shown in the output."
     ),
 ]
 

@@ -150,7 +150,7 @@ def print_archived(outcome: GenerationOutcome, heading: str) -> None:
         console.print(TEMPORARY_SERVER_NOTE, soft_wrap=True, highlight=False)
 
 
-def print_failure(outcome: GenerationOutcome, command: str) -> None:
+def print_failure(outcome: GenerationOutcome | BatchOutcome, command: str) -> None:
     """Why the command failed, on stderr, with the task and run ids when known."""
     errors.print(
         f"[red]{command} failed[/red] ({outcome.status}, exit {outcome.exit_code}): "
@@ -158,7 +158,7 @@ def print_failure(outcome: GenerationOutcome, command: str) -> None:
         soft_wrap=True,
         highlight=False,
     )
-    if outcome.task_id:
+    if isinstance(outcome, GenerationOutcome) and outcome.task_id:
         errors.print(f"  task id:  {outcome.task_id}", highlight=False)
     if outcome.flow_run_id:
         errors.print(f"  flow run: {outcome.flow_run_id}", highlight=False)
@@ -183,15 +183,7 @@ def end_batch_command(outcome: BatchOutcome, *, json_output: bool) -> NoReturn:
     elif outcome.report is not None:
         _print_batch_report(outcome)
     else:
-        errors.print(
-            f"[red]batch failed[/red] ({outcome.status}, exit {outcome.exit_code}): "
-            f"{outcome.error}",
-            soft_wrap=True,
-            highlight=False,
-        )
-        if outcome.flow_run_id:
-            errors.print(f"  flow run: {outcome.flow_run_id}", highlight=False)
-        print_handed_over(outcome.error)
+        print_failure(outcome, "batch")
     raise typer.Exit(outcome.exit_code)
 
 

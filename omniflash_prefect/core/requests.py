@@ -50,14 +50,12 @@ _REQUEST_FIELDS: Final = (
 #: refuses it), never read as "omitted". Manifests drop null cells before they get here.
 _NULL_REFUSED_FIELDS: Final = ("aspect_ratio", "size", "image_urls", "video_urls")
 #: The request's fields among the ``generate_video`` flow's parameters.
-_FLOW_FIELDS: Final = (
-    "prompt",
-    "duration",
-    "resolution",
-    "aspect_ratio",
-    "image_urls",
-    "video_urls",
-)
+_FLOW_FIELDS: Final = tuple(name for name in _REQUEST_FIELDS if name not in ("model", "size"))
+
+
+def _invalid(field: str, value: object, message: str, allowed: str | None = None) -> RequestProblem:
+    """A problem the API answers with its generic ``invalid_request_error`` code."""
+    return RequestProblem("invalid_request_error", field, value, message, allowed)
 
 
 def _show(value: object) -> str:
@@ -89,15 +87,8 @@ def _is_data_image_uri(value: str) -> bool:
 def _check_aspect_ratio(field: str, value: object, problems: list[RequestProblem]) -> str | None:
     if isinstance(value, str) and _ASPECT_RATIO.fullmatch(value):
         return value
-    problems.append(
-        RequestProblem(
-            "invalid_request_error",
-            field,
-            value,
-            f"{_show(value)} is not an aspect ratio",
-            allowed="W:H with positive integers, e.g. 16:9 or 9:16",
-        )
-    )
+    allowed = "W:H with positive integers, e.g. 16:9 or 9:16"
+    problems.append(_invalid(field, value, f"{_show(value)} is not an aspect ratio", allowed))
     return None
 
 
@@ -113,9 +104,7 @@ def _check_url_list(
     if value is None:
         return ()
     if isinstance(value, str) or not isinstance(value, Sequence):
-        problems.append(
-            RequestProblem("invalid_request_error", field, value, "must be a list of URLs")
-        )
+        problems.append(_invalid(field, value, "must be a list of URLs"))
         return ()
     items = list(value)
     counts = ", ".join(str(n) for n in allowed_counts)
@@ -134,13 +123,7 @@ def _check_url_list(
         )
         if not ok:
             problems.append(
-                RequestProblem(
-                    "invalid_request_error",
-                    f"{field}[{index}]",
-                    item,
-                    f"{_show(item)} is not {allowed}",
-                    allowed=allowed,
-                )
+                _invalid(f"{field}[{index}]", item, f"{_show(item)} is not {allowed}", allowed)
             )
     return tuple(item for item in items if isinstance(item, str))
 
@@ -151,60 +134,32 @@ FieldChecker = Callable[[Mapping[str, Any], list[RequestProblem]], dict[str, Any
 
 
 def _check_known_fields(data: Mapping[str, Any], problems: list[RequestProblem]) -> dict[str, Any]:
+    allowed = ", ".join(_REQUEST_FIELDS)
     for name in sorted(set(data) - set(_REQUEST_FIELDS)):
-        problems.append(
-            RequestProblem(
-                "invalid_request_error",
-                name,
-                data[name],
-                "is not a field of the API",
-                allowed=", ".join(_REQUEST_FIELDS),
-            )
-        )
+        problems.append(_invalid(name, data[name], "is not a field of the API", allowed))
     return {}
 
 
 def _check_no_nulls(data: Mapping[str, Any], problems: list[RequestProblem]) -> dict[str, Any]:
     for name in _NULL_REFUSED_FIELDS:
         if name in data and data[name] is None:
-            problems.append(
-                RequestProblem(
-                    "invalid_request_error",
-                    name,
-                    None,
-                    "null is not a value of this field: omit the field to use its default",
-                )
-            )
+            message = "null is not a value of this field: omit the field to use its default"
+            problems.append(_invalid(name, None, message))
     return {}
 
 
 def _check_model(data: Mapping[str, Any], problems: list[RequestProblem]) -> dict[str, Any]:
     model = data.get("model", MODEL_NAME)
     if model != MODEL_NAME:
-        problems.append(
-            RequestProblem(
-                "invalid_request_error",
-                "model",
-                model,
-                f"{_show(model)} is not supported",
-                allowed=MODEL_NAME,
-            )
-        )
+        problems.append(_invalid("model", model, f"{_show(model)} is not supported", MODEL_NAME))
     return {"model": MODEL_NAME}
 
 
 def _check_prompt(data: Mapping[str, Any], problems: list[RequestProblem]) -> dict[str, Any]:
     prompt = data.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
-        problems.append(
-            RequestProblem(
-                "invalid_request_error",
-                "prompt",
-                prompt,
-                "is required and must not be empty or whitespace",
-                allowed="a non-empty description of the video",
-            )
-        )
+        message = "is required and must not be empty or whitespace"
+        problems.append(_invalid("prompt", prompt, message, "a non-empty description of the video"))
     return {"prompt": prompt}
 
 
@@ -254,15 +209,9 @@ def _check_aspect_ratio_and_size(
         if size is not None and aspect_given is None:
             aspect_ratio = size
         elif size is not None and size != aspect_ratio:
-            problems.append(
-                RequestProblem(
-                    "invalid_request_error",
-                    "size",
-                    size_given,
-                    f"{_show(size_given)} differs from aspect_ratio {_show(aspect_given)}",
-                    allowed="the same value as aspect_ratio (size is its alias)",
-                )
-            )
+            message = f"{_show(size_given)} differs from aspect_ratio {_show(aspect_given)}"
+            allowed = "the same value as aspect_ratio (size is its alias)"
+            problems.append(_invalid("size", size_given, message, allowed))
     return {"aspect_ratio": aspect_ratio}
 
 
@@ -344,8 +293,7 @@ class VideoRequest(BaseModel):
         except ValidationError as exc:
             raise InvalidVideoRequestError(
                 [
-                    RequestProblem(
-                        "invalid_request_error",
+                    _invalid(
                         ".".join(str(part) for part in error["loc"]) or "request",
                         error.get("input"),
                         error["msg"],

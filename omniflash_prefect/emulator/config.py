@@ -45,17 +45,13 @@ class EmulatorConfig(BaseModel):
     job_seconds: float = Field(
         default=3.0,
         ge=0.0,
-        description=(
-            "Time from submit to a terminal status: pending for the first 10%, then processing "
-            "with rising progress. Fixed per task at submit time."
-        ),
+        description="Time from submit to a terminal status: pending for the first 10%, then "
+        "processing with rising progress. Fixed per task at submit time.",
     )
     task_failure_rate: Rate = Field(
         default=0.0,
-        description=(
-            "Fraction of tasks that end 'failed' (cost refunded), decided at submit time from "
-            "the seeded RNG."
-        ),
+        description="Fraction of tasks that end 'failed' (cost refunded), decided at submit time "
+        "from the seeded RNG.",
     )
     rate_limit_rate: Rate = Field(
         default=0.0,
@@ -68,10 +64,8 @@ class EmulatorConfig(BaseModel):
     )
     server_error_rate: Rate = Field(
         default=0.0,
-        description=(
-            "Fraction of API calls answered 502 with an HTML body, as a gateway would; a "
-            "submit answered so creates no task."
-        ),
+        description="Fraction of API calls answered 502 with an HTML body, as a gateway would; a "
+        "submit answered so creates no task.",
     )
     latency_seconds: Annotated[float, CommandLineFlag("--latency")] = Field(
         default=0.0,
@@ -81,18 +75,14 @@ class EmulatorConfig(BaseModel):
     submit_answer_delay_seconds: Annotated[float, CommandLineFlag("--submit-delay")] = Field(
         default=0.0,
         ge=0.0,
-        description=(
-            "Delay between accepting a submit (the task exists and is paid for) and sending its "
-            "answer: the window in which a client that dies never learns its task id."
-        ),
+        description="Delay between accepting a submit (the task exists and is paid for) and "
+        "sending its answer: the window in which a client that dies never learns its task id.",
     )
     drop_first_downloads: int = Field(
         default=0,
         ge=0,
-        description=(
-            "The first N download attempts of each video send the headers and about half of the "
-            "body, then abort the connection."
-        ),
+        description="The first N download attempts of each video send the headers and about half "
+        "of the body, then abort the connection.",
     )
     download_drop_rate: Rate = Field(
         default=0.0,
@@ -101,57 +91,42 @@ class EmulatorConfig(BaseModel):
     download_stall_seconds: Annotated[float, CommandLineFlag("--download-stall")] = Field(
         default=0.0,
         ge=0.0,
-        description=(
-            "Every download sends about half of the body, then stalls this long (or until the "
-            "client goes away) before sending the rest."
-        ),
+        description="Every download sends about half of the body, then stalls this long (or until "
+        "the client goes away) before sending the rest.",
     )
     ignore_range: bool = Field(
         default=False,
-        description=(
-            "Answer every download with the whole file (200), ignoring any Range header, as "
-            "some CDNs do: a resumed download must start over from byte 0."
-        ),
+        description="Answer every download with the whole file (200), ignoring any Range header, "
+        "as some CDNs do: a resumed download must start over from byte 0.",
     )
     serve_non_mp4: bool = Field(
         default=False,
-        description=(
-            "Serve videos whose first box is renamed ('ftyp' -> 'junk'): the announced size "
-            "and a video/mp4 type, but not an MP4 (a provider with a broken store)."
-        ),
+        description="Serve videos whose first box is renamed ('ftyp' -> 'junk'): the announced "
+        "size and a video/mp4 type, but not an MP4 (a provider with a broken store).",
     )
     serve_wrong_shape: bool = Field(
         default=False,
-        description=(
-            "Deliver the packaged 1 s 320x180 (16:9) sample clip, padded as usual, whatever "
-            "was asked: its duration and resolution always differ from the request, its "
-            "orientation and aspect ratio too unless 16:9 was asked. Fixed per task at submit "
-            "time."
-        ),
+        description="Deliver the packaged 1 s 320x180 (16:9) sample clip, padded as usual, "
+        "whatever was asked: its duration and resolution always differ from the request, its "
+        "orientation and aspect ratio too unless 16:9 was asked. Fixed per task at submit time.",
     )
     serve_unreadable_mp4: bool = Field(
         default=False,
-        description=(
-            "Deliver a file that starts with a valid 'ftyp' box followed by task-specific "
-            "garbage (64 KiB, or video_size_bytes in all): it passes a signature check, yet no "
-            "demuxer can read it. Wins over serve_wrong_shape. Fixed per task at submit time."
-        ),
+        description="Deliver a file that starts with a valid 'ftyp' box followed by task-specific "
+        "garbage (64 KiB, or video_size_bytes in all): it passes a signature check, yet no "
+        "demuxer can read it. Wins over serve_wrong_shape. Fixed per task at submit time.",
     )
     url_ttl_seconds: Annotated[float, CommandLineFlag("--url-ttl")] = Field(
         default=86400.0,
         ge=0.0,
-        description=(
-            "Lifetime of a video URL, counted from the status read that handed it out; an "
-            "expired URL answers 403 with an S3-like XML body."
-        ),
+        description="Lifetime of a video URL, counted from the status read that handed it out; an "
+        "expired URL answers 403 with an S3-like XML body.",
     )
     balance: float = Field(
         default=100.0,
         ge=0.0,
-        description=(
-            "Account credit; each submit reserves its price and a submit costing more than "
-            "what remains answers 402. Failed tasks are refunded."
-        ),
+        description="Account credit; each submit reserves its price and a submit costing more "
+        "than what remains answers 402. Failed tasks are refunded.",
     )
     unlimited_balance: bool = Field(
         default=False,
@@ -159,12 +134,10 @@ class EmulatorConfig(BaseModel):
     )
     video_size_bytes: Annotated[int | None, CommandLineFlag("--video-size")] = Field(
         default=None,
-        description=(
-            "None: the clip of the asked duration, resolution and aspect ratio plus a small "
-            "task-specific box. N: a valid MP4 of exactly N bytes (that clip padded with one "
-            "top-level 'free' box); a submit whose clip is larger than N - 16 bytes is refused "
-            "(400, nothing charged). Fixed per task at submit time."
-        ),
+        description="None: the clip of the asked duration, resolution and aspect ratio plus a "
+        "small task-specific box. N: a valid MP4 of exactly N bytes (that clip padded with one "
+        "top-level 'free' box); a submit whose clip is larger than N - 16 bytes is refused (400, "
+        "nothing charged). Fixed per task at submit time.",
     )
     seed: int = Field(
         default=0,

@@ -49,10 +49,8 @@ class ArchivedVideo(BaseModel):
     source_expires_at: int | None = Field(default=None, description="When the source URL expired.")
     media: MediaCheck | None = Field(
         default=None,
-        description=(
-            "What the file holds (duration, frame size, codec...) and whether it is what was "
-            "asked for; None in records written before videos were checked."
-        ),
+        description="What the file holds (duration, frame size, codec...) and whether it is what "
+        "was asked for; None in records written before videos were checked.",
     )
     preview_keys: dict[str, str] = Field(
         default_factory=dict,

@@ -210,7 +210,7 @@ def render_summary(
     ]
     if archived.media is not None:
         rows += media_rows(archived.media)
-    table = "\n".join(f"| {name} | {_cell(value)} |" for name, value in rows)
+    table = "\n".join(f"| {name} | {table_cell(value)} |" for name, value in rows)
     title = "Video generated" + SUMMARY_TITLE_FLAGS.get(
         archived.media.verdict if archived.media else "ok", ""
     )
@@ -245,8 +245,23 @@ def describe_facts(facts: MediaFacts) -> str:
     return ", ".join(parts)
 
 
-def _cell(value: str) -> str:
+def table_cell(value: str) -> str:
+    """Text that stays in its markdown table cell."""
     return value.replace("|", "\\|").replace("\n", " ")
+
+
+def table_section(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a markdown section with a table, or none when there are no rows."""
+    if not rows:
+        return []
+    return [
+        "",
+        f"## {title}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
 
 
 async def embedded_previews(

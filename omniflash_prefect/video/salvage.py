@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from omniflash_prefect.errors import NotFoundError, UsageError, VideoExpiredError
 from omniflash_prefect.video.claims import current_record_storage, record_store
 from omniflash_prefect.video.credentials import load_client
-from omniflash_prefect.video.observability import emit_video_event
+from omniflash_prefect.video.observability import emit_video_event, table_section
 from omniflash_prefect.video.setup import LoadedSetup, VideoSetup, load_storage
 from omniflash_prefect.video.spend_limits import record_settlement
 from omniflash_prefect.video.steps import archive_once, archive_record_key, read_archived
@@ -428,19 +428,8 @@ def sweep_markdown(report: SweepReport, run_page: Callable[[str], str | None]) -
     ]
     lines = ["# Paid videos swept", "", report.headline() + "."]
     for title, outcome, header, row in sections:
-        videos = report.of(outcome)
-        if not videos:
-            continue
-        lines += [
-            "",
-            f"## {title}",
-            "",
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" * len(header),
-        ]
-        lines += [
-            "| " + " | ".join(cell.replace("|", "\\|") for cell in row(v)) + " |" for v in videos
-        ]
+        rows = [[cell.replace("|", "\\|") for cell in row(v)] for v in report.of(outcome)]
+        lines += table_section(title, header, rows)
     return "\n".join(lines) + "\n"
 
 

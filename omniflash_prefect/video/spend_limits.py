@@ -110,9 +110,8 @@ print(limit.limit, limit.rolling_hours)
     )
     ledger: dict[str, Any] = Field(
         default_factory=dict,
-        description=(
-            "Kept by the runs: settlements, reservations in flight, prices seen. Do not edit."
-        ),
+        description="Kept by the runs: settlements, reservations in flight, prices seen. Do not "
+        "edit.",
     )
 
 
