@@ -33,10 +33,8 @@ from omniflash_prefect import errors
 from omniflash_prefect.batches.manifest import ManifestRow
 from omniflash_prefect.batches.report import BatchItem, BatchReport
 from omniflash_prefect.video.archive import ArchivedVideo
-from omniflash_prefect.video.claims import record_store
 from omniflash_prefect.video.flows import agenerate_video_task
 from omniflash_prefect.video.setup import VideoSetup
-from omniflash_prefect.video.steps import archive_record_key, read_archived
 
 #: The tag of a slice's run: its table and summary are its own, not the batch's.
 SLICE_TAG: Final = "omniflash-batch-slice"
@@ -47,9 +45,11 @@ SLICE_LINGER_SECONDS: Final = 0.5
 @dataclass(frozen=True)
 class RowRun:
     """What a row's video ended with, and where: the video's own task run, and the flow run it
-    ran in when that is not the batch run (a slice on a worker)."""
+    ran in when that is not the batch run (a slice on a worker). A slice's archived row is the
+    slice's report of it: the worker archived it where its own setup says, which this process
+    may not be able to read."""
 
-    outcome: ArchivedVideo | BaseException
+    outcome: ArchivedVideo | BatchItem | BaseException
     task_run_id: str | None = None
     flow_run_id: str | None = None
 
@@ -185,23 +185,18 @@ class SliceRunner:
         if not isinstance(report, BatchReport):
             report = BatchReport.model_validate(report) if isinstance(report, dict) else None
         items = {item.id: item for item in report.items} if report is not None else {}
-        return [await self._row_of(w.row, items.get(w.row.id), finished, setup) for w in rows]
+        return [self._row_of(w.row, items.get(w.row.id), finished) for w in rows]
 
-    async def _row_of(
-        self, row: ManifestRow, item: BatchItem | None, run: FlowRun, setup: VideoSetup
-    ) -> RowRun:
-        """A row's outcome in a finished slice: its archived video, read from the archive record
-        (the batch's records are shared by its slices), or why it was not archived."""
+    @staticmethod
+    def _row_of(row: ManifestRow, item: BatchItem | None, run: FlowRun) -> RowRun:
+        """A row's outcome in a finished slice: the slice's own report of it when archived
+        (wherever the slice's worker archived it), or why it was not archived."""
         slice_id = str(run.id)
         if item is None:
             lost = errors.VideoRunLostError(f"run {run.name} ended without row {row.id}")
             return RowRun(lost, flow_run_id=slice_id)
         if item.status == "archived" and item.task_id is not None:
-            loaded = await setup.load()
-            record_key = archive_record_key(item.task_id, loaded.storage, loaded.archive_prefix)
-            archived = await read_archived(record_store(loaded.records), record_key)
-            if archived is not None:
-                return RowRun(archived, task_run_id=item.task_run_id, flow_run_id=slice_id)
+            return RowRun(item, task_run_id=item.task_run_id, flow_run_id=slice_id)
         error = errors.RemoteRunError(
             f"row {row.id} in run {run.name}: {item.error or item.status}",
             _error_type_named(item.error or ""),

@@ -218,7 +218,7 @@ class BatchScheduler:
                 ran = await self._start(row, key)
         except Exception as exc:  # the run could not start
             ran = RowRun(exc)
-        if isinstance(ran.outcome, ArchivedVideo):
+        if isinstance(ran.outcome, ArchivedVideo | BatchItem):
             return await self._archived(row, ran.outcome, ran)
         if isinstance(ran.outcome, errors.VideoRunLostError):
             return await self._lost(row, ran.outcome, ran)
@@ -266,7 +266,9 @@ class BatchScheduler:
         """The item's fields naming the row's runs."""
         return {"task_run_id": ran.task_run_id, "flow_run_id": ran.flow_run_id}
 
-    async def _archived(self, row: ManifestRow, archived: ArchivedVideo, ran: RowRun) -> BatchItem:
+    async def _archived(
+        self, row: ManifestRow, archived: ArchivedVideo | BatchItem, ran: RowRun
+    ) -> BatchItem:
         await self._settle(row, paid=True, task_id=archived.task_id, cost=archived.cost)
         item = _item(
             row,

@@ -211,9 +211,10 @@ class Fleet:
         ]
 
     def worker(self, name: str) -> Background:
-        """``prefect worker start`` on the pool, polling fast, archiving under ``root``."""
+        """``prefect worker start`` on the pool, polling fast, archiving into a directory of its
+        own under ``root`` (as each machine would, into its own disk)."""
         env = {
-            **fast_worker_env(self.server, self.root / "videos"),
+            **fast_worker_env(self.server, self.root / "videos" / name),
             "PREFECT_WORKER_QUERY_SECONDS": "1",
         }
         command = f"prefect worker start --pool omniflash --limit {WORKER_LIMIT} --name {name}"
