@@ -98,28 +98,28 @@ class TreeMemory:
 
 
 @contextlib.contextmanager
-def postgres(root: Path) -> Iterator[str]:
+def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on a free loopback port (run as the ``postgres`` user
     when this runs as root, which PostgreSQL refuses); its asyncpg URL."""
-    data, port = root / "pgdata", free_port()
-    data.mkdir()
+    root = Path(tempfile.mkdtemp(prefix="omniflash-pg-"))
+    data, port = root / "data", free_port()
     as_owner: list[str] = []
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
-        shutil.chown(data, "postgres")
         as_owner = ["runuser", "-u", "postgres", "--"]
 
     def pg(*argv: str) -> None:
         subprocess.run([*as_owner, *argv], check=True, capture_output=True)  # noqa: S603
 
     pg("initdb", "-D", str(data), "-U", "bench", "--auth=trust")
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=300"
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=300"
     pg("pg_ctl", "-D", str(data), "-o", options, "-l", str(root / "pg.log"), "-w", "start")
     try:
         pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "prefect_bench")
         yield f"postgresql+asyncpg://bench@127.0.0.1:{port}/prefect_bench"
     finally:
         pg("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def prefect(argv: str, env: dict[str, str], cwd: Path) -> None:
@@ -237,7 +237,7 @@ def main() -> None:
     }
     try:
         with contextlib.ExitStack() as stack:
-            url = stack.enter_context(postgres(root / "pg")) if args.postgres else None
+            url = stack.enter_context(postgres()) if args.postgres else None
             server = stack.enter_context(prefect_server(root / "prefect-home", url))
             env = clean_env(
                 server.home,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
 
+import httpx
 from prefect.artifacts import (
     acreate_link_artifact,
     acreate_markdown_artifact,
@@ -142,12 +143,19 @@ class TaskProgress:
             await self._show(100.0, summary)
 
     async def _show(self, progress: float, description: str | None = None) -> None:
-        if self.artifact_id is None:
-            self.artifact_id = await acreate_task_progress_artifact(
-                self.task_id, progress, description
-            )
-        else:
-            await aupdate_progress_artifact(self.artifact_id, progress, description)
+        """Write the artifact. What the UI shows must never fail a paid video: a Prefect API
+        too busy to answer (a 503, or no free connection in time with hundreds of videos in
+        flight in one process) costs this update, with a warning, not the video's run."""
+        try:
+            if self.artifact_id is None:
+                self.artifact_id = await acreate_task_progress_artifact(
+                    self.task_id, progress, description
+                )
+            else:
+                await aupdate_progress_artifact(self.artifact_id, progress, description)
+        except httpx.HTTPError as exc:
+            self.logger.warning("Progress of task %s not shown: %r", self.task_id, exc)
+            return
         self.progress = progress
         self.shown_at = time.monotonic()
 

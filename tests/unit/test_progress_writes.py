@@ -3,11 +3,18 @@ often enough to follow a job of minutes."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
 from omniflash_prefect.video.observability import (
     PROGRESS_MIN_SECONDS,
     PROGRESS_STEP,
+    TaskProgress,
     progress_write_due,
 )
+from tests.support.children import free_port
 
 
 def due(shown: float | None, progress: float, seconds: float, minimum: float) -> bool:
@@ -37,3 +44,17 @@ def test_a_video_of_its_own_moves_with_every_step() -> None:
 def test_completion_is_left_to_the_end_of_the_poll() -> None:
     """100 is written once, by ``finish`` (with the summary, for a batch's video)."""
     assert not due(40.0, 100.0, 1000.0, 0.0)
+
+
+async def test_a_prefect_api_out_of_reach_costs_the_progress_not_the_video(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing listens where the API should be: ``finish`` warns and returns, so the paid,
+    archived video's run goes on (as with a pool timeout when hundreds of videos share one
+    process' client)."""
+    unreachable = f"http://127.0.0.1:{free_port()}/api"
+    progress = TaskProgress("task_unshown", logging.getLogger("omniflash-test"))
+    with temporary_settings({PREFECT_API_URL: unreachable, PREFECT_CLIENT_MAX_RETRIES: 0}):
+        await progress.finish("## Video generated")
+    assert progress.artifact_id is None
+    assert "Progress of task task_unshown not shown" in caplog.text
