@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from uuid import UUID
 
 import httpx
@@ -36,10 +36,15 @@ EVENT_PREFIX = "omniflash.video"
 #: The smallest rise of the API's progress (in points) that updates the progress artifact.
 PROGRESS_STEP: Final = 10
 #: The least time between two updates of the progress artifact of a video in a batch (the
-#: first reading and the completion are always shown): a job of a few minutes moves its bar
-#: every so often, and hundreds of short jobs write twice each, not once per step. A video of
-#: its own (a ``generate_video`` run, followed live by ``omniflash generate``) has no minimum.
+#: first reading is shown unless the process is busy writing others, the completion always): a
+#: job of a few minutes moves its bar every so often, and hundreds of short jobs write twice
+#: each, not once per step. A video of its own (a ``generate_video`` run, followed live by ``omniflash generate``) has no minimum.
 PROGRESS_MIN_SECONDS: Final = 15.0
+#: Progress writes (not the final one, which always happens) that may wait on the Prefect API at
+#: once in one process: half of its client's 16 connections. A reading due while they are all
+#: taken is not shown (a later one may be). With a thousand videos polling in one process, the
+#: writes queued faster than the server took them and starved every other call of the process.
+PROGRESS_WRITES_IN_FLIGHT: Final = 8
 #: The key, in a progress artifact's metadata, of the provider task it follows.
 TASK_ID_METADATA: Final = "task_id"
 
@@ -110,6 +115,10 @@ class TaskProgress:
     batch of hundreds of videos must not flood.
     """
 
+    #: Progress writes of this process waiting on the Prefect API right now (see
+    #: :data:`PROGRESS_WRITES_IN_FLIGHT`).
+    writing: ClassVar[int] = 0
+
     def __init__(self, task_id: str, logger: RunLogger, *, min_seconds: float = 0.0) -> None:
         self.task_id = task_id
         self.logger = logger
@@ -127,13 +136,18 @@ class TaskProgress:
             )
             self.status = update.status
         progress = float(update.progress) if update.progress is not None else self.progress
-        if progress_write_due(
+        due = progress_write_due(
             shown=None if self.artifact_id is None else self.progress,
             progress=progress,
             seconds_since_shown=time.monotonic() - self.shown_at,
             min_seconds=self.min_seconds,
-        ):
-            await self._show(progress)
+        )
+        if due and TaskProgress.writing < PROGRESS_WRITES_IN_FLIGHT:
+            TaskProgress.writing += 1
+            try:
+                await self._show(progress)
+            finally:
+                TaskProgress.writing -= 1
 
     async def finish(self, summary: str | None = None) -> None:
         """The task completed: the artifact shows 100%, and ``summary`` (markdown) as its

@@ -8,9 +8,11 @@ import logging
 import pytest
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
+from omniflash_prefect.core.models import VideoTask
 from omniflash_prefect.video.observability import (
     PROGRESS_MIN_SECONDS,
     PROGRESS_STEP,
+    PROGRESS_WRITES_IN_FLIGHT,
     TaskProgress,
     progress_write_due,
 )
@@ -58,3 +60,21 @@ async def test_a_prefect_api_out_of_reach_costs_the_progress_not_the_video(
         await progress.finish("## Video generated")
     assert progress.artifact_id is None
     assert "Progress of task task_unshown not shown" in caplog.text
+
+
+async def test_a_reading_is_not_shown_while_the_process_has_its_fill_of_progress_writes(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With as many progress writes waiting on the API as allowed, a due reading sends nothing
+    (the unreachable API would have logged a warning for a try); with one free, it tries."""
+    unreachable = f"http://127.0.0.1:{free_port()}/api"
+    reading = VideoTask(id="task_busy", status="processing", progress=40)
+    progress = TaskProgress("task_busy", logging.getLogger("omniflash-test"))
+    with temporary_settings({PREFECT_API_URL: unreachable, PREFECT_CLIENT_MAX_RETRIES: 0}):
+        monkeypatch.setattr(TaskProgress, "writing", PROGRESS_WRITES_IN_FLIGHT)
+        await progress.report(reading)
+        assert "not shown" not in caplog.text
+        monkeypatch.setattr(TaskProgress, "writing", PROGRESS_WRITES_IN_FLIGHT - 1)
+        await progress.report(reading)
+    assert "Progress of task task_busy not shown" in caplog.text
+    assert TaskProgress.writing == PROGRESS_WRITES_IN_FLIGHT - 1  # given back after the try
