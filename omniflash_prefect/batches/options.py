@@ -77,7 +77,7 @@ class BatchRunOptions(BaseModel):
         "rows, each a run of deployment_name that any worker of its pool picks up).",
     )
     rows_per_run: int = Field(
-        default=50,
+        default=250,
         ge=1,
         description="With fan_out='deployments', the rows one deployment run makes at once "
         "(one process, or one pod, holds that many videos in flight).",

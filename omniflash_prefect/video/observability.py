@@ -38,7 +38,8 @@ PROGRESS_STEP: Final = 10
 #: The least time between two updates of the progress artifact of a video in a batch (the
 #: first reading is shown unless the process is busy writing others, the completion always): a
 #: job of a few minutes moves its bar every so often, and hundreds of short jobs write twice
-#: each, not once per step. A video of its own (a ``generate_video`` run, followed live by ``omniflash generate``) has no minimum.
+#: each, not once per step. A video of its own (a ``generate_video`` run, followed live by
+#: ``omniflash generate``) has no minimum.
 PROGRESS_MIN_SECONDS: Final = 15.0
 #: Progress writes (not the final one, which always happens) that may wait on the Prefect API at
 #: once in one process: half of its client's 16 connections. A reading due while they are all
