@@ -197,10 +197,14 @@ class SliceRunner:
             return RowRun(lost, flow_run_id=slice_id)
         if item.status == "archived" and item.task_id is not None:
             return RowRun(item, task_run_id=item.task_run_id, flow_run_id=slice_id)
-        error = errors.RemoteRunError(
-            f"row {row.id} in run {run.name}: {item.error or item.status}",
-            _error_type_named(item.error or ""),
-        )
+        why = f"row {row.id} in run {run.name}: {item.error or item.status}"
+        error_type = _error_type_named(item.error or "")
+        if item.status == "failed" and item.task_id is None and error_type is None:
+            # Nothing paid, and no error of the video's own: the slice could not make it (its
+            # credentials block or the Prefect API failed it, say under a crowd of slices
+            # starting at once). It runs again, as a lost row does; its key keeps it paid once.
+            return RowRun(errors.VideoRunLostError(why), flow_run_id=slice_id)
+        error = errors.RemoteRunError(why, error_type)
         return RowRun(error, task_run_id=item.task_run_id, flow_run_id=slice_id)
 
     async def _job_variables(self, setup: VideoSetup) -> dict[str, Any] | None:
