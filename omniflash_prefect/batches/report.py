@@ -119,11 +119,18 @@ class BatchReport(BaseModel):
             for status, count in self.counts.items()
             if count and status != "archived"
         )
-        flagged = len(self.media_flagged)
+        verdicts: Counter[str] = Counter(
+            item.media.verdict for item in self.media_flagged if item.media
+        )
+        flags = "".join(
+            f", {verdicts[verdict]} {words}"
+            for verdict, words in (("mismatch", "not as asked"), ("unreadable", "unreadable"))
+            if verdicts[verdict]
+        )
         return (
             f"{self.counts.get('archived', 0)} of {len(self.items)} videos archived"
             + (f" ({rest})" if rest else "")
-            + (f", {flagged} not as asked" if flagged else "")
+            + flags
             + f", total cost {self.total_cost:g}"
         )
 

@@ -196,6 +196,11 @@ def test_batch_table_and_summary_flag_videos_not_as_asked() -> None:
     assert [item.id for item in report.media_flagged] == ["bad"]
     assert report.ok  # every row is archived: a mismatch alone is not a failed row
     assert report.headline() == "3 of 3 videos archived, 1 not as asked, total cost 0"
+    cut = BatchItem(id="cut", status="archived", media=unreadable("moov atom not found"))
+    broken = BatchReport.of("b", [*items, cut], 1.0)
+    assert broken.headline() == (
+        "4 of 4 videos archived, 1 not as asked, 1 unreadable, total cost 0"
+    )
     table = {row["id"]: row["media"] for row in report_table(report)}
     assert table == {"good": "ok", "bad": wrong.describe(), "old": ""}
     markdown = report_markdown(report, run_url=lambda run: f"http://ui/runs/flow-run/{run}")
