@@ -157,7 +157,8 @@ def test_batch_killed_mid_download_resumes_without_paying_twice(
     assert [item["id"] for item in report["items"]] == [f"n{i}" for i in range(6)]
     for item in report["items"]:
         assert_archived_exactly(item, emulator)
-    assert {item["task_id"] for item in report["items"][:3]} == set(before)
+    # The killed run's three paid tasks (whichever rows got the first slots) are reused.
+    assert set(before) <= {item["task_id"] for item in report["items"]}
     assert emulator.state.submission_count == 6
     assert not list(fast_settings.rglob("*.part"))
 

@@ -211,10 +211,11 @@ class Fleet:
         ]
 
     def worker(self, name: str) -> Background:
-        """``prefect worker start`` on the pool, polling fast, archiving into a directory of its
-        own under ``root`` (as each machine would, into its own disk)."""
+        """``prefect worker start`` on the pool, polling fast, archiving under ``root``: one
+        archive every worker reaches, standing in for the shared storage block several machines
+        use (a video is downloaded once, wherever its run or the sweep that salvaged it ran)."""
         env = {
-            **fast_worker_env(self.server, self.root / "videos" / name),
+            **fast_worker_env(self.server, self.root / "videos"),
             "PREFECT_WORKER_QUERY_SECONDS": "1",
         }
         command = f"prefect worker start --pool omniflash --limit {WORKER_LIMIT} --name {name}"

@@ -13,11 +13,21 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from PIL import Image
 from prefect.client.orchestration import get_client
 
 from omniflash_prefect.emulator import EmulatorServer
 from tests.support.s3 import Bucket
+
+
+@pytest.fixture
+def s3_bucket(moto_s3: str, aws_env: None) -> Bucket:
+    """A fresh bucket on moto with a saved S3Bucket block (folder ``renders``), saved from sync
+    code as the examples' tests are."""
+    made = Bucket(moto_s3)
+    made.block.save(made.block_name)
+    return made
 
 
 def example(name: str) -> ModuleType:
